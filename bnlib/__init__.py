@@ -1,0 +1,19 @@
+"""bnlib: the helpers behind the Batch Normalization study series.
+
+Each module has one job and can be copied on its own:
+
+- ``bnlib.data``: real MNIST / Fashion-MNIST / CIFAR files -> uint8 tensors, batches by index
+- ``bnlib.norms``: Batch Normalization from scratch (Ioffe & Szegedy 2015) and its variants
+- ``bnlib.models``: the networks the notebooks train
+- ``bnlib.train``: ``fit``, one training loop by steps that returns a tidy DataFrame
+- ``bnlib.probes``: measurements taken during training (activation quantiles, ...)
+- ``bnlib.sweep``: grids of runs x seeds, each finished run saved to disk and skipped on re-run
+- ``bnlib.plots``: one seaborn theme, mean with a 95% band over seeds
+- ``bnlib.results``: verdicts and numbers written to ``metrics.json``
+- ``bnlib.params``: parameter checks for the notebooks' validation cells
+- ``bnlib.run``: ``python -m bnlib.run``, executes the notebooks with papermill
+
+Nothing is imported here, so ``import bnlib`` is cheap and each module stays independent.
+"""
+
+__version__ = "0.1.0"

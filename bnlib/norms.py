@@ -1,0 +1,344 @@
+"""Batch Normalization written out by hand, plus a small registry of norm layers.
+
+Reference: S. Ioffe and C. Szegedy, "Batch Normalization: Accelerating Deep
+Network Training by Reducing Internal Covariate Shift", ICML 2015
+(arXiv:1502.03167).
+
+* ``batch_norm_forward``  -- Algorithm 1 (the Batch Normalizing Transform).
+* ``batch_norm_backward`` -- the chain-rule formulas of Sec. 3.
+* ``BatchNormFunction``   -- glues the two into a ``torch.autograd.Function``.
+* ``BatchNorm``           -- a drop-in ``nn.BatchNorm1d/2d`` replacement that
+  trains through ``BatchNormFunction`` and infers with running statistics
+  (Algorithm 2).
+* ``NORM_KINDS`` / ``norm_layer`` -- build a norm layer from a name.
+
+>>> layer = norm_layer("bn", 3)
+>>> layer(torch.randn(4, 3)).shape
+torch.Size([4, 3])
+
+Inputs are (N, C) or (N, C, H, W). Statistics are per channel, over the
+m = N (resp. m = N*H*W) values that share a channel.
+
+This file depends only on ``torch`` and can be copied into a project alone.
+"""
+
+from typing import Callable, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "BatchNormCache",
+    "batch_norm_forward",
+    "batch_norm_backward",
+    "BatchNormFunction",
+    "BatchNorm",
+    "TorchBatchNorm",
+    "NORM_KINDS",
+    "norm_layer",
+]
+
+
+def _reduction_dims(x: Tensor) -> tuple[int, ...]:
+    """Dims to average over: (0,) for (N, C), (0, 2, 3) for (N, C, H, W)."""
+    if x.dim() == 2:
+        return (0,)
+    if x.dim() == 4:
+        return (0, 2, 3)
+    raise ValueError(
+        "expected a 2-D (N, C) or 4-D (N, C, H, W) input, "
+        f"got a {x.dim()}-D input of shape {tuple(x.shape)}"
+    )
+
+
+def _channel_shape(x: Tensor) -> tuple[int, ...]:
+    """Shape that broadcasts a per-channel (C,) vector against ``x``."""
+    return (1, x.shape[1]) + (1,) * (x.dim() - 2)
+
+
+class BatchNormCache(NamedTuple):
+    """What ``batch_norm_forward`` hands to ``batch_norm_backward``.
+
+    Tensor fields come first (so ``cache[:6]`` can go through
+    ``ctx.save_for_backward``); per-channel tensors are kept with
+    broadcastable shape (1, C) or (1, C, 1, 1).
+
+    >>> _, cache = batch_norm_forward(torch.randn(8, 3), torch.ones(3), torch.zeros(3))
+    >>> cache.m, cache.dims, tuple(cache.mean.shape)
+    (8, (0,), (1, 3))
+    """
+
+    x_hat: Tensor  #: normalized input (x - mu_B) / sqrt(var_B + eps)
+    x_mu: Tensor  #: centred input x - mu_B
+    mean: Tensor  #: batch mean mu_B
+    var: Tensor  #: biased batch variance sigma_B^2 (divide by m)
+    inv_std: Tensor  #: 1 / sqrt(sigma_B^2 + eps)
+    gamma: Tensor  #: scale, shape (C,)
+    dims: tuple[int, ...]  #: reduced dims
+    m: int  #: number of values per channel
+
+
+def batch_norm_forward(
+    x: Tensor, gamma: Tensor, beta: Tensor, eps: float = 1e-5
+) -> tuple[Tensor, BatchNormCache]:
+    """Batch Normalizing Transform, Ioffe & Szegedy 2015, Algorithm 1.
+
+    Works on (N, C) inputs (m = N) and on (N, C, H, W) inputs with one mean and
+    variance per channel over m = N*H*W values (the paper's Sec. 3.2 for
+    convolutions). The variance is the biased one (divide by m), as in the
+    paper. ``gamma`` and ``beta`` have shape (C,).
+
+    Returns ``y = gamma * x_hat + beta`` and a ``BatchNormCache`` for
+    ``batch_norm_backward``.
+
+    >>> x = torch.randn(16, 3, 4, 4) * 5 + 2
+    >>> y, cache = batch_norm_forward(x, torch.ones(3), torch.zeros(3))
+    >>> y.shape, cache.m
+    (torch.Size([16, 3, 4, 4]), 256)
+    >>> bool(y.mean((0, 2, 3)).abs().max() < 1e-5)
+    True
+    """
+    dims = _reduction_dims(x)
+    m = x.numel() // x.shape[1]
+    shape = _channel_shape(x)
+    mean = x.sum(dims, keepdim=True) / m  # mu_B = 1/m sum_i x_i
+    x_mu = x - mean
+    var = (x_mu**2).sum(dims, keepdim=True) / m  # sigma_B^2 = 1/m sum_i (x_i - mu_B)^2
+    inv_std = 1.0 / torch.sqrt(var + eps)
+    x_hat = x_mu * inv_std  # x_hat_i = (x_i - mu_B) / sqrt(sigma_B^2 + eps)
+    y = gamma.reshape(shape) * x_hat + beta.reshape(shape)  # y_i = gamma x_hat_i + beta
+    return y, BatchNormCache(x_hat, x_mu, mean, var, inv_std, gamma, dims, m)
+
+
+def batch_norm_backward(
+    dy: Tensor, cache: BatchNormCache
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Gradients of Algorithm 1, as the chain-rule formulas of Ioffe & Szegedy 2015, Sec. 3.
+
+    ``dy`` is dL/dy (same shape as the input); returns ``(dx, dgamma, dbeta)``.
+    Each line below is one formula of the paper, in the paper's order.
+
+    Test it with a *random* ``dy``: for ``dy = ones`` (the gradient of
+    ``y.sum()``) the true ``dx`` and ``dgamma`` are ~0, which many wrong
+    backward passes also return.
+
+    >>> x, dy = torch.randn(8, 3), torch.randn(8, 3)
+    >>> y, cache = batch_norm_forward(x, torch.ones(3), torch.zeros(3))
+    >>> dx, dgamma, dbeta = batch_norm_backward(dy, cache)
+    >>> dx.shape, dgamma.shape, torch.allclose(dbeta, dy.sum(0))
+    (torch.Size([8, 3]), torch.Size([3]), True)
+    """
+    dims, m = cache.dims, cache.m
+    gamma = cache.gamma.reshape(_channel_shape(dy))
+    x_mu, inv_std = cache.x_mu, cache.inv_std  # (x_i - mu_B), (sigma_B^2 + eps)^(-1/2)
+    # dL/dx_hat_i = dL/dy_i * gamma
+    dx_hat = dy * gamma
+    # dL/dsigma^2 = sum_i dL/dx_hat_i * (x_i - mu_B) * (-1/2) * (sigma_B^2 + eps)^(-3/2)
+    #   with (sigma_B^2 + eps)^(-3/2) = inv_std^3
+    dvar = (dx_hat * x_mu).sum(dims, keepdim=True) * -0.5 * inv_std**3
+    # dL/dmu = (sum_i dL/dx_hat_i * -1/sqrt(sigma_B^2 + eps))
+    #          + dL/dsigma^2 * (sum_i -2 (x_i - mu_B)) / m
+    dmean = (dx_hat * -inv_std).sum(dims, keepdim=True)
+    dmean = dmean + dvar * (-2.0 * x_mu).sum(dims, keepdim=True) / m
+    # dL/dx_i = dL/dx_hat_i / sqrt(sigma_B^2 + eps) + dL/dsigma^2 * 2 (x_i - mu_B) / m
+    #           + dL/dmu / m
+    dx = dx_hat * inv_std + dvar * 2.0 * x_mu / m + dmean / m
+    # dL/dgamma = sum_i dL/dy_i * x_hat_i
+    dgamma = (dy * cache.x_hat).sum(dims)
+    # dL/dbeta = sum_i dL/dy_i
+    dbeta = dy.sum(dims)
+    return dx, dgamma, dbeta
+
+
+class BatchNormFunction(torch.autograd.Function):
+    """Training-mode batch norm whose backward is ``batch_norm_backward``.
+
+    ``BatchNormFunction.apply(x, gamma, beta, eps)`` returns
+    ``(y, batch_mean, batch_var)``: ``y`` from ``batch_norm_forward``, plus the
+    per-channel batch mean and *biased* variance, shape (C,), which carry no
+    gradient (``BatchNorm`` uses them for its running statistics).
+
+    >>> x = torch.randn(8, 3, dtype=torch.float64, requires_grad=True)
+    >>> g = torch.ones(3, dtype=torch.float64, requires_grad=True)
+    >>> b = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    >>> y, mean, var = BatchNormFunction.apply(x, g, b, 1e-5)
+    >>> (y * torch.randn_like(y)).sum().backward()
+    >>> x.grad.shape, mean.requires_grad
+    (torch.Size([8, 3]), False)
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, gamma: Tensor, beta: Tensor, eps: float):  # type: ignore[override]
+        """Run Algorithm 1 and save its cache for the backward pass."""
+        y, cache = batch_norm_forward(x, gamma, beta, eps)
+        ctx.save_for_backward(*cache[:6])  # the tensor fields
+        ctx.dims, ctx.m = cache.dims, cache.m
+        mean, var = cache.mean.reshape(-1), cache.var.reshape(-1)
+        ctx.mark_non_differentiable(mean, var)
+        return y, mean, var
+
+    @staticmethod
+    def backward(ctx, dy: Tensor, _dmean: Tensor, _dvar: Tensor):  # type: ignore[override]
+        """Apply the Sec. 3 formulas; no gradient for inputs that do not need one."""
+        cache = BatchNormCache(*ctx.saved_tensors, ctx.dims, ctx.m)
+        dx, dgamma, dbeta = batch_norm_backward(dy, cache)
+        need_x, need_gamma, need_beta, _ = ctx.needs_input_grad
+        return (
+            dx if need_x else None,
+            dgamma if need_gamma else None,
+            dbeta if need_beta else None,
+            None,
+        )
+
+
+class BatchNorm(nn.Module):
+    """Batch Normalization from scratch for (N, C) and (N, C, H, W) inputs.
+
+    Follows ``torch.nn.BatchNorm1d/2d`` exactly: parameters ``weight`` (gamma,
+    ones) and ``bias`` (beta, zeros) when ``affine``, buffers ``running_mean``,
+    ``running_var`` and ``num_batches_tracked``, so ``state_dict``s load both
+    ways.
+
+    * Training: Algorithm 1 of Ioffe & Szegedy 2015 through
+      ``BatchNormFunction`` (batch mean, biased batch variance, hand-written
+      backward). Running statistics are updated with the *unbiased* batch
+      variance (m / (m - 1)), as in Algorithm 2 step 10 and in torch:
+      ``running = (1 - momentum) * running + momentum * batch``;
+      ``momentum=None`` gives the cumulative average (factor
+      ``1 / num_batches_tracked``).
+    * Eval: the inference transform of Algorithm 2 with the running statistics.
+
+    >>> bn = BatchNorm(3)
+    >>> y = bn(torch.randn(8, 3, 5, 5))
+    >>> y.shape, int(bn.num_batches_tracked)
+    (torch.Size([8, 3, 5, 5]), 1)
+    >>> sorted(bn.state_dict()) == sorted(torch.nn.BatchNorm2d(3).state_dict())
+    True
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+    ) -> None:
+        super().__init__()
+        self.num_features = num_features
+        self.eps = eps
+        self.momentum = momentum
+        self.affine = affine
+        if affine:
+            self.weight = nn.Parameter(torch.ones(num_features))
+            self.bias = nn.Parameter(torch.zeros(num_features))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Normalize ``x`` with batch statistics (train) or running ones (eval)."""
+        self._check_input(x)
+        gamma, beta = self._gamma_beta(x)
+        if not self.training:
+            return self._eval_forward(x, gamma, beta)
+        y, mean, var = BatchNormFunction.apply(x, gamma, beta, self.eps)
+        self._update_running_stats(mean, var, m=x.numel() // x.shape[1])
+        return y
+
+    def _check_input(self, x: Tensor) -> None:
+        """Raise ValueError for a wrong rank, channel count, or m == 1 in training."""
+        _reduction_dims(x)
+        if x.shape[1] != self.num_features:
+            raise ValueError(
+                f"expected {self.num_features} channels in dim 1, "
+                f"got input of shape {tuple(x.shape)}"
+            )
+        if self.training and x.numel() // x.shape[1] == 1:
+            raise ValueError(
+                "Expected more than 1 value per channel when training, "
+                f"got input size {x.size()}"
+            )
+
+    def _gamma_beta(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The affine parameters, or constant ones/zeros when ``affine=False``."""
+        if self.affine:
+            return self.weight, self.bias
+        ones = torch.ones(self.num_features, dtype=x.dtype, device=x.device)
+        return ones, torch.zeros_like(ones)
+
+    def _eval_forward(self, x: Tensor, gamma: Tensor, beta: Tensor) -> Tensor:
+        """Algorithm 2, step 11: y = gamma / sqrt(Var[x] + eps) * (x - E[x]) + beta."""
+        shape = _channel_shape(x)
+        x_hat = (x - self.running_mean.reshape(shape)) / torch.sqrt(
+            self.running_var.reshape(shape) + self.eps
+        )
+        return gamma.reshape(shape) * x_hat + beta.reshape(shape)
+
+    @torch.no_grad()
+    def _update_running_stats(self, mean: Tensor, var: Tensor, m: int) -> None:
+        """Moving averages of the batch mean and the unbiased batch variance."""
+        self.num_batches_tracked.add_(1)
+        if self.momentum is None:
+            factor = 1.0 / float(self.num_batches_tracked)
+        else:
+            factor = self.momentum
+        unbiased_var = var * (m / (m - 1))
+        self.running_mean.mul_(1 - factor).add_(mean, alpha=factor)
+        self.running_var.mul_(1 - factor).add_(unbiased_var, alpha=factor)
+
+    def extra_repr(self) -> str:
+        """Same fields as torch's batch norm repr.
+
+        >>> BatchNorm(4)
+        BatchNorm(4, eps=1e-05, momentum=0.1, affine=True)
+        """
+        return (
+            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+            f"affine={self.affine}"
+        )
+
+
+class TorchBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """PyTorch's own batch norm, accepting (N, C) and (N, C, H, W) inputs.
+
+    One class for MLPs and conv nets (``nn.BatchNorm1d`` also takes 3-D,
+    ``nn.BatchNorm2d`` only 4-D); other ranks raise ValueError.
+
+    >>> bn = TorchBatchNorm(3)
+    >>> bn(torch.randn(8, 3)).shape, bn(torch.randn(8, 3, 2, 2)).shape
+    (torch.Size([8, 3]), torch.Size([8, 3, 2, 2]))
+    """
+
+    def _check_input_dim(self, input: Tensor) -> None:
+        """Accept 2-D or 4-D inputs only."""
+        _reduction_dims(input)
+
+
+# Norm kind name -> factory ``(num_features, **kwargs) -> nn.Module``.
+# To add a kind, add an entry: ``NORM_KINDS["my_bn"] = MyBatchNorm``.
+NORM_KINDS: dict[str, Callable[..., nn.Module]] = {
+    "none": nn.Identity,  # nn.Identity accepts and ignores any arguments
+    "bn": BatchNorm,
+    "torch_bn": TorchBatchNorm,
+}
+
+
+def norm_layer(kind: str, num_features: int, **kwargs) -> nn.Module:
+    """Build the norm layer ``kind`` (a key of ``NORM_KINDS``) for ``num_features`` channels.
+
+    Keyword arguments go to the factory (e.g. ``eps``, ``momentum``); kind
+    ``"none"`` ignores them.
+
+    >>> norm_layer("bn", 4, momentum=None)
+    BatchNorm(4, eps=1e-05, momentum=None, affine=True)
+    >>> norm_layer("none", 4)
+    Identity()
+    """
+    if kind not in NORM_KINDS:
+        raise ValueError(
+            f"unknown norm kind {kind!r}; valid kinds: {', '.join(NORM_KINDS)}"
+        )
+    return NORM_KINDS[kind](num_features, **kwargs)

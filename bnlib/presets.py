@@ -1,0 +1,55 @@
+"""Parameter presets per notebook for ``python -m bnlib.run --preset NAME``.
+
+``quick`` is each notebook's own defaults (its ``parameters`` cell), so it is
+empty here. ``smoke`` is for tests and CI (every cell runs, every figure is
+drawn, each notebook <= 60 s on 2 CPU cores); ``full`` is the papers' scale.
+
+Example:
+    >>> preset_parameters("01_internal_covariate_shift", "quick")
+    {}
+"""
+
+from __future__ import annotations
+
+PRESET_NAMES = ("smoke", "quick", "full")
+
+PRESETS: dict[str, dict[str, dict]] = {
+    "01_internal_covariate_shift": {
+        "smoke": {
+            "seeds": 2,
+            "kappas": [1, 10, 100],
+            "lin_steps": 60,
+            "lin_lrs": [1e-5, 1e-3, 1e-1],
+            "ics_steps": 150,
+            "ics_eval_every": 50,
+            "whiten_dims": [32, 128],
+            "whiten_repeats": 2,
+            "cov_batch_sizes": [16, 64, 256],
+            "bias_steps": 20,
+            "inf_steps": 150,
+            "eps_steps": 100,
+            "eps_values": [1e-8, 1e-5, 1e-3],
+        },
+        "quick": {},
+        "full": {
+            "seeds": 5,
+            "lin_steps": 2000,
+            "ics_steps": 10000,
+            "ics_eval_every": 250,
+            "inf_steps": 5000,
+            "eps_steps": 5000,
+        },
+    },
+}
+
+
+def preset_parameters(notebook: str, preset: str) -> dict:
+    """The parameters ``preset`` sets for ``notebook`` (a stem like ``01_internal_covariate_shift``).
+
+    Example:
+        >>> preset_parameters("01_internal_covariate_shift", "smoke")["seeds"]
+        2
+    """
+    if preset not in PRESET_NAMES:
+        raise ValueError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESET_NAMES)}")
+    return dict(PRESETS.get(notebook, {}).get(preset, {}))

@@ -1,0 +1,269 @@
+"""Execute the notebooks with papermill: ``python -m bnlib.run``.
+
+    python -m bnlib.run [NOTEBOOK ...] [--preset smoke|quick|full] [-p NAME VALUE ...] [--out DIR]
+
+No notebook named: all of ``notebooks/``, in order. A notebook is named by its
+number (``01``), its stem or a path. Every ``-p`` name is checked against the
+notebook's ``parameters`` cell before anything runs; values are parsed as JSON
+where possible (``-p lr 0.1``, ``-p seeds 3``, ``-p lrs "[0.1, 1]"``), else
+kept as strings. Each notebook validates its values in its second cell.
+
+Writes ``DIR/NN_name.ipynb`` (executed), ``DIR/NN_name/`` (figures, tables,
+``metrics.json``; the notebook's ``out_dir``), ``DIR/runs.json`` (status of
+every notebook run into DIR) and ``DIR/SUMMARY.md``. Exits non-zero if a
+notebook failed, naming the notebook and the cell.
+
+The kernel is the Python running this module, whatever kernelspecs are
+installed (a temporary kernelspec is put first on ``JUPYTER_PATH``).
+
+Example (Python):
+    >>> from bnlib.run import resolve_notebooks
+    >>> [p.stem for p in resolve_notebooks(["01"])]
+    ['01_internal_covariate_shift']
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from bnlib.presets import PRESET_NAMES, preset_parameters
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = REPO / "notebooks"
+KERNEL_NAME = "bnlib-current-python"
+
+
+@dataclass
+class RunResult:
+    """Outcome of executing one notebook."""
+
+    notebook: str
+    status: str  # "ok" or "failed"
+    wall_s: float
+    preset: str
+    parameters: dict
+    error: str = ""
+
+
+def resolve_notebooks(names: Sequence[str] = ()) -> list[Path]:
+    """Notebook paths for names like ``01``, ``01_internal_covariate_shift`` or a path; all if empty.
+
+    Example:
+        >>> resolve_notebooks(["no_such"])
+        Traceback (most recent call last):
+        ...
+        ValueError: no notebook matches 'no_such'; available: 01_internal_covariate_shift
+    """
+    available = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+    if not names:
+        return available
+    paths = []
+    for name in names:
+        path = Path(name)
+        if path.suffix == ".ipynb" and path.exists():
+            paths.append(path.resolve())
+            continue
+        stem = path.name.removesuffix(".ipynb")
+        matches = [p for p in available if p.stem == stem or p.stem.split("_", 1)[0] == stem]
+        if len(matches) != 1:
+            raise ValueError(f"no notebook matches {name!r}; available: {', '.join(p.stem for p in available)}")
+        paths.append(matches[0])
+    return paths
+
+
+def parse_value(text: str):
+    """Parse a ``-p`` value: JSON (numbers, lists, true/false/null), Python's True/False/None, else the string.
+
+    Example:
+        >>> parse_value("1e-3"), parse_value("[1, 2]"), parse_value("True"), parse_value("relu")
+        (0.001, [1, 2], True, 'relu')
+    """
+    python_words = {"True": True, "False": False, "None": None}
+    if text in python_words:
+        return python_words[text]
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def notebook_parameters(path: Path) -> dict:
+    """Names and defaults of the notebook's ``parameters`` cell (via ``papermill.inspect_notebook``)."""
+    import papermill
+
+    return {name: info["default"] for name, info in papermill.inspect_notebook(str(path)).items()}
+
+
+def check_parameters(path: Path, params: dict) -> None:
+    """Refuse parameter names the notebook does not declare, listing the valid ones.
+
+    Example:
+        >>> check_parameters(resolve_notebooks(["01"])[0], {"no_such_param": 1})
+        Traceback (most recent call last):
+        ...
+        ValueError: unknown parameter 'no_such_param' for 01_internal_covariate_shift; valid parameters: ...
+    """
+    valid = notebook_parameters(path)
+    unknown = [name for name in params if name not in valid]
+    if unknown:
+        raise ValueError(
+            f"unknown parameter {unknown[0]!r} for {path.stem}; valid parameters: {', '.join(valid)}"
+        )
+
+
+@contextlib.contextmanager
+def current_python_kernel() -> Iterator[str]:
+    """A temporary kernelspec that starts ``sys.executable``, first on ``JUPYTER_PATH``; yields its name."""
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = Path(tmp, "kernels", KERNEL_NAME)
+        spec.mkdir(parents=True)
+        argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+        spec.joinpath("kernel.json").write_text(
+            json.dumps({"argv": argv, "display_name": "Python 3 (bnlib)", "language": "python"})
+        )
+        old = os.environ.get("JUPYTER_PATH")
+        os.environ["JUPYTER_PATH"] = tmp + (os.pathsep + old if old else "")
+        try:
+            yield KERNEL_NAME
+        finally:
+            if old is None:
+                os.environ.pop("JUPYTER_PATH", None)
+            else:
+                os.environ["JUPYTER_PATH"] = old
+
+
+def describe_failure(exc: Exception, output: Path) -> str:
+    """A one-line description of a failed execution: the cell and the error."""
+    import papermill
+
+    if isinstance(exc, papermill.PapermillExecutionError):
+        return f"cell {exc.cell_index} (execution count {exc.exec_count}): {exc.ename}: {exc.evalue} (see {output})"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def restore_kernelspec(output: Path, source: Path) -> None:
+    """Give the executed notebook the source notebook's kernelspec, so it opens with the reader's Python kernel."""
+    import nbformat
+
+    src = nbformat.read(source, as_version=4)
+    out = nbformat.read(output, as_version=4)
+    if "kernelspec" in src.metadata:
+        out.metadata["kernelspec"] = src.metadata["kernelspec"]
+        nbformat.write(out, output)
+
+
+def execute(path: Path, out: Path, preset: str, overrides: dict, kernel: str) -> RunResult:
+    """Execute one notebook into ``out``; never raises for a failing notebook (the result says so)."""
+    import papermill
+
+    params = {**preset_parameters(path.stem, preset), **overrides}
+    params["preset"] = preset
+    params["out_dir"] = str((out / path.stem).resolve())
+    output = out / path.name
+    start = time.perf_counter()
+    error = ""
+    try:
+        papermill.execute_notebook(
+            str(path), str(output), parameters=params, kernel_name=kernel, cwd=str(path.parent), progress_bar=False
+        )
+    except Exception as exc:  # noqa: BLE001 - any failure is reported, the other notebooks still run
+        error = describe_failure(exc, output)
+    if output.exists():
+        restore_kernelspec(output, path)
+    return RunResult(path.stem, "failed" if error else "ok", time.perf_counter() - start, preset, params, error)
+
+
+def write_summary(out: Path, results: Sequence[RunResult]) -> Path:
+    """Merge ``results`` into ``out/runs.json`` and write ``out/SUMMARY.md`` from it and each ``metrics.json``."""
+    log_path = out / "runs.json"
+    log = json.loads(log_path.read_text()) if log_path.exists() else {}
+    for r in results:
+        log[r.notebook] = asdict(r)
+    log_path.write_text(json.dumps(log, indent=2))
+    lines = ["# Run summary", "", "| notebook | status | preset | wall time |", "|---|---|---|---|"]
+    for name in sorted(log):
+        r = log[name]
+        lines.append(f"| {name} | {r['status']} | {r['preset']} | {r['wall_s']:.0f} s |")
+    for name in sorted(log):
+        r = log[name]
+        lines += ["", f"## {name}", ""]
+        if r["error"]:
+            lines += [f"**Failed**: {r['error']}", ""]
+        metrics = out / name / "metrics.json"
+        verdicts = json.loads(metrics.read_text()).get("verdicts", []) if metrics.exists() else []
+        if not verdicts:
+            lines.append("No verdicts recorded.")
+            continue
+        lines += ["| claim | source | verdict | evidence |", "|---|---|---|---|"]
+        for v in verdicts:
+            cells = [v["claim"], v.get("source", ""), f"**{v['verdict']}**", v["evidence"]]
+            lines.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
+    path = out / "SUMMARY.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def run_notebooks(
+    names: Sequence[str] = (), preset: str = "quick", parameters: dict | None = None, out: str | os.PathLike = "outputs"
+) -> list[RunResult]:
+    """Execute notebooks (all if ``names`` is empty) and write ``SUMMARY.md``; the Python API of the CLI.
+
+    Raises ``ValueError`` before running anything for an unknown notebook,
+    preset or parameter name.
+    """
+    if preset not in PRESET_NAMES:
+        raise ValueError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESET_NAMES)}")
+    paths = resolve_notebooks(names)
+    overrides = dict(parameters or {})
+    for name in ("preset", "out_dir"):
+        if name in overrides:
+            raise ValueError(f"parameter {name!r} is set by the runner; use --{name.split('_')[0]} instead")
+    for path in paths:
+        check_parameters(path, overrides)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    with current_python_kernel() as kernel:
+        for path in paths:
+            print(f"[bnlib.run] {path.stem} (preset {preset}) ...", flush=True)
+            result = execute(path, out, preset, overrides, kernel)
+            print(f"[bnlib.run] {path.stem}: {result.status} in {result.wall_s:.0f} s", flush=True)
+            results.append(result)
+    summary = write_summary(out, results)
+    print(f"[bnlib.run] summary: {summary}", flush=True)
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m bnlib.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("notebooks", nargs="*", help="numbers (01), stems or paths; default: all, in order")
+    parser.add_argument("--preset", default="quick", choices=PRESET_NAMES, help="parameter preset (default: quick)")
+    parser.add_argument(
+        "-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"), help="override a parameter"
+    )
+    parser.add_argument("--out", default="outputs", help="output directory (default: outputs)")
+    args = parser.parse_args(argv)
+    params = {name: parse_value(value) for name, value in args.parameter}
+    try:
+        results = run_notebooks(args.notebooks, args.preset, params, args.out)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    failed = [r for r in results if r.status != "ok"]
+    for r in failed:
+        print(f"error: notebook {r.notebook} failed in {r.error}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

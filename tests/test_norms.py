@@ -1,0 +1,391 @@
+"""Tests for bnlib.norms: hand-written Batch Normalization vs PyTorch."""
+
+import ast
+import doctest
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bnlib import norms
+from bnlib.norms import (
+    NORM_KINDS,
+    BatchNorm,
+    BatchNormFunction,
+    TorchBatchNorm,
+    batch_norm_backward,
+    batch_norm_forward,
+    norm_layer,
+)
+
+NORMS_PY = Path(norms.__file__)
+SHAPES = [(2, 3), (7, 5), (64, 4), (2, 3, 1, 1), (2, 3, 5, 3), (5, 2, 4, 4)]
+EPSES = [1e-5, 1e-3, 0.1]
+
+
+def random_params(c: int, dtype=torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random (gamma, beta) pair."""
+    return torch.rand(c, dtype=dtype) + 0.5, torch.randn(c, dtype=dtype)
+
+
+def reduction_dims(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return (0,) if len(shape) == 2 else (0, 2, 3)
+
+
+@pytest.fixture(autouse=True)
+def seed():
+    torch.manual_seed(0)
+
+
+# --------------------------------------------------------------------------- forward
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("eps", EPSES)
+def test_forward_matches_functional(shape, eps):
+    x = torch.randn(shape, dtype=torch.float64) * 3 + 1
+    gamma, beta = random_params(shape[1])
+    y, cache = batch_norm_forward(x, gamma, beta, eps)
+    expected = F.batch_norm(x, None, None, gamma, beta, training=True, eps=eps)
+    torch.testing.assert_close(y, expected, rtol=0, atol=1e-12)
+    assert cache.m == x.numel() // shape[1]
+    assert cache.dims == reduction_dims(shape)
+
+
+@pytest.mark.parametrize("shape", [(32, 3), (8, 3, 5, 5)])
+def test_forward_normalizes_each_channel(shape):
+    x = torch.randn(shape, dtype=torch.float64) * torch.tensor([0.1, 5.0, 50.0]).reshape(
+        (1, 3) + (1,) * (len(shape) - 2)
+    ) + 7
+    c = shape[1]
+    ones = torch.ones(c, dtype=x.dtype)
+    y, _ = batch_norm_forward(x, ones, torch.zeros_like(ones), 1e-10)
+    dims = reduction_dims(shape)
+    torch.testing.assert_close(y.mean(dims), torch.zeros(c, dtype=x.dtype), rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        y.var(dims, unbiased=False), torch.ones(c, dtype=x.dtype), rtol=0, atol=1e-6
+    )
+
+
+# --------------------------------------------------------------------------- backward
+
+
+def plain_bn(x, gamma, beta, eps):
+    """Batch norm from plain tensor ops, differentiated by autograd."""
+    dims = reduction_dims(tuple(x.shape))
+    shape = (1, x.shape[1]) + (1,) * (x.dim() - 2)
+    mean = x.mean(dims, keepdim=True)
+    var = x.var(dims, unbiased=False, keepdim=True)
+    return gamma.reshape(shape) * (x - mean) / torch.sqrt(var + eps) + beta.reshape(shape)
+
+
+def autograd_grads(fn, x, gamma, beta, eps, dy):
+    inputs = [t.detach().requires_grad_() for t in (x, gamma, beta)]
+    y = fn(*inputs, eps)
+    return torch.autograd.grad(y, inputs, dy)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("eps", EPSES)
+def test_manual_backward_matches_autograd(shape, eps):
+    x = torch.randn(shape, dtype=torch.float64) * 2 - 1
+    gamma, beta = random_params(shape[1])
+    dy = torch.randn(shape, dtype=torch.float64)
+    _, cache = batch_norm_forward(x, gamma, beta, eps)
+    manual = batch_norm_backward(dy, cache)
+    reference_fns = {
+        "plain ops": plain_bn,
+        "F.batch_norm": lambda x, g, b, eps: F.batch_norm(x, None, None, g, b, True, 0.0, eps),
+    }
+    for name, fn in reference_fns.items():
+        expected = autograd_grads(fn, x, gamma, beta, eps, dy)
+        for got, want, what in zip(manual, expected, ("dx", "dgamma", "dbeta")):
+            torch.testing.assert_close(got, want, rtol=0, atol=1e-10, msg=f"{what} vs {name}")
+
+
+def backward_without_dvar(dy, cache):
+    """A *wrong* backward that forgets the dL/dsigma^2 path (only dx is affected)."""
+    gamma = cache.gamma.reshape((1, -1) + (1,) * (dy.dim() - 2))
+    dx_hat = dy * gamma
+    dmean = (dx_hat * -cache.inv_std).sum(cache.dims, keepdim=True)
+    return dx_hat * cache.inv_std + dmean / cache.m
+
+
+@pytest.mark.parametrize("shape", [(16, 4), (4, 4, 3, 3)])
+def test_all_ones_upstream_gradient_hides_bugs(shape):
+    x = torch.randn(shape, dtype=torch.float64) * 3 + 2
+    gamma, beta = random_params(shape[1])
+    _, cache = batch_norm_forward(x, gamma, beta, 1e-5)
+
+    # dy = ones (the gradient of y.sum()): the true dx and dgamma are ~0 ...
+    ones = torch.ones(shape, dtype=torch.float64)
+    dx, dgamma, _ = batch_norm_backward(ones, cache)
+    assert dx.abs().max() < 1e-10
+    assert dgamma.abs().max() < 1e-10
+    # ... and so is the buggy one: the check passes although the backward is wrong.
+    torch.testing.assert_close(backward_without_dvar(ones, cache), dx, rtol=0, atol=1e-10)
+
+    # A random dy exposes the bug.
+    dy = torch.randn(shape, dtype=torch.float64)
+    dx, _, _ = batch_norm_backward(dy, cache)
+    assert (backward_without_dvar(dy, cache) - dx).abs().max() > 1e-2
+
+
+@pytest.mark.parametrize("shape", [(4, 3), (2, 3), (3, 2, 2, 3)])
+@pytest.mark.parametrize("eps", [1e-5, 0.1])
+def test_gradcheck_autograd_function(shape, eps):
+    x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    gamma, beta = (t.requires_grad_() for t in random_params(shape[1]))
+
+    def y_only(x, gamma, beta):
+        return BatchNormFunction.apply(x, gamma, beta, eps)[0]
+
+    assert torch.autograd.gradcheck(y_only, (x, gamma, beta))
+
+
+def test_function_returns_batch_stats_without_grad():
+    x = torch.randn(6, 3, 2, 2, dtype=torch.float64, requires_grad=True)
+    gamma, beta = random_params(3)
+    _, mean, var = BatchNormFunction.apply(x, gamma, beta, 1e-5)
+    torch.testing.assert_close(mean, x.mean((0, 2, 3)))
+    torch.testing.assert_close(var, x.var((0, 2, 3), unbiased=False))
+    assert not mean.requires_grad and not var.requires_grad
+
+
+def test_function_skips_grads_not_needed():
+    x = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    gamma = torch.ones(3, dtype=torch.float64)
+    beta = torch.zeros(3, dtype=torch.float64)
+    y, _, _ = BatchNormFunction.apply(x, gamma, beta, 1e-5)
+    y.backward(torch.randn_like(y))
+    assert x.grad is not None and gamma.grad is None and beta.grad is None
+
+
+def test_module_uses_manual_backward(monkeypatch):
+    calls = []
+
+    def spy(dy, cache):
+        calls.append(dy.shape)
+        return batch_norm_backward(dy, cache)
+
+    monkeypatch.setattr(norms, "batch_norm_backward", spy)
+    x = torch.randn(4, 3, requires_grad=True)
+    BatchNorm(3)(x).sum().backward()
+    assert calls == [torch.Size([4, 3])]
+
+
+# --------------------------------------------------------------------------- module vs torch
+
+
+def make_pair(shape, dtype, **kwargs):
+    """Our BatchNorm and torch's, with the same random affine parameters."""
+    c = shape[1]
+    ours = BatchNorm(c, **kwargs).to(dtype)
+    theirs = (nn.BatchNorm1d if len(shape) == 2 else nn.BatchNorm2d)(c, **kwargs).to(dtype)
+    if ours.affine:
+        gamma, beta = random_params(c, dtype)
+        for module in (ours, theirs):
+            with torch.no_grad():
+                module.weight.copy_(gamma)
+                module.bias.copy_(beta)
+    return ours, theirs
+
+
+def step(module, x, dy, lr=0.1):
+    """Forward + backward of sum(y * dy) + one SGD step; returns (y, dx, dweight, dbias)."""
+    x = x.clone().requires_grad_()
+    y = module(x)
+    (y * dy).sum().backward()
+    grads = [None, None]
+    if module.affine:
+        grads = [module.weight.grad.clone(), module.bias.grad.clone()]
+        with torch.no_grad():
+            for p in module.parameters():
+                p -= lr * p.grad
+                p.grad = None
+    return y.detach(), x.grad, *grads
+
+
+def assert_same_state(ours, theirs, atol):
+    for name in ("running_mean", "running_var", "weight", "bias"):
+        a, b = getattr(ours, name), getattr(theirs, name)
+        if b is None:
+            assert a is None
+        else:
+            torch.testing.assert_close(a, b, rtol=0, atol=atol, msg=name)
+    assert ours.num_batches_tracked.item() == theirs.num_batches_tracked.item()
+
+
+MODULE_CASES = [
+    ((8, 4), torch.float64, {}, 1e-10),
+    ((2, 3, 3, 5), torch.float64, {}, 1e-10),
+    ((8, 4), torch.float64, {"momentum": None}, 1e-10),
+    ((4, 3, 5, 5), torch.float64, {"momentum": None, "eps": 1e-3}, 1e-10),
+    ((6, 4), torch.float64, {"affine": False}, 1e-10),
+    ((3, 2, 4, 4), torch.float64, {"affine": False, "momentum": 0.3}, 1e-10),
+    ((16, 4), torch.float32, {}, 1e-5),
+    ((4, 3, 6, 6), torch.float32, {"eps": 0.1}, 1e-5),
+]
+
+
+@pytest.mark.parametrize("shape,dtype,kwargs,atol", MODULE_CASES)
+def test_module_matches_torch_train_then_eval(shape, dtype, kwargs, atol):
+    ours, theirs = make_pair(shape, dtype, **kwargs)
+    for training, n_steps in ((True, 5), (False, 2)):
+        ours.train(training)
+        theirs.train(training)
+        for _ in range(n_steps):
+            x = torch.randn(shape, dtype=dtype) * 2 + 0.5
+            dy = torch.randn(shape, dtype=dtype)
+            for got, want in zip(step(ours, x, dy), step(theirs, x, dy)):
+                if want is None:
+                    assert got is None
+                else:
+                    torch.testing.assert_close(got, want, rtol=0, atol=atol)
+            assert_same_state(ours, theirs, atol)
+    assert ours.num_batches_tracked.item() == 5
+
+
+def test_state_dict_loads_both_ways():
+    for shape, torch_cls in (((8, 4), nn.BatchNorm1d), ((4, 4, 3, 3), nn.BatchNorm2d)):
+        trained = torch_cls(4)
+        with torch.no_grad():
+            trained.weight.uniform_(0.5, 1.5)
+            trained.bias.normal_()
+        for _ in range(3):
+            trained(torch.randn(shape) * 3 + 1)
+        trained.eval()
+        x = torch.randn(shape)
+
+        ours = BatchNorm(4).eval()
+        assert list(ours.state_dict()) == list(trained.state_dict())
+        ours.load_state_dict(trained.state_dict())
+        torch.testing.assert_close(ours(x), trained(x))
+
+        fresh_torch = torch_cls(4).eval()
+        fresh_torch.load_state_dict(ours.state_dict())
+        torch.testing.assert_close(fresh_torch(x), trained(x))
+        assert fresh_torch.num_batches_tracked.item() == 3
+
+    no_affine = BatchNorm(4, affine=False).state_dict()
+    assert list(no_affine) == list(nn.BatchNorm1d(4, affine=False).state_dict())
+
+
+def test_module_defaults_and_repr():
+    bn = BatchNorm(4)
+    assert torch.equal(bn.weight, torch.ones(4)) and torch.equal(bn.bias, torch.zeros(4))
+    assert torch.equal(bn.running_mean, torch.zeros(4))
+    assert torch.equal(bn.running_var, torch.ones(4))
+    assert bn.num_batches_tracked.dtype == torch.long and bn.num_batches_tracked.item() == 0
+    assert repr(bn) == "BatchNorm(4, eps=1e-05, momentum=0.1, affine=True)"
+    assert [n for n, _ in bn.named_parameters()] == ["weight", "bias"]
+    no_affine = BatchNorm(4, affine=False)
+    assert no_affine.weight is None and no_affine.bias is None
+    assert list(no_affine.parameters()) == []
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_rejects_3d_input():
+    with pytest.raises(ValueError, match=r"\(N, C\).*\(N, C, H, W\).*\(4, 3, 5\)"):
+        BatchNorm(3)(torch.randn(4, 3, 5))
+    with pytest.raises(ValueError, match="3-D"):
+        batch_norm_forward(torch.randn(4, 3, 5), torch.ones(3), torch.zeros(3))
+
+
+def test_rejects_wrong_channel_count():
+    with pytest.raises(ValueError, match=r"expected 3 channels.*\(4, 5\)"):
+        BatchNorm(3)(torch.randn(4, 5))
+    with pytest.raises(ValueError, match="expected 3 channels"):
+        BatchNorm(3).eval()(torch.randn(4, 5, 2, 2))
+
+
+@pytest.mark.parametrize("shape", [(1, 3), (1, 3, 1, 1)])
+def test_one_value_per_channel_in_training(shape):
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        BatchNorm(3)(torch.randn(shape))
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        TorchBatchNorm(3)(torch.randn(shape))
+    assert BatchNorm(3).eval()(torch.randn(shape)).shape == shape  # fine in eval
+
+
+def test_unknown_kind_lists_valid_kinds():
+    with pytest.raises(ValueError) as info:
+        norm_layer("xyz", 4)
+    assert str(info.value) == "unknown norm kind 'xyz'; valid kinds: none, bn, torch_bn"
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def test_norm_layer_kinds():
+    assert isinstance(norm_layer("none", 4, eps=1e-3), nn.Identity)
+    bn = norm_layer("bn", 4, eps=1e-3, momentum=None)
+    assert isinstance(bn, BatchNorm) and bn.eps == 1e-3 and bn.momentum is None
+    tbn = norm_layer("torch_bn", 4, affine=False)
+    assert isinstance(tbn, TorchBatchNorm) and isinstance(tbn, nn.modules.batchnorm._BatchNorm)
+    assert tbn.weight is None
+    assert set(NORM_KINDS) >= {"none", "bn", "torch_bn"}
+
+
+def test_torch_bn_accepts_2d_and_4d_only():
+    tbn = norm_layer("torch_bn", 3)
+    for shape, torch_cls in (((8, 3), nn.BatchNorm1d), ((4, 3, 2, 2), nn.BatchNorm2d)):
+        x = torch.randn(shape)
+        torch.testing.assert_close(tbn(x), torch_cls(3)(x))
+    assert tbn.num_batches_tracked.item() == 2
+    with pytest.raises(ValueError, match=r"\(8, 3, 5\)"):
+        tbn(torch.randn(8, 3, 5))
+
+
+# --------------------------------------------------------------------------- standalone file
+
+
+def test_docstring_examples_run():
+    result = doctest.testmod(norms, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted > 10
+
+
+def test_imports_only_torch_and_stdlib():
+    tree = ast.parse(NORMS_PY.read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, "relative import"
+            imported.add(node.module.split(".")[0])
+    assert imported <= {"torch"} | set(sys.stdlib_module_names), imported
+    assert "torch" in imported
+
+
+STANDALONE_SCRIPT = """
+import torch, norms
+bn = norms.BatchNorm(4)
+x = torch.randn(8, 4, 3, 3, requires_grad=True)
+(bn(x) * torch.randn(8, 4, 3, 3)).sum().backward()
+print("file", norms.__file__)
+print("ok", tuple(x.grad.shape), int(bn.num_batches_tracked), bn.weight.grad is not None)
+"""
+
+
+def test_standalone_copy_runs(tmp_path):
+    shutil.copy(NORMS_PY, tmp_path / "norms.py")
+    result = subprocess.run(
+        [sys.executable, "-c", STANDALONE_SCRIPT],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"file {tmp_path / 'norms.py'}" in result.stdout
+    assert "ok (8, 4, 3, 3) 1 True" in result.stdout
