@@ -80,6 +80,9 @@ _STATS = {
 _STATS_CHUNK_ELEMENTS = 1 << 22
 
 
+AUGMENT_SEED_OFFSET = 1_000_003  # the augmentation generator's seed is the run's seed plus this
+
+
 class DatasetNotFoundError(FileNotFoundError):
     """The files of a dataset are missing and could not be downloaded."""
 
@@ -252,8 +255,9 @@ def train_batches(
     ``x`` and ``y`` are moved to ``device`` (default ``x.device``) once and ``x`` keeps
     its dtype there. Each epoch is ``torch.randperm`` from one ``torch.Generator`` on
     that device seeded with ``seed``, cut into full batches (the incomplete last batch
-    of an epoch is dropped). With ``augment``, :func:`augment_batch` is applied with the
-    same generator, so the order of later epochs depends on ``augment`` too.
+    of an epoch is dropped). With ``augment``, :func:`augment_batch` draws from a second
+    generator (seeded with ``seed + AUGMENT_SEED_OFFSET``), so runs with and without
+    augmentation see the same batches in the same order.
 
     Example:
         >>> x = torch.zeros(10, 1, 2, 2, dtype=torch.uint8)
@@ -308,13 +312,15 @@ def _train_batches(
 ) -> Batches:
     generator = torch.Generator(device=x.device)
     generator.manual_seed(seed)
+    augment_generator = torch.Generator(device=x.device)
+    augment_generator.manual_seed(seed + AUGMENT_SEED_OFFSET)
     n = len(x)
     while True:
         order = torch.randperm(n, generator=generator, device=x.device)
         for start in range(0, n - batch_size + 1, batch_size):
             idx = order[start : start + batch_size]
             xb = to_float(x[idx], mean, std, scale)
-            yield (augment_batch(xb, generator) if augment else xb), y[idx]
+            yield (augment_batch(xb, augment_generator) if augment else xb), y[idx]
 
 
 def _eval_batches(

@@ -231,6 +231,8 @@ def run_notebooks(
         check_parameters(path, overrides)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if os.environ.get("BNLIB_DATA"):  # kernels run in notebooks/, so a relative data path must not depend on cwd
+        os.environ["BNLIB_DATA"] = str(Path(os.environ["BNLIB_DATA"]).expanduser().resolve())
     results = []
     with current_python_kernel() as kernel:
         for path in paths:

@@ -400,3 +400,12 @@ def test_eval_batches_ordered_and_complete():
     assert torch.equal(torch.cat([yb for _, yb in batches]), y)
     with pytest.raises(ValueError, match="batch_size"):
         eval_batches(x, y, batch_size=0)
+
+
+def test_augmentation_does_not_change_the_batch_order():
+    x, y = _toy()
+    plain = train_batches(x, y, batch_size=10, seed=3)
+    augmented = train_batches(x, y, batch_size=10, seed=3, augment=True)
+    labels_plain = torch.cat([next(plain)[1] for _ in range(20)])  # over three epochs
+    labels_aug = torch.cat([next(augmented)[1] for _ in range(20)])
+    assert torch.equal(labels_plain, labels_aug)

@@ -1,0 +1,59 @@
+"""Every notebook runs end to end through papermill at the smoke preset."""
+
+import json
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from bnlib.run import resolve_notebooks
+
+NOTEBOOKS = [p.stem for p in resolve_notebooks()]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory, data_root):
+    out = tmp_path_factory.mktemp("smoke")
+    proc = subprocess.run(
+        [sys.executable, "-m", "bnlib.run", "--preset", "smoke", "--out", str(out)],
+        capture_output=True, text=True, timeout=1800,
+    )
+    return out, proc
+
+
+def test_all_notebooks_run_at_smoke(smoke_run):
+    out, proc = smoke_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = json.loads((out / "runs.json").read_text())
+    assert sorted(runs) == sorted(NOTEBOOKS)
+    assert all(r["status"] == "ok" for r in runs.values())
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_outputs(smoke_run, name):
+    out, _ = smoke_run
+    nb = nbformat.read(out / f"{name}.ipynb", as_version=4)
+    images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    pngs = sorted(p.name for p in (out / name).glob("*.png"))
+    assert len(images) >= len(pngs) >= 1  # every saved figure is also shown
+    metrics = json.loads((out / name / "metrics.json").read_text())
+    assert metrics["info"]["preset"] == "smoke"
+    assert metrics["verdicts"], "a notebook must record verdicts"
+    for v in metrics["verdicts"]:
+        assert v["verdict"] in {"supported", "not supported", "mixed"} and v["evidence"]
+    summary = (out / "SUMMARY.md").read_text()
+    assert all(v["claim"] in summary for v in metrics["verdicts"])
+
+
+def test_notebook_01_numbers(smoke_run):
+    out, _ = smoke_run
+    m = json.loads((out / "01_internal_covariate_shift" / "metrics.json").read_text())
+    n = m["numbers"]
+    assert len(m["verdicts"]) == 8
+    assert n["gd_steps_h1"] > n["gd_steps_h2"] > 0
+    assert n["manual_backward_max_abs_error_float64"] < 1e-10
+    assert n["torch_agreement_max_abs_diff_float32"] < 1e-4
+    assert n["bn_bias_grad_max_abs"] < 1e-6 and n["bias_loss_change"] < 1e-4 and n["bias_norm_final"] > 0.1
+    assert n["constant_pixels"] == 67 and n["covariance_rank_full_train"] < 784
+    assert n["keras099_vs_torch001_max_diff"] < 1e-12

@@ -1,0 +1,52 @@
+"""Project-level checks: packaging lists agree, notebooks are stored clean, presets name real parameters."""
+
+import re
+import tomllib
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from bnlib.presets import PRESET_NAMES, PRESETS
+from bnlib.run import notebook_parameters, resolve_notebooks
+
+REPO = Path(__file__).resolve().parents[1]
+CONDA_TO_PIP = {"pytorch": "torch"}  # conda-forge names that differ from PyPI's
+
+
+def requirement_name(spec: str) -> str:
+    return re.split(r"[<>=!~\[ ;]", spec.strip(), maxsplit=1)[0].lower()
+
+
+def test_environment_yml_and_pyproject_name_the_same_packages():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    pip_names = {requirement_name(s) for s in project["dependencies"] + project["optional-dependencies"]["dev"]}
+    env = yaml.safe_load((REPO / "environment.yml").read_text())
+    conda = {requirement_name(d) for d in env["dependencies"] if isinstance(d, str)} - {"python", "pip"}
+    assert {CONDA_TO_PIP.get(n, n) for n in conda} == pip_names
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert pip_section == ["-e ."]
+
+
+def test_readme_names_the_two_commands_and_ci_runs_the_test_one():
+    readme = (REPO / "README.md").read_text()
+    assert "make reproduce" in readme and "make test" in readme
+    assert "make test" in (REPO / ".ci" / "run").read_text()
+
+
+@pytest.mark.parametrize("path", resolve_notebooks(), ids=lambda p: p.stem)
+def test_notebook_stored_without_outputs_and_with_parameters(path):
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code)
+    assert "parameters" in code[0].metadata.get("tags", [])
+    params = notebook_parameters(path)
+    assert {"preset", "out_dir", "data_root", "seeds"} <= set(params)
+    for preset in PRESET_NAMES:
+        unknown = set(PRESETS.get(path.stem, {}).get(preset, {})) - set(params)
+        assert not unknown, f"preset {preset} sets parameters {unknown} that {path.stem} does not declare"
+
+
+def test_presets_cover_every_notebook():
+    assert sorted(PRESETS) == sorted(p.stem for p in resolve_notebooks())

@@ -1,0 +1,93 @@
+"""bnlib.run: parameter checks before running, failures naming notebook and cell, SUMMARY.md."""
+
+import json
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from bnlib.run import main, parse_value, resolve_notebooks, run_notebooks
+
+
+def write_notebook(path, code_cells):
+    cells = [nbformat.v4.new_code_cell(src) for src in code_cells]
+    cells[0].metadata["tags"] = ["parameters"]
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+PARAMS = 'preset = "quick"\nout_dir = "out"\nlr = 0.1'
+VALIDATE = 'if not lr > 0:\n    raise ValueError(f"lr must be > 0, got {lr}")'
+VERDICT = (
+    "from bnlib.results import Results\n"
+    "r = Results(out_dir)\n"
+    "r.verdict('lr is positive', 'supported', f'lr = {lr}')\n"
+    "r.save()"
+)
+
+
+@pytest.fixture()
+def toy(tmp_path):
+    return write_notebook(tmp_path / "99_toy.ipynb", [PARAMS, VALIDATE, VERDICT])
+
+
+def test_resolve_by_number_and_unknown_name():
+    assert resolve_notebooks(["01"])[0].name == "01_internal_covariate_shift.ipynb"
+    assert [p.stem[:2] for p in resolve_notebooks()] == sorted(p.stem[:2] for p in resolve_notebooks())
+    with pytest.raises(ValueError, match="no notebook matches 'xx'; available: 01_internal_covariate_shift"):
+        resolve_notebooks(["xx"])
+
+
+def test_parse_value():
+    assert [parse_value(v) for v in ["3", "0.5", "[1, 2]", "true", "None", "relu"]] == [3, 0.5, [1, 2], True, None, "relu"]
+
+
+def test_unknown_parameter_refused_before_running(tmp_path, capsys):
+    status = main(["01", "-p", "no_such_param", "1", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "unknown parameter 'no_such_param' for 01_internal_covariate_shift" in err
+    assert "valid parameters:" in err and "seeds" in err and "lin_lrs" in err
+    assert not list(tmp_path.iterdir())  # nothing ran
+
+
+def test_runner_owned_parameters_refused(tmp_path):
+    with pytest.raises(ValueError, match="'out_dir' is set by the runner"):
+        run_notebooks(["01"], parameters={"out_dir": "x"}, out=tmp_path)
+
+
+def test_good_run_writes_notebook_metrics_and_summary(toy, tmp_path):
+    out = tmp_path / "out"
+    results = run_notebooks([str(toy)], preset="smoke", parameters={"lr": 0.5}, out=out)
+    assert [r.status for r in results] == ["ok"]
+    executed = nbformat.read(out / "99_toy.ipynb", as_version=4)
+    assert executed.metadata["kernelspec"]["name"] == "python3"  # the reader's kernel, not the temporary one
+    metrics = json.loads((out / "99_toy" / "metrics.json").read_text())
+    assert metrics["verdicts"][0]["evidence"] == "lr = 0.5"
+    summary = (out / "SUMMARY.md").read_text()
+    assert "| 99_toy | ok | smoke |" in summary and "lr is positive" in summary and "**supported**" in summary
+
+
+def test_bad_value_fails_naming_parameter_and_cell(toy, tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bnlib.run", str(toy), "-p", "lr", "-1", "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 1
+    assert "notebook 99_toy failed in cell 2" in proc.stderr  # cell 0 is papermill's injected parameters
+    assert "ValueError: lr must be > 0, got -1" in proc.stderr
+    summary = (out / "SUMMARY.md").read_text()
+    assert "| 99_toy | failed |" in summary and "lr must be > 0, got -1" in summary
+
+
+def test_notebook_01_bad_value_names_the_parameter(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "bnlib.run", "01", "--preset", "smoke", "-p", "seeds", "0", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 1
+    assert "ValueError: seeds must be an integer >= 1, got 0" in proc.stderr

@@ -1,0 +1,103 @@
+"""bnlib.train.fit on real MNIST: learning, divergence, determinism, callbacks, errors."""
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from bnlib.data import dataset_stats
+from bnlib.models import mlp
+from bnlib.train import evaluate, fit
+
+MEAN, STD = dataset_stats("mnist")
+
+
+def small_fit(train, test, seed=0, norm="bn", steps=100, **kw):
+    torch.manual_seed(seed)
+    model = mlp(hidden=(64, 64), norm=norm, activation="relu")
+    kw = {"batch_size": 60, "lr": 0.1, "eval_every": 50, "mean": MEAN, "std": STD, "progress": False, "device": "cpu", **kw}
+    return fit(model, train, test, steps=steps, seed=seed, **kw), model
+
+
+def test_loss_decreases_on_real_mnist(mnist):
+    train, test = mnist
+    df, model = small_fit(train, test, steps=300, eval_every=100)
+    assert list(df["step"]) == [0, 100, 200, 300]
+    assert df["train_loss"].iloc[-1] < 0.6 * df["train_loss"].iloc[1]
+    assert df["test_acc"].iloc[0] < 0.3 and df["test_acc"].iloc[-1] > 0.9
+    assert not df["diverged"].any()
+    loss, acc = evaluate(model, test, mean=MEAN, std=STD, device="cpu")
+    assert acc == pytest.approx(df["test_acc"].iloc[-1]) and loss == pytest.approx(df["test_loss"].iloc[-1])
+
+
+def test_same_seed_same_numbers_and_other_seed_differs(mnist):
+    train, test = mnist
+    a, model_a = small_fit(train, test, seed=3)
+    b, model_b = small_fit(train, test, seed=3)
+    c, _ = small_fit(train, test, seed=4)
+    cols = ["train_loss", "train_acc", "test_loss", "test_acc"]
+    pd.testing.assert_frame_equal(a[cols], b[cols])
+    for pa, pb in zip(model_a.state_dict().values(), model_b.state_dict().values()):
+        assert torch.equal(pa, pb)
+    assert not a[cols].iloc[1:].equals(c[cols].iloc[1:])
+
+
+class NanAfter(nn.Module):
+    """Returns NaN logits from the k-th training forward on: a divergence at a known step."""
+
+    def __init__(self, k):
+        super().__init__()
+        self.k, self.calls = k, 0
+        self.fc = nn.Linear(784, 10)
+
+    def forward(self, x):
+        out = self.fc(x.flatten(1))
+        if self.training:
+            self.calls += 1
+            if self.calls >= self.k:
+                out = out * float("nan")
+        return out
+
+
+def test_divergence_recorded_at_its_step_and_stops(mnist):
+    train, test = mnist
+    df = fit(NanAfter(7), train, test, steps=100, batch_size=60, lr=0.01, eval_every=5, progress=False, device="cpu")
+    assert df["diverged"].tolist() == [False, False, True]
+    last = df.iloc[-1]
+    assert last["step"] == 7 and math.isnan(last["test_acc"])
+    assert last["train_loss"] == pytest.approx(df["train_loss"].iloc[-1])  # mean over step 6, the last good step
+
+
+def test_divergence_above_bound_on_raw_pixels(mnist):
+    train, test = mnist
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+    df = fit(model, train, test, steps=200, batch_size=100, lr=1.0, scale=1.0, eval_every=20, progress=False, device="cpu")
+    assert df["diverged"].iloc[-1] and df["step"].iloc[-1] <= 20 and len(df) == 2
+
+
+def test_callbacks_add_columns_and_adam_runs(mnist):
+    train, test = mnist
+    seen = []
+
+    def cb(step, model):
+        seen.append((step, model.training))
+        return {"weight_norm": float(sum(p.detach().norm() ** 2 for p in model.parameters()) ** 0.5)}
+
+    df, _ = small_fit(train, test, steps=60, eval_every=30, optimizer="adam", lr=1e-3, callbacks=[cb])
+    assert seen == [(0, True), (30, True), (60, True)]
+    assert df["weight_norm"].notna().all() and df["test_acc"].iloc[-1] > 0.5
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"lr": 0.0}, "lr must be > 0, got 0.0"), ({"optimizer": "rmsprop"}, "unknown optimizer 'rmsprop'"),
+     ({"steps": -1}, "steps must be >= 0")],
+)
+def test_bad_arguments_name_the_problem(kwargs, message):
+    x, y = torch.zeros(10, 1, 2, 2), torch.zeros(10, dtype=torch.long)
+    args = {"steps": 1, "batch_size": 5, "lr": 0.1, "progress": False, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        fit(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)), (x, y), **args)
