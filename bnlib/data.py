@@ -41,7 +41,7 @@ _SPLITS = ("train", "test")
 Batches = Iterator[tuple[torch.Tensor, torch.Tensor]]
 Stats = Sequence[float] | torch.Tensor | None
 
-# SHA-256 of the decompressed idx files (header included), from /work/shared/data/README.md.
+# SHA-256 of the decompressed idx files (header included), from the data README (../shared/data/README.md).
 _IDX_SHA256 = {
     "mnist": {
         "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
@@ -106,7 +106,7 @@ def dataset_stats(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std of the training images, in [0, 1] pixel units.
 
     MNIST, Fashion-MNIST and CIFAR-10 are the values measured on the real files
-    (``/work/shared/data/README.md``); CIFAR-100 uses the commonly published values.
+    (the data README, ``../shared/data/README.md`` in the development setup); CIFAR-100 uses the commonly published values.
 
     Example:
         >>> dataset_stats("mnist")

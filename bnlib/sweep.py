@@ -93,7 +93,7 @@ def run_sweep(
     name = getattr(fn, "__qualname__", repr(fn))
     jobs = [(dict(c), s) for c in configs for s in seeds]
     frames = []
-    bar = tqdm(jobs, desc=desc or name, disable=not progress, leave=False)
+    bar = tqdm(jobs, desc=desc or name, disable=not progress)
     for config, seed in bar:
         key = run_key(name, config, seed)
         csv = out / f"{key}.csv"
