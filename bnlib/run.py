@@ -141,6 +141,19 @@ def current_python_kernel() -> Iterator[str]:
                 os.environ["JUPYTER_PATH"] = old
 
 
+def kernel_path(target: Path, cwd: Path) -> str:
+    """``target`` as the kernel (running in ``cwd``) should see it: relative inside the repository, else absolute.
+
+    Example:
+        >>> kernel_path(REPO / "outputs" / "01_x", NOTEBOOK_DIR)
+        '../outputs/01_x'
+    """
+    target, cwd = target.resolve(), cwd.resolve()
+    if target.is_relative_to(REPO) and cwd.is_relative_to(REPO):
+        return os.path.relpath(target, cwd)
+    return str(target)
+
+
 def describe_failure(exc: Exception, output: Path) -> str:
     """A one-line description of a failed execution: the cell and the error."""
     import papermill
@@ -167,7 +180,7 @@ def execute(path: Path, out: Path, preset: str, overrides: dict, kernel: str) ->
 
     params = {**preset_parameters(path.stem, preset), **overrides}
     params["preset"] = preset
-    params["out_dir"] = str((out / path.stem).resolve())
+    params["out_dir"] = kernel_path(out / path.stem, path.parent)
     output = out / path.name
     start = time.perf_counter()
     error = ""
