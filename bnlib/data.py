@@ -455,3 +455,59 @@ def _verify_sha256(buffer: bytes | np.ndarray, expected: str, what: str) -> None
             f"checksum mismatch for {what}: expected sha256 {expected}, got {actual}; "
             "the file is corrupted or not the official release, replace it"
         )
+
+
+def seed_batches(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    seeds: Sequence[int],
+    *,
+    mean: Stats = None,
+    std: Stats = None,
+    scale: float = 1 / 255,
+    device: str | torch.device | None = None,
+) -> Batches:
+    """Endless batches for S models trained together: ``(S, B, C, H, W)`` floats and ``(S, B)`` labels.
+
+    Model ``s`` gets exactly the batches ``train_batches(x, y, batch_size, seed=seeds[s])``
+    would give it (same generator calls), so training S seeds together sees the same
+    data as S separate runs.
+
+    Example:
+        >>> x = torch.arange(10, dtype=torch.uint8).reshape(10, 1, 1, 1)
+        >>> xb, yb = next(seed_batches(x, torch.arange(10), 4, seeds=[0, 1]))
+        >>> xb.shape, yb.shape
+        (torch.Size([2, 4, 1, 1, 1]), torch.Size([2, 4]))
+        >>> torch.equal(yb[1], next(train_batches(x, torch.arange(10), 4, seed=1))[1])
+        True
+    """
+    n = _check_pair(x, y)
+    if not 1 <= batch_size <= n:
+        raise ValueError(f"batch_size must be between 1 and N={n} (the number of samples), got batch_size={batch_size}")
+    if len(seeds) == 0:
+        raise ValueError("seeds must name at least one seed, got an empty sequence")
+    dev = x.device if device is None else torch.device(device)
+    return _seed_batches(x.to(dev), y.to(dev), batch_size, list(seeds), _stat_tensor(mean, dev), _stat_tensor(std, dev), scale)
+
+
+def _seed_batches(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    seeds: list[int],
+    mean: torch.Tensor | None,
+    std: torch.Tensor | None,
+    scale: float,
+) -> Batches:
+    generators = []
+    for seed in seeds:
+        g = torch.Generator(device=x.device)
+        g.manual_seed(seed)
+        generators.append(g)
+    n = len(x)
+    while True:
+        orders = torch.stack([torch.randperm(n, generator=g, device=x.device) for g in generators])
+        for start in range(0, n - batch_size + 1, batch_size):
+            idx = orders[:, start : start + batch_size]
+            yield to_float(x[idx], mean, std, scale), y[idx]

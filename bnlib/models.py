@@ -14,13 +14,14 @@ Example:
 
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from bnlib.norms import norm_layer
+from bnlib.norms import BatchedBatchNorm, BatchNorm, TorchBatchNorm, norm_layer
 
 ACTIVATIONS = {
     "sigmoid": nn.Sigmoid,
@@ -106,3 +107,102 @@ def count_parameters(model: nn.Module) -> int:
         8
     """
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+class BatchedLinear(nn.Module):
+    """``num_models`` linear layers applied at once: weight (S, out, in), bias (S, out) or None.
+
+    Input (S, B, in) gives (S, B, out); an input (B, in) shared by all models gives (S, B, out).
+
+    Example:
+        >>> layer = BatchedLinear(torch.zeros(3, 2, 5), torch.ones(3, 2))
+        >>> layer(torch.randn(4, 5)).shape
+        torch.Size([3, 4, 2])
+    """
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(weight.detach().clone())
+        self.bias = None if bias is None else nn.Parameter(bias.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight.transpose(1, 2)
+        if self.bias is None:
+            return torch.matmul(x, w) if x.dim() == 2 else torch.bmm(x, w)
+        if x.dim() == 2:
+            return torch.matmul(x, w) + self.bias.unsqueeze(1)
+        return torch.baddbmm(self.bias.unsqueeze(1), x, w)
+
+
+class BatchedMLP(nn.Module):
+    """S independent copies of :func:`mlp`, trained together with batched matrix products.
+
+    Built from S ``mlp(...)`` models with the same architecture (:meth:`from_seeds`
+    builds model ``s`` under ``torch.manual_seed(seeds[s])``, so its initial weights are
+    those of a separate run with that seed). Children keep the names of :func:`mlp`
+    (``fc1, norm1, act1, ..., out``); the BN layers become :class:`bnlib.norms.BatchedBatchNorm`
+    with per-model statistics and running buffers. Input (S, B, C, H, W) (one batch per
+    model) or (B, C, H, W) (the same batch for every model); output (S, B, classes).
+    :meth:`model_at` gives model ``s`` back as a plain ``mlp``.
+
+    Example:
+        >>> net = BatchedMLP.from_seeds([0, 1, 2], norm="bn", activation="sigmoid")
+        >>> net(torch.zeros(5, 1, 28, 28)).shape
+        torch.Size([3, 5, 10])
+        >>> torch.equal(net.model_at(1).fc1.weight, (torch.manual_seed(1), mlp(norm="bn"))[1].fc1.weight)
+        True
+    """
+
+    def __init__(self, models: Sequence[nn.Sequential]) -> None:
+        super().__init__()
+        if not models:
+            raise ValueError("BatchedMLP needs at least one model, got none")
+        names = [[name for name, _ in m.named_children()] for m in models]
+        if any(n != names[0] for n in names):
+            raise ValueError("all models must have the same architecture (the same named layers)")
+        self.num_models = len(models)
+        self._template = [copy.deepcopy(models[0]).cpu()]  # a list, so it is not a submodule
+        for name, first in models[0].named_children():
+            layers = [dict(m.named_children())[name] for m in models]
+            self.add_module(name, self._batched(first, layers))
+
+    def _batched(self, first: nn.Module, layers: list[nn.Module]) -> nn.Module:
+        if isinstance(first, nn.Flatten):
+            return nn.Flatten(start_dim=-3)
+        if isinstance(first, nn.Linear):
+            bias = None if first.bias is None else torch.stack([m.bias for m in layers])
+            return BatchedLinear(torch.stack([m.weight for m in layers]), bias)
+        if isinstance(first, (BatchNorm, TorchBatchNorm)):
+            bn = BatchedBatchNorm(self.num_models, first.num_features, first.eps, first.momentum)
+            with torch.no_grad():
+                for name in ("weight", "bias", "running_mean", "running_var"):
+                    getattr(bn, name).copy_(torch.stack([getattr(m, name) for m in layers]))
+            return bn
+        if isinstance(first, (nn.Identity, *ACTIVATIONS.values())):
+            return copy.deepcopy(first)
+        raise ValueError(f"BatchedMLP cannot batch a {type(first).__name__} layer")
+
+    @classmethod
+    def from_seeds(cls, seeds: Sequence[int], **mlp_kwargs) -> "BatchedMLP":
+        """One ``mlp(**mlp_kwargs)`` per seed, each built under ``torch.manual_seed(seed)``, batched."""
+        models = []
+        for seed in seeds:
+            torch.manual_seed(seed)
+            models.append(mlp(**mlp_kwargs))
+        return cls(models)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for module in self.children():
+            x = module(x)
+        return x
+
+    def model_at(self, index: int) -> nn.Sequential:
+        """Model ``index`` as a plain ``mlp`` (a copy, on the CPU)."""
+        model = copy.deepcopy(self._template[0])
+        with torch.no_grad():
+            for name, module in model.named_children():
+                batched = getattr(self, name)
+                for key, value in module.state_dict().items():
+                    source = batched.state_dict()[key]
+                    value.copy_(source if key == "num_batches_tracked" else source[index])
+        return model

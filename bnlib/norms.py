@@ -34,6 +34,7 @@ __all__ = [
     "BatchNormFunction",
     "BatchNorm",
     "TorchBatchNorm",
+    "BatchedBatchNorm",
     "NORM_KINDS",
     "norm_layer",
 ]
@@ -315,6 +316,62 @@ class TorchBatchNorm(nn.modules.batchnorm._BatchNorm):
     def _check_input_dim(self, input: Tensor) -> None:
         """Accept 2-D or 4-D inputs only."""
         _reduction_dims(input)
+
+
+class BatchedBatchNorm(nn.Module):
+    """Batch norm for ``num_models`` independent models trained together.
+
+    Input (S, N, C): S models, a batch of N per model, C features. Each model
+    has its own statistics (over its N values), its own ``weight``/``bias``
+    (shape (S, C)) and its own running buffers (S, C), with the conventions of
+    :class:`BatchNorm` (biased variance to normalize, unbiased in
+    ``running_var``, ``momentum`` weighting the new statistic; ``momentum=None``
+    is the cumulative average). Slice ``s`` computes exactly what a
+    ``BatchNorm(C)`` holding slice ``s`` of the parameters and buffers would.
+
+    >>> bn = BatchedBatchNorm(3, 4)
+    >>> bn(torch.randn(3, 8, 4)).shape, tuple(bn.running_mean.shape)
+    (torch.Size([3, 8, 4]), (3, 4))
+    """
+
+    def __init__(self, num_models: int, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1) -> None:
+        super().__init__()
+        self.num_models, self.num_features = num_models, num_features
+        self.eps, self.momentum = eps, momentum
+        self.weight = nn.Parameter(torch.ones(num_models, num_features))
+        self.bias = nn.Parameter(torch.zeros(num_models, num_features))
+        self.register_buffer("running_mean", torch.zeros(num_models, num_features))
+        self.register_buffer("running_var", torch.ones(num_models, num_features))
+        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Normalize each model's slice with its batch statistics (train) or running ones (eval)."""
+        if x.dim() != 3 or x.shape[0] != self.num_models or x.shape[2] != self.num_features:
+            raise ValueError(
+                f"expected input of shape (S={self.num_models}, N, C={self.num_features}), got {tuple(x.shape)}"
+            )
+        if self.training:
+            if x.shape[1] < 2:
+                raise ValueError(f"Expected more than 1 value per channel when training, got input size {x.size()}")
+            var, mean = torch.var_mean(x, dim=1, unbiased=False, keepdim=True)
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+                m = x.shape[1]
+                self.running_mean.mul_(1 - factor).add_(mean.squeeze(1), alpha=factor)
+                self.running_var.mul_(1 - factor).add_(var.squeeze(1) * (m / (m - 1)), alpha=factor)
+        else:
+            mean, var = self.running_mean.unsqueeze(1), self.running_var.unsqueeze(1)
+        scale = self.weight.unsqueeze(1) * torch.rsqrt(var + self.eps)
+        return (x - mean) * scale + self.bias.unsqueeze(1)
+
+    def extra_repr(self) -> str:
+        """``num_models, num_features, eps, momentum``.
+
+        >>> BatchedBatchNorm(2, 4)
+        BatchedBatchNorm(2, 4, eps=1e-05, momentum=0.1)
+        """
+        return f"{self.num_models}, {self.num_features}, eps={self.eps}, momentum={self.momentum}"
 
 
 # Norm kind name -> factory ``(num_features, **kwargs) -> nn.Module``.

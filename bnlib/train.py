@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from bnlib.data import eval_batches, train_batches
+from bnlib.data import eval_batches, seed_batches, train_batches
 
 Callback = Callable[[int, nn.Module], Mapping[str, float]]
 Data = tuple[torch.Tensor, torch.Tensor]
@@ -228,3 +228,153 @@ def fit(
             n = 0
     bar.close()
     return pd.DataFrame(rows)
+
+
+@torch.no_grad()
+def evaluate_batched(
+    model: nn.Module,
+    data: Data,
+    *,
+    batch_size: int = 2000,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    scale: float | None = None,
+    device: str | torch.device = "auto",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-model mean cross-entropy and accuracy (two tensors of shape (S,)) of a batched model.
+
+    Every model sees the whole of ``data``; the model's output is (S, B, classes).
+
+    Example:
+        >>> from bnlib.models import BatchedMLP
+        >>> net = BatchedMLP.from_seeds([0, 1], hidden=(8,))
+        >>> x, y = torch.zeros(6, 1, 28, 28), torch.zeros(6, dtype=torch.long)
+        >>> [t.shape for t in evaluate_batched(net, (x, y), device="cpu")]
+        [torch.Size([2]), torch.Size([2])]
+    """
+    x, y = data
+    dev = resolve_device(device)
+    was_training = model.training
+    model.eval()
+    scale = default_scale(x) if scale is None else scale
+    total_loss, correct = None, None
+    for xb, yb in eval_batches(x, y, batch_size, mean=mean, std=std, scale=scale, device=dev):
+        logits = model(xb).float()  # (S, B, classes)
+        s, b, k = logits.shape
+        loss = F.cross_entropy(logits.reshape(s * b, k), yb.repeat(s), reduction="none").view(s, b).sum(1).double()
+        hits = (logits.argmax(2) == yb).sum(1)
+        total_loss = loss if total_loss is None else total_loss + loss
+        correct = hits if correct is None else correct + hits
+    model.train(was_training)
+    return (total_loss / len(y)).cpu(), (correct.double() / len(y)).cpu()
+
+
+def fit_batched(
+    model: nn.Module,
+    train_data: Data,
+    test_data: Data | None = None,
+    *,
+    seeds: Sequence[int],
+    steps: int,
+    batch_size: int,
+    lr: float,
+    momentum: float = 0.0,
+    device: str | torch.device = "auto",
+    eval_every: int | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    scale: float | None = None,
+    diverge_above: float = 1e4,
+    callbacks: Sequence[Callback] = (),
+    progress: bool = True,
+    desc: str | None = None,
+) -> pd.DataFrame:
+    """Train S models at once (e.g. :class:`bnlib.models.BatchedMLP`), model ``s`` with seed ``seeds[s]``.
+
+    The same computation as S separate :func:`fit` runs with plain SGD: model ``s``
+    gets the batches ``fit(..., seed=seeds[s])`` would draw
+    (:func:`bnlib.data.seed_batches`), and the loss is the sum over models of each
+    model's mean cross-entropy, so each model's gradient is its own. Returns the
+    rows of :func:`fit` for every model (column ``seed`` tells them apart). A
+    model that diverges gets its ``diverged`` row at its first bad step and no
+    more rows; the others go on. Callbacks are called as ``cb(step, model)`` and
+    their dicts (scalars) are added to every model's row.
+
+    Example:
+        >>> from bnlib.models import BatchedMLP
+        >>> x = torch.randint(0, 256, (120, 1, 28, 28), dtype=torch.uint8)
+        >>> y = torch.randint(0, 10, (120,))
+        >>> net = BatchedMLP.from_seeds([0, 1], hidden=(16,))
+        >>> df = fit_batched(net, (x, y), (x, y), seeds=[0, 1], steps=4, batch_size=60, lr=0.1, eval_every=2, progress=False)
+        >>> df[["seed", "step"]].values.tolist()
+        [[0, 0], [1, 0], [0, 2], [1, 2], [0, 4], [1, 4]]
+    """
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    if not lr > 0:
+        raise ValueError(f"lr must be > 0, got {lr}")
+    seeds = list(seeds)
+    if getattr(model, "num_models", len(seeds)) != len(seeds):
+        raise ValueError(f"the model holds {model.num_models} models but {len(seeds)} seeds were given")
+    eval_every = eval_every or max(1, steps // 20)
+    dev = resolve_device(device)
+    model.to(dev).train()
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    x, y = train_data
+    scale = default_scale(x) if scale is None else scale
+    batches = seed_batches(x, y, batch_size, seeds, mean=mean, std=std, scale=scale, device=dev)
+    S = len(seeds)
+    window_loss = torch.zeros(eval_every, S, device=dev)
+    window_correct = torch.zeros(eval_every, S, device=dev)
+    alive = [True] * S
+    rows: list[dict] = []
+    start = time.perf_counter()
+
+    def record(step: int, n_window: int, models: list[int], diverged_at: dict[int, int]) -> None:
+        test = None
+        if test_data is not None and len(diverged_at) < len(models):
+            test = evaluate_batched(model, test_data, mean=mean, std=std, scale=scale, device=dev)
+        extra: dict = {}
+        if len(diverged_at) < len(models):
+            for cb in callbacks:
+                extra.update(cb(step, model))
+        losses = window_loss[:n_window].mean(0).tolist() if n_window else [math.nan] * S
+        accs = (window_correct[:n_window].mean(0) / batch_size).tolist() if n_window else [math.nan] * S
+        for s in models:
+            diverged = s in diverged_at
+            row: dict = {"step": diverged_at.get(s, step), "seed": seeds[s], "lr": lr}
+            row["train_loss"], row["train_acc"] = losses[s], accs[s]
+            if test_data is not None:
+                row["test_loss"], row["test_acc"] = (math.nan, math.nan) if diverged else (test[0][s].item(), test[1][s].item())
+            row.update({} if diverged else extra)
+            row["elapsed_s"] = time.perf_counter() - start
+            row["diverged"] = diverged
+            rows.append(row)
+
+    record(0, 0, list(range(S)), {})
+    bar = tqdm(total=steps, desc=desc, disable=not progress, leave=False, mininterval=1.0)
+    n = 0
+    for step in range(1, steps + 1):
+        xb, yb = next(batches)
+        logits = model(xb).float()
+        b, k = logits.shape[1:]
+        per_model = F.cross_entropy(logits.reshape(S * b, k), yb.reshape(-1), reduction="none").view(S, b).mean(1)
+        opt.zero_grad(set_to_none=True)
+        per_model.sum().backward()
+        opt.step()
+        window_loss[n] = per_model.detach()
+        window_correct[n] = (logits.detach().argmax(2) == yb).sum(1)
+        n += 1
+        if n == eval_every or step == steps:
+            bad = ~torch.isfinite(window_loss[:n]) | (window_loss[:n] > diverge_above)
+            first_bad = torch.where(bad.any(0), bad.float().argmax(0), -1).tolist()
+            diverged_at = {s: step - n + 1 + i for s, i in enumerate(first_bad) if i >= 0 and alive[s]}
+            record(step, n, [s for s in range(S) if alive[s]], diverged_at)
+            for s in diverged_at:
+                alive[s] = False
+            bar.update(n)
+            n = 0
+            if not any(alive):
+                break
+    bar.close()
+    return pd.DataFrame(rows).sort_values(["step", "seed"], kind="stable").reset_index(drop=True)

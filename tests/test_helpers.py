@@ -55,10 +55,26 @@ def test_quantile_probe_matches_torch_quantile_and_restores_mode():
     assert set(frame["q"]) == {0.15, 0.5, 0.85} and frame["step"].eq(5).all()
 
 
+def test_quantile_probe_on_a_batched_model_gives_one_set_per_model():
+    from bnlib.models import BatchedMLP
+
+    net = BatchedMLP.from_seeds([0, 1], hidden=(6,), norm="bn")
+    x = torch.randn(50, 1, 28, 28)
+    probe = QuantileProbe({"n1": net.norm1}, x, qs=(0.5,))
+    probe(0, net)
+    frame = probe.frame()
+    assert len(frame) == 2 * 6 and sorted(frame["model"].unique()) == [0, 1]
+    model1 = net.model_at(1)
+    single = QuantileProbe({"n1": model1.norm1}, x, qs=(0.5,))
+    single(0, model1)
+    got = frame[frame["model"] == 1].sort_values("unit")["value"].to_numpy()
+    assert got == pytest.approx(single.frame().sort_values("unit")["value"].to_numpy(), abs=1e-5)
+
+
 def test_layer_outputs_conv_gives_values_per_channel():
     conv = nn.Conv2d(3, 4, 3)
     out = layer_outputs(nn.Sequential(conv), {"c": conv}, torch.randn(2, 3, 5, 5))["c"]
-    assert out.shape == (2 * 3 * 3, 4)
+    assert out.shape == (1, 2 * 3 * 3, 4)
 
 
 def test_results_save_and_validation(tmp_path):
