@@ -109,10 +109,33 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+class _BatchedLinearFunction(torch.autograd.Function):
+    """y = x W^T + b per model, with a backward that writes dW = dy^T x directly (contiguous, one bmm)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):  # x (S, B, in), weight (S, out, in), bias (S, out) or None
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        if bias is None:
+            return torch.bmm(x, weight.transpose(1, 2))
+        return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, weight = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad
+        dx = torch.bmm(dy, weight) if need_x else None
+        dw = torch.bmm(dy.transpose(1, 2), x) if need_w else None
+        db = dy.sum(1) if ctx.has_bias and need_b else None
+        return dx, dw, db
+
+
 class BatchedLinear(nn.Module):
     """``num_models`` linear layers applied at once: weight (S, out, in), bias (S, out) or None.
 
-    Input (S, B, in) gives (S, B, out); an input (B, in) shared by all models gives (S, B, out).
+    Input (S, B, in) gives (S, B, out); an input (B, in) shared by all models gives
+    (S, B, out). Training goes through a small autograd function whose weight
+    gradient is one contiguous ``bmm`` (autograd's own would need a transposed copy).
 
     Example:
         >>> layer = BatchedLinear(torch.zeros(3, 2, 5), torch.ones(3, 2))
@@ -122,16 +145,14 @@ class BatchedLinear(nn.Module):
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
         super().__init__()
-        self.weight = nn.Parameter(weight.detach().clone())
+        self.weight = nn.Parameter(weight.detach().clone().contiguous())
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight.transpose(1, 2)
-        if self.bias is None:
-            return torch.matmul(x, w) if x.dim() == 2 else torch.bmm(x, w)
-        if x.dim() == 2:
-            return torch.matmul(x, w) + self.bias.unsqueeze(1)
-        return torch.baddbmm(self.bias.unsqueeze(1), x, w)
+        if x.dim() == 2:  # one batch shared by every model (evaluation)
+            out = torch.matmul(x, self.weight.transpose(1, 2))
+            return out if self.bias is None else out + self.bias.unsqueeze(1)
+        return _BatchedLinearFunction.apply(x, self.weight, self.bias)
 
 
 class BatchedMLP(nn.Module):

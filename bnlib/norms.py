@@ -353,7 +353,8 @@ class BatchedBatchNorm(nn.Module):
         if self.training:
             if x.shape[1] < 2:
                 raise ValueError(f"Expected more than 1 value per channel when training, got input size {x.size()}")
-            var, mean = torch.var_mean(x, dim=1, unbiased=False, keepdim=True)
+            mean = x.mean(1, keepdim=True)
+            var = (x - mean).square().mean(1, keepdim=True)  # torch.var_mean over dim 1 is far slower on CPU
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
                 factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum

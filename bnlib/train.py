@@ -319,7 +319,7 @@ def fit_batched(
     eval_every = eval_every or max(1, steps // 20)
     dev = resolve_device(device)
     model.to(dev).train()
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, foreach=True)
     x, y = train_data
     scale = default_scale(x) if scale is None else scale
     batches = seed_batches(x, y, batch_size, seeds, mean=mean, std=std, scale=scale, device=dev)
