@@ -40,6 +40,27 @@ PRESETS: dict[str, dict[str, dict]] = {
             "eps_steps": 5000,
         },
     },
+    "02_mnist_reproduction": {
+        "smoke": {
+            "seeds": 2,
+            "steps": 200,
+            "eval_every": 50,
+            "probe_size": 200,
+            "sweep_steps": 100,
+            "sweep_lrs": [0.1, 1.0],
+            "sweep_init_stds": [0.03, 0.3],
+            "variant_steps": 100,
+            "variant_lrs": [0.5],
+        },
+        "quick": {},
+        "full": {
+            "seeds": 5,
+            "steps": 50000,
+            "eval_every": 500,
+            "sweep_steps": 10000,
+            "variant_steps": 10000,
+        },
+    },
 }
 
 

@@ -43,6 +43,43 @@ def spread(values: Iterable[float], digits: int = 3) -> str:
     return f"{v.mean():.{digits}f} ± {sd:.{digits}f} (n={v.size})"
 
 
+def mean_diff_ci(a: Iterable[float], b: Iterable[float], level: float = 0.95) -> tuple[float, float]:
+    """Difference of means ``mean(a) - mean(b)`` and the half-width of its Welch confidence interval.
+
+    The half-width is NaN when either sample has fewer than two values.
+
+    Example:
+        >>> d, half = mean_diff_ci([0.98, 0.97, 0.99], [0.95, 0.96, 0.94])
+        >>> round(d, 3), round(half, 3)
+        (0.03, 0.023)
+    """
+    from scipy import stats
+
+    x, y = np.asarray(list(a), dtype=float), np.asarray(list(b), dtype=float)
+    diff = float(x.mean() - y.mean())
+    if x.size < 2 or y.size < 2:
+        return diff, math.nan
+    vx, vy = x.var(ddof=1) / x.size, y.var(ddof=1) / y.size
+    se = math.sqrt(vx + vy)
+    if se == 0:
+        return diff, 0.0
+    dof = se**4 / (vx**2 / (x.size - 1) + vy**2 / (y.size - 1))
+    return diff, float(stats.t.ppf(0.5 + level / 2, dof) * se)
+
+
+def compare(a: Iterable[float], b: Iterable[float], level: float = 0.95) -> str:
+    """``"higher"``, ``"lower"`` or ``"no clear difference"`` for a against b, from :func:`mean_diff_ci`.
+
+    Example:
+        >>> compare([0.98, 0.97, 0.99], [0.95, 0.96, 0.94])
+        'higher'
+    """
+    diff, half = mean_diff_ci(a, b, level)
+    if math.isnan(half):
+        return "no clear difference"
+    return "higher" if diff - half > 0 else ("lower" if diff + half < 0 else "no clear difference")
+
+
 def _plain(value):
     """Convert numpy scalars/arrays and tuples to JSON-friendly Python values."""
     if isinstance(value, np.generic):

@@ -277,7 +277,7 @@ def fit_batched(
     seeds: Sequence[int],
     steps: int,
     batch_size: int,
-    lr: float,
+    lr: float | Sequence[float],
     momentum: float = 0.0,
     device: str | torch.device = "auto",
     eval_every: int | None = None,
@@ -294,10 +294,13 @@ def fit_batched(
     The same computation as S separate :func:`fit` runs with plain SGD: model ``s``
     gets the batches ``fit(..., seed=seeds[s])`` would draw
     (:func:`bnlib.data.seed_batches`), and the loss is the sum over models of each
-    model's mean cross-entropy, so each model's gradient is its own. Returns the
+    model's mean cross-entropy, so each model's gradient is its own. ``lr`` may
+    be one value or one per model: then SGD runs with learning rate 1 on the sum of
+    ``lr[s]`` times model ``s``'s loss, which is SGD with ``lr[s]`` for model ``s``
+    (momentum included). Returns the
     rows of :func:`fit` for every model (column ``seed`` tells them apart). A
     model that diverges gets its ``diverged`` row at its first bad step and no
-    more rows; the others go on. Callbacks are called as ``cb(step, model)`` and
+    more rows; the others go on. Column ``model`` is the model's index. Callbacks are called as ``cb(step, model)`` and
     their dicts (scalars) are added to every model's row.
 
     Example:
@@ -311,15 +314,18 @@ def fit_batched(
     """
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
-    if not lr > 0:
-        raise ValueError(f"lr must be > 0, got {lr}")
     seeds = list(seeds)
+    lrs = [float(v) for v in lr] if isinstance(lr, Sequence) else [float(lr)] * len(seeds)
+    if len(lrs) != len(seeds) or not all(v > 0 for v in lrs):
+        raise ValueError(f"lr must be > 0, one value or one per seed ({len(seeds)}), got {lr}")
     if getattr(model, "num_models", len(seeds)) != len(seeds):
         raise ValueError(f"the model holds {model.num_models} models but {len(seeds)} seeds were given")
     eval_every = eval_every or max(1, steps // 20)
     dev = resolve_device(device)
     model.to(dev).train()
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, foreach=True)
+    per_model_lr = isinstance(lr, Sequence)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0 if per_model_lr else lrs[0], momentum=momentum, foreach=True)
+    loss_weights = torch.tensor(lrs, device=dev) if per_model_lr else None
     x, y = train_data
     scale = default_scale(x) if scale is None else scale
     batches = seed_batches(x, y, batch_size, seeds, mean=mean, std=std, scale=scale, device=dev)
@@ -342,7 +348,7 @@ def fit_batched(
         accs = (window_correct[:n_window].mean(0) / batch_size).tolist() if n_window else [math.nan] * S
         for s in models:
             diverged = s in diverged_at
-            row: dict = {"step": diverged_at.get(s, step), "seed": seeds[s], "lr": lr}
+            row: dict = {"step": diverged_at.get(s, step), "model": s, "seed": seeds[s], "lr": lrs[s]}
             row["train_loss"], row["train_acc"] = losses[s], accs[s]
             if test_data is not None:
                 row["test_loss"], row["test_acc"] = (math.nan, math.nan) if diverged else (test[0][s].item(), test[1][s].item())
@@ -360,7 +366,7 @@ def fit_batched(
         b, k = logits.shape[1:]
         per_model = F.cross_entropy(logits.reshape(S * b, k), yb.reshape(-1), reduction="none").view(S, b).mean(1)
         opt.zero_grad(set_to_none=True)
-        per_model.sum().backward()
+        (per_model.sum() if loss_weights is None else (per_model * loss_weights).sum()).backward()
         opt.step()
         window_loss[n] = per_model.detach()
         window_correct[n] = (logits.detach().argmax(2) == yb).sum(1)
@@ -377,4 +383,4 @@ def fit_batched(
             if not any(alive):
                 break
     bar.close()
-    return pd.DataFrame(rows).sort_values(["step", "seed"], kind="stable").reset_index(drop=True)
+    return pd.DataFrame(rows).sort_values(["step", "model"], kind="stable").reset_index(drop=True)

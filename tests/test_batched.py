@@ -92,3 +92,35 @@ def test_a_diverging_seed_stops_alone(mnist):
     assert not healthy["diverged"].any() and math.isnan(broken["test_acc"].iloc[-1])
     with pytest.raises(ValueError, match="holds 2 models but 3 seeds"):
         fit_batched(net, train, seeds=[0, 1, 2], **kw)
+
+
+def test_per_model_learning_rates_equal_separate_runs(mnist):
+    train, _ = mnist
+    kw = dict(steps=50, batch_size=60, eval_every=50, mean=MEAN, std=STD, progress=False, device="cpu")
+    net = BatchedMLP.from_seeds([0, 0], hidden=(32,), norm="bn")
+    together = fit_batched(net, train, seeds=[0, 0], lr=[0.05, 0.8], **kw)
+    for i, lr in enumerate([0.05, 0.8]):
+        alone = BatchedMLP.from_seeds([0], hidden=(32,), norm="bn")
+        df = fit_batched(alone, train, seeds=[0], lr=lr, **kw)
+        assert together["train_loss"].iloc[2 + i] == pytest.approx(df["train_loss"].iloc[1], abs=1e-5)
+        assert together["lr"].iloc[2 + i] == lr
+        for key, value in alone.model_at(0).state_dict().items():
+            assert torch.allclose(net.model_at(i).state_dict()[key].float(), value.float(), atol=1e-5), key
+    with pytest.raises(ValueError, match="lr must be > 0, one value or one per seed"):
+        fit_batched(net, train, seeds=[0, 0], lr=[0.1], **kw)
+
+
+def test_batched_batch_norm_gradient_is_exact():
+    torch.manual_seed(0)
+    bb = BatchedBatchNorm(2, 3).double()
+    x = (torch.randn(2, 7, 3, dtype=torch.float64) * 2 + 1).requires_grad_()
+    with torch.no_grad():
+        bb.weight.uniform_(0.5, 1.5)
+    assert torch.autograd.gradcheck(lambda x, w, b: bb.train()(x), (x, bb.weight, bb.bias))
+    dy = torch.randn_like(x)
+    (bb(x) * dy).sum().backward()
+    x2 = x.detach().clone().requires_grad_()
+    mean = x2.mean(1, keepdim=True)
+    var = (x2 - mean).square().mean(1, keepdim=True)
+    ((((x2 - mean) / torch.sqrt(var + bb.eps)) * bb.weight.unsqueeze(1) + bb.bias.unsqueeze(1)) * dy).sum().backward()
+    assert torch.allclose(x.grad, x2.grad, atol=1e-10)

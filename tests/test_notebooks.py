@@ -57,3 +57,15 @@ def test_notebook_01_numbers(smoke_run):
     assert n["bn_bias_grad_max_abs"] < 1e-6 and n["bias_loss_change"] < 1e-4 and n["bias_norm_final"] > 0.1
     assert n["constant_pixels"] == 67 and n["covariance_rank_full_train"] < 784
     assert n["keras099_vs_torch001_max_diff"] < 1e-12
+
+
+def test_notebook_02_numbers(smoke_run):
+    out, _ = smoke_run
+    m = json.loads((out / "02_mnist_reproduction" / "metrics.json").read_text())
+    n = m["numbers"]
+    assert len(m["verdicts"]) == 6 and m["info"]["batched"] is True
+    assert n["chosen_lr"] in (0.1, 1.0)  # one of the smoke preset's sweep_lrs
+    assert len(n["final_acc_bn"]) == len(n["final_acc_plain"]) == 2
+    assert all(0.5 < a <= 1 for a in n["final_acc_bn"])  # 200 steps on real MNIST learn something
+    table = (out / "02_mnist_reproduction" / "fig1a_table.csv").read_text()
+    assert "steps to 95%" in table and "with BN" in table

@@ -91,3 +91,13 @@ def test_notebook_01_bad_value_names_the_parameter(tmp_path):
     )
     assert proc.returncode == 1
     assert "ValueError: seeds must be an integer >= 1, got 0" in proc.stderr
+
+
+@pytest.mark.parametrize("name, value, message", [("steps", "0", "steps must be an integer >= 1, got 0"),
+                                                  ("activation", "swish", "activation must be one of 'sigmoid', 'relu', 'tanh', got 'swish'")])
+def test_notebook_02_bad_values_name_the_parameter(tmp_path, name, value, message):
+    proc = subprocess.run(
+        [sys.executable, "-m", "bnlib.run", "02", "--preset", "smoke", "-p", name, value, "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 1 and f"ValueError: {message}" in proc.stderr
