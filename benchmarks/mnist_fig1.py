@@ -11,10 +11,11 @@ steps, with bnlib also recording the sigmoid-input percentiles of every hidden u
   ``nn.BatchNorm1d``, one seed after another, a test ``DataLoader`` for evaluation.
 
 Both are timed in the same run for ``--steps`` steps (default 2,000 of the paper's
-50,000) and extrapolated linearly to ``--paper-steps``; the ratio does not depend
-on that. Prints a table and appends rows to ``benchmarks/results.csv``.
+50,000; the plain recipe ``--plain-steps``), ``--repeats`` times each, and the medians
+are extrapolated linearly to ``--paper-steps``; the ratio does not depend on that.
+Prints a table and appends a row to ``benchmarks/results.csv``.
 
-    python benchmarks/mnist_fig1.py [--steps 2000] [--seeds 5] [--plain-steps 1000]
+    python benchmarks/mnist_fig1.py [--steps 2000] [--seeds 5] [--plain-steps 500] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import datetime
 import os
 import platform
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -121,40 +123,49 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=2000, help="steps timed for the fast path")
-    parser.add_argument("--plain-steps", type=int, default=1000, help="steps timed for the plain recipe")
+    parser.add_argument("--plain-steps", type=int, default=500, help="steps timed for the plain recipe")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each; the medians are reported")
     parser.add_argument("--paper-steps", type=int, default=50000, help="steps to extrapolate to")
     parser.add_argument("--eval-every", type=int, default=500)
     parser.add_argument("--lr", type=float, default=1.0)
     parser.add_argument("--results", default=str(HERE / "results.csv"), help="CSV to append to ('' for none)")
     args = parser.parse_args(argv)
     peak = matmul_gflops()
-    fast = run_fast(args.seeds, args.steps, args.eval_every, args.lr)
-    plain = run_plain(args.seeds, args.plain_steps, args.eval_every, args.lr)
+    fast_runs = [run_fast(args.seeds, args.steps, args.eval_every, args.lr) for _ in range(args.repeats)]
+    plain_runs = [run_plain(args.seeds, args.plain_steps, args.eval_every, args.lr) for _ in range(args.repeats)]
+    fast, plain = statistics.median(fast_runs), statistics.median(plain_runs)
     fast_full = fast * args.paper_steps / args.steps
     plain_full = plain * args.paper_steps / args.plain_steps
     models = 2 * args.seeds
     flops = 2 * models * (args.steps * 60 * TRAIN_MACS + (args.steps // args.eval_every + 1) * 10000 * FORWARD_MACS)
     row = {
         "date": datetime.date.today().isoformat(), "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-        "torch_threads": torch.get_num_threads(), "benchmark": "mnist_fig1", "seeds": args.seeds,
+        "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "benchmark": "mnist_fig1",
+        "seeds": args.seeds, "repeats": args.repeats,
         "fast_steps": args.steps, "fast_s": round(fast, 2), "plain_steps": args.plain_steps, "plain_s": round(plain, 2),
         "fast_s_at_paper_steps": round(fast_full, 1), "plain_s_at_paper_steps": round(plain_full, 1),
         "speedup": round(plain_full / fast_full, 2), "fast_gflops": round(flops / fast / 1e9, 1),
         "matmul_gflops": round(peak, 1),
     }
-    print(f"Figure 1 sweep, 2 networks x {args.seeds} seeds, extrapolated to {args.paper_steps} steps:")
+    print(f"Figure 1 sweep, 2 networks x {args.seeds} seeds, extrapolated to {args.paper_steps} steps (medians of {args.repeats}):")
     print(f"  bnlib batched : {fast_full:8.0f} s   ({args.steps} steps timed: {fast:.1f} s, {row['fast_gflops']} GFLOP/s)")
     print(f"  plain recipe  : {plain_full:8.0f} s   ({args.plain_steps} steps timed: {plain:.1f} s)")
     print(f"  speed-up      : {row['speedup']:.1f}x   (large matmul on this machine: {row['matmul_gflops']} GFLOP/s)")
     if args.results:
-        path = Path(args.results)
-        new = not path.exists()
-        with path.open("a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(row))
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
+        append_row(Path(args.results), row)
     return [row]
+
+
+def append_row(path: Path, row: dict) -> None:
+    """Append ``row`` to the CSV at ``path``; rows written earlier with other columns are kept (columns merged)."""
+    rows = list(csv.DictReader(path.open())) if path.exists() else []
+    columns = list(dict.fromkeys([c for r in rows for c in r] + list(row)))
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows + [row])
+    tmp.replace(path)
 
 
 if __name__ == "__main__":

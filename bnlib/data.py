@@ -319,8 +319,8 @@ def _train_batches(
         order = torch.randperm(n, generator=generator, device=x.device)
         for start in range(0, n - batch_size + 1, batch_size):
             idx = order[start : start + batch_size]
-            xb = to_float(x[idx], mean, std, scale)
-            yield (augment_batch(xb, augment_generator) if augment else xb), y[idx]
+            xb = to_float(x.index_select(0, idx), mean, std, scale)  # index_select: far faster than x[idx] on CPU
+            yield (augment_batch(xb, augment_generator) if augment else xb), y.index_select(0, idx)
 
 
 def _eval_batches(
@@ -509,5 +509,6 @@ def _seed_batches(
     while True:
         orders = torch.stack([torch.randperm(n, generator=g, device=x.device) for g in generators])
         for start in range(0, n - batch_size + 1, batch_size):
-            idx = orders[:, start : start + batch_size]
-            yield to_float(x[idx], mean, std, scale), y[idx]
+            idx = orders[:, start : start + batch_size].reshape(-1)
+            xb = x.index_select(0, idx).view(len(seeds), batch_size, *x.shape[1:])  # far faster than x[idx] on CPU
+            yield to_float(xb, mean, std, scale), y.index_select(0, idx).view(len(seeds), batch_size)

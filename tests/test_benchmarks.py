@@ -7,8 +7,10 @@ from benchmarks import mnist_fig1
 
 def test_mnist_fig1_benchmark_runs(data_root, tmp_path):
     results = tmp_path / "results.csv"
+    results.write_text("date,benchmark,old_column\n2026-01-01,older,x\n")  # a row written with other columns stays
     rows = mnist_fig1.main(["--seeds", "2", "--steps", "20", "--plain-steps", "10", "--eval-every", "10",
-                            "--results", str(results)])
+                            "--repeats", "1", "--results", str(results)])
     assert rows[0]["speedup"] > 0 and rows[0]["fast_gflops"] > 0
     saved = list(csv.DictReader(results.open()))
-    assert len(saved) == 1 and saved[0]["benchmark"] == "mnist_fig1"
+    assert [r["benchmark"] for r in saved] == ["older", "mnist_fig1"]
+    assert saved[0]["old_column"] == "x" and saved[1]["seeds"] == "2" and saved[1]["old_column"] == ""

@@ -67,5 +67,7 @@ def test_notebook_02_numbers(smoke_run):
     assert n["chosen_lr"] in (0.1, 1.0)  # one of the smoke preset's sweep_lrs
     assert len(n["final_acc_bn"]) == len(n["final_acc_plain"]) == 2
     assert all(0.5 < a <= 1 for a in n["final_acc_bn"])  # 200 steps on real MNIST learn something
+    assert sorted(n["lr_sweep_early_bn_vs_plain"]) == ["0.1", "1"]  # one comparison per swept learning rate
+    assert set(n["lr_sweep_early_bn_vs_plain"].values()) <= {"higher", "lower", "no clear difference"}
     table = (out / "02_mnist_reproduction" / "fig1a_table.csv").read_text()
-    assert "steps to 95%" in table and "with BN" in table
+    assert "steps to 95%" in table and "with BN" in table and "nan" not in table
