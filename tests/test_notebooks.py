@@ -67,7 +67,28 @@ def test_notebook_02_numbers(smoke_run):
     assert n["chosen_lr"] in (0.1, 1.0)  # one of the smoke preset's sweep_lrs
     assert len(n["final_acc_bn"]) == len(n["final_acc_plain"]) == 2
     assert all(0.5 < a <= 1 for a in n["final_acc_bn"])  # 200 steps on real MNIST learn something
+    moves = n["percentile_moves_per_seed"]  # layer -> measure -> network -> one value per seed
+    assert sorted(moves) == ["hidden 1", "hidden 2", "hidden 3"]
+    assert all(sorted(m) == ["early", "moved", "wandered"] and all(len(v) == 2 for v in m.values() for v in v.values())
+               for m in moves.values())
     assert sorted(n["lr_sweep_early_bn_vs_plain"]) == ["0.1", "1"]  # one comparison per swept learning rate
     assert set(n["lr_sweep_early_bn_vs_plain"].values()) <= {"higher", "lower", "no clear difference"}
     table = (out / "02_mnist_reproduction" / "fig1a_table.csv").read_text()
     assert "steps to 95%" in table and "with BN" in table and "nan" not in table
+
+
+def test_notebook_02_separate_runs_give_the_batched_numbers(smoke_run, tmp_path):
+    """batched=False trains the seeds one after another with bnlib.train.fit: the same numbers as the batched smoke run."""
+    out, _ = smoke_run
+    proc = subprocess.run(
+        [sys.executable, "-m", "bnlib.run", "02", "--preset", "smoke", "-p", "batched", "false", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    batched = json.loads((out / "02_mnist_reproduction" / "metrics.json").read_text())
+    separate = json.loads((tmp_path / "02_mnist_reproduction" / "metrics.json").read_text())
+    assert batched["info"]["batched"] is True and separate["info"]["batched"] is False
+    a, b = batched["numbers"], separate["numbers"]
+    assert a["chosen_lr"] == b["chosen_lr"]
+    for key in ("final_acc_bn", "final_acc_plain"):
+        assert a[key] == pytest.approx(b[key], abs=2e-4), key
