@@ -295,13 +295,13 @@ def fit_batched(
     gets the batches ``fit(..., seed=seeds[s])`` would draw
     (:func:`bnlib.data.seed_batches`), and the loss is the sum over models of each
     model's mean cross-entropy, so each model's gradient is its own. ``lr`` may
-    be one value or one per model: then SGD runs with learning rate 1 on the sum of
-    ``lr[s]`` times model ``s``'s loss, which is SGD with ``lr[s]`` for model ``s``
-    (momentum included). Returns the
-    rows of :func:`fit` for every model (column ``seed`` tells them apart). A
-    model that diverges gets its ``diverged`` row at its first bad step and no
-    more rows; the others go on. Column ``model`` is the model's index. Callbacks are called as ``cb(step, model)`` and
-    their dicts (scalars) are added to every model's row.
+    be one value or one per model (a list): then SGD runs with learning rate 1 on
+    the sum of ``lr[s]`` times model ``s``'s loss, which is SGD with ``lr[s]`` for
+    model ``s`` (momentum included). Returns the rows of :func:`fit` for every
+    model, with column ``model`` (the model's index) beside ``seed``. A model that
+    diverges gets its ``diverged`` row at its first bad step and no more rows; the
+    others go on. Callbacks are called as ``cb(step, model)`` and their dicts
+    (scalars) are added to every model's row.
 
     Example:
         >>> from bnlib.models import BatchedMLP

@@ -69,8 +69,9 @@ def test_notebook_02_numbers(smoke_run):
     assert all(0.5 < a <= 1 for a in n["final_acc_bn"])  # 200 steps on real MNIST learn something
     moves = n["percentile_moves_per_seed"]  # layer -> measure -> network -> one value per seed
     assert sorted(moves) == ["hidden 1", "hidden 2", "hidden 3"]
-    assert all(sorted(m) == ["early", "moved", "wandered"] and all(len(v) == 2 for v in m.values() for v in v.values())
-               for m in moves.values())
+    for by_measure in moves.values():
+        assert sorted(by_measure) == ["early", "moved", "wandered"]
+        assert all(len(per_seed) == 2 for by_network in by_measure.values() for per_seed in by_network.values())
     assert sorted(n["lr_sweep_early_bn_vs_plain"]) == ["0.1", "1"]  # one comparison per swept learning rate
     assert set(n["lr_sweep_early_bn_vs_plain"].values()) <= {"higher", "lower", "no clear difference"}
     table = (out / "02_mnist_reproduction" / "fig1a_table.csv").read_text()
