@@ -1,6 +1,7 @@
 """Every notebook runs end to end through papermill at the smoke preset."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -93,3 +94,21 @@ def test_notebook_02_separate_runs_give_the_batched_numbers(smoke_run, tmp_path)
     assert a["chosen_lr"] == b["chosen_lr"]
     for key in ("final_acc_bn", "final_acc_plain"):
         assert a[key] == pytest.approx(b[key], abs=2e-4), key
+
+
+def test_notebook_02_rerun_loads_the_finished_runs(smoke_run, tmp_path):
+    """The trained groups saved under runs/ are loaded, not retrained, when the notebook runs again into the same folder."""
+    out, _ = smoke_run
+    runs = tmp_path / "02_mnist_reproduction" / "runs"
+    shutil.copytree(out / "02_mnist_reproduction" / "runs", runs)
+    saved = {p.name: p.stat().st_mtime_ns for p in runs.iterdir()}
+    assert len([n for n in saved if n.endswith("_quantiles.csv")]) == 2 and len(saved) == 16  # 7 groups x 2 networks, 2 percentile files
+    proc = subprocess.run(
+        [sys.executable, "-m", "bnlib.run", "02", "--preset", "smoke", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert {p.name: p.stat().st_mtime_ns for p in runs.iterdir()} == saved  # nothing retrained, nothing added
+    first = json.loads((out / "02_mnist_reproduction" / "metrics.json").read_text())["numbers"]
+    again = json.loads((tmp_path / "02_mnist_reproduction" / "metrics.json").read_text())["numbers"]
+    assert again == first
