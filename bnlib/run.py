@@ -61,7 +61,7 @@ def resolve_notebooks(names: Sequence[str] = ()) -> list[Path]:
         >>> resolve_notebooks(["no_such"])
         Traceback (most recent call last):
         ...
-        ValueError: no notebook matches 'no_such'; available: 01_internal_covariate_shift
+        ValueError: no notebook matches 'no_such'; available: 01_internal_covariate_shift, 02_mnist_reproduction...
     """
     available = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
     if not names:
