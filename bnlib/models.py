@@ -2,7 +2,10 @@
 
 Every builder takes a ``norm`` kind (see :func:`bnlib.norms.norm_layer`) and an
 ``activation`` name, so the same architecture can be trained with and without
-Batch Normalization.
+Batch Normalization: :func:`mlp` (the paper's MNIST network), :func:`vgg` (VGG-11/13/16/19
+for small images, with a width multiplier), :func:`small_cnn` (the study note's CNN) and
+:func:`small_resnet`; :func:`build_model` builds any of them by name. :class:`BatchedMLP`
+trains S copies of an ``mlp`` at once.
 
 Example:
     >>> import torch
@@ -16,7 +19,8 @@ from __future__ import annotations
 
 import copy
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 
 import torch
 from torch import nn
@@ -91,12 +95,236 @@ def mlp(
     layers["out"] = nn.Linear(width, num_classes)
     net = nn.Sequential(layers)
     if init_std is not None:
-        for module in net.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.normal_(module.weight, 0.0, init_std)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+        gaussian_init_(net, init_std)
     return net
+
+
+def gaussian_init_(model: nn.Module, std: float) -> nn.Module:
+    """Draw every linear and convolution weight from N(0, std^2) and zero their biases, in place.
+
+    Norm layers keep their own initialization (gamma = 1, beta = 0). Returns ``model``.
+
+    Example:
+        >>> net = gaussian_init_(torch.nn.Conv2d(3, 8, 3), std=0.01)
+        >>> round(net.weight.std().item(), 2), net.bias.abs().max().item()
+        (0.01, 0.0)
+    """
+    if not std > 0:
+        raise ValueError(f"std must be > 0, got {std}")
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            nn.init.normal_(module.weight, 0.0, std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    return model
+
+
+VGG_LAYERS: dict[str, list[int | str]] = {  # channels of each 3x3 convolution, "M" = 2x2 max pooling (Simonyan & Zisserman 2015)
+    "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    "vgg13": [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
+    "vgg19": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],
+}
+
+
+def _scaled(channels: int, width: float) -> int:
+    """Channels after a width multiplier (at least 1)."""
+    return max(1, round(channels * width))
+
+
+def conv_norm_act(in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1, *,
+                  norm: str = "none", activation: str = "relu") -> nn.Sequential:
+    """``conv -> norm -> activation`` with "same" padding; the convolution has no bias when a norm follows it.
+
+    Example:
+        >>> conv_norm_act(3, 8, norm="bn")
+        Sequential(
+          (conv): Conv2d(3, 8, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False)
+          (norm): BatchNorm(8, eps=1e-05, momentum=0.1, affine=True)
+          (act): ReLU()
+        )
+    """
+    return nn.Sequential(OrderedDict(
+        conv=nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding=kernel_size // 2, bias=(norm == "none")),
+        norm=norm_layer(norm, out_channels),
+        act=activation_layer(activation),
+    ))
+
+
+def vgg(
+    depth: str = "vgg11",
+    num_classes: int = 10,
+    in_channels: int = 3,
+    *,
+    width: float = 1.0,
+    norm: str = "bn",
+    activation: str = "relu",
+    dropout: float = 0.0,
+    init_std: float | None = None,
+) -> nn.Sequential:
+    """A VGG network for small images (CIFAR-10: 32x32; MNIST: 28x28), with a width multiplier.
+
+    Every 3x3 convolution is ``conv -> norm -> activation`` (BN before the nonlinearity, as in
+    Ioffe & Szegedy 2015, Sec. 3.2; no convolution bias with a norm). Pooling uses
+    ``ceil_mode`` so that 28x28 inputs also come down to 1x1 after five poolings. The head is
+    ``flatten -> dropout -> linear``, the usual CIFAR variant of VGG.
+
+    Args:
+        depth: a key of ``VGG_LAYERS`` ("vgg11", "vgg13", "vgg16", "vgg19").
+        width: multiplies every channel count (0.25 gives 16..128 channels).
+        dropout: dropout probability before the classifier (0 = none).
+        init_std: if given, every weight from N(0, init_std^2) (:func:`gaussian_init_`);
+            else PyTorch's default initialization.
+
+    Example:
+        >>> net = vgg("vgg11", width=0.25, norm="bn")
+        >>> net(torch.zeros(2, 3, 32, 32)).shape, net(torch.zeros(2, 3, 28, 28)).shape
+        (torch.Size([2, 10]), torch.Size([2, 10]))
+    """
+    if depth not in VGG_LAYERS:
+        raise ValueError(f"unknown VGG depth {depth!r}; valid depths: {', '.join(VGG_LAYERS)}")
+    if not width > 0:
+        raise ValueError(f"width must be > 0, got {width}")
+    if not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    channels, n_conv, n_pool = in_channels, 0, 0
+    for item in VGG_LAYERS[depth]:
+        if item == "M":
+            n_pool += 1
+            layers[f"pool{n_pool}"] = nn.MaxPool2d(2, ceil_mode=True)
+        else:
+            n_conv += 1
+            layers[f"conv{n_conv}"] = conv_norm_act(channels, _scaled(item, width), norm=norm, activation=activation)
+            channels = _scaled(item, width)
+    layers["flatten"] = nn.Flatten()
+    layers["dropout"] = nn.Dropout(dropout)
+    layers["out"] = nn.Linear(channels, num_classes)
+    net = nn.Sequential(layers)
+    return gaussian_init_(net, init_std) if init_std is not None else net
+
+
+def small_cnn(
+    num_classes: int = 10,
+    in_channels: int = 3,
+    image_size: int = 32,
+    *,
+    width: float = 1.0,
+    norm: str = "bn",
+    activation: str = "relu",
+    dropout: float = 0.0,
+    init_std: float | None = None,
+) -> nn.Sequential:
+    """The study note's small CNN: 5x5 conv 32 -> pool -> 5x5 conv 64 -> pool -> dense 1024 -> classes.
+
+    Each conv and the dense layer are followed by ``norm -> activation`` (no bias with a norm);
+    ``dropout`` acts before the output layer. ``image_size`` (32 for CIFAR-10, 28 for MNIST)
+    fixes the size of the dense layer's input.
+
+    Example:
+        >>> small_cnn(in_channels=1, image_size=28)(torch.zeros(2, 1, 28, 28)).shape
+        torch.Size([2, 10])
+    """
+    if not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    c1, c2, hidden = _scaled(32, width), _scaled(64, width), _scaled(1024, width)
+    side = -(-(-(-image_size // 2)) // 2)  # two 2x2 poolings with ceil_mode
+    net = nn.Sequential(OrderedDict(
+        conv1=conv_norm_act(in_channels, c1, 5, norm=norm, activation=activation),
+        pool1=nn.MaxPool2d(2, ceil_mode=True),
+        conv2=conv_norm_act(c1, c2, 5, norm=norm, activation=activation),
+        pool2=nn.MaxPool2d(2, ceil_mode=True),
+        flatten=nn.Flatten(),
+        fc=nn.Linear(c2 * side * side, hidden, bias=(norm == "none")),
+        norm=norm_layer(norm, hidden),
+        act=activation_layer(activation),
+        dropout=nn.Dropout(dropout),
+        out=nn.Linear(hidden, num_classes),
+    ))
+    return gaussian_init_(net, init_std) if init_std is not None else net
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block (He et al. 2016): two 3x3 ``conv -> norm`` with a shortcut, activation after the sum.
+
+    The shortcut is the identity, or a 1x1 ``conv -> norm`` when the shape changes.
+
+    Example:
+        >>> BasicBlock(16, 32, stride=2, norm="bn")(torch.zeros(2, 16, 8, 8)).shape
+        torch.Size([2, 32, 4, 4])
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, *, norm: str = "bn", activation: str = "relu"):
+        super().__init__()
+        self.conv1 = conv_norm_act(in_channels, out_channels, 3, stride, norm=norm, activation=activation)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=(norm == "none"))
+        self.norm2 = norm_layer(norm, out_channels)
+        self.shortcut = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=(norm == "none")),
+                                          norm_layer(norm, out_channels))
+        self.act = activation_layer(activation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.norm2(self.conv2(self.conv1(x))) + self.shortcut(x))
+
+
+def small_resnet(
+    num_classes: int = 10,
+    in_channels: int = 3,
+    *,
+    width: float = 1.0,
+    blocks_per_stage: int = 2,
+    norm: str = "bn",
+    activation: str = "relu",
+    init_std: float | None = None,
+) -> nn.Sequential:
+    """A small CIFAR ResNet: 3x3 stem, three stages of 16/32/64 channels (x ``width``), ``blocks_per_stage``
+    basic blocks each (stride 2 at the start of stages 2 and 3), global average pooling, linear output.
+
+    With 2 blocks per stage it has 14 weight layers (He et al. 2016, Sec. 4.2 use n = 3, 5, 7, ...).
+
+    Example:
+        >>> net = small_resnet(norm="none", activation="relu")
+        >>> net(torch.zeros(2, 3, 32, 32)).shape
+        torch.Size([2, 10])
+    """
+    if blocks_per_stage < 1:
+        raise ValueError(f"blocks_per_stage must be >= 1, got {blocks_per_stage}")
+    widths = [_scaled(c, width) for c in (16, 32, 64)]
+    layers: OrderedDict[str, nn.Module] = OrderedDict(stem=conv_norm_act(in_channels, widths[0], norm=norm, activation=activation))
+    channels = widths[0]
+    for stage, out_channels in enumerate(widths, start=1):
+        for block in range(1, blocks_per_stage + 1):
+            stride = 2 if stage > 1 and block == 1 else 1
+            layers[f"stage{stage}_block{block}"] = BasicBlock(channels, out_channels, stride, norm=norm, activation=activation)
+            channels = out_channels
+    layers["pool"] = nn.AdaptiveAvgPool2d(1)
+    layers["flatten"] = nn.Flatten()
+    layers["out"] = nn.Linear(channels, num_classes)
+    net = nn.Sequential(layers)
+    return gaussian_init_(net, init_std) if init_std is not None else net
+
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "mlp": mlp, "small_cnn": small_cnn, "small_resnet": small_resnet, **{depth: partial(vgg, depth) for depth in VGG_LAYERS}
+}
+
+
+def build_model(name: str, **kwargs) -> nn.Module:
+    """Build a model of :data:`MODELS` by name; keyword arguments go to its builder.
+
+    Example:
+        >>> build_model("vgg11", width=0.125, norm="none")(torch.zeros(1, 3, 32, 32)).shape
+        torch.Size([1, 10])
+        >>> build_model("vgg12")
+        Traceback (most recent call last):
+        ...
+        ValueError: unknown model 'vgg12'; valid models: mlp, small_cnn, small_resnet, vgg11, vgg13, vgg16, vgg19
+    """
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(MODELS)}")
+    return MODELS[name](**kwargs)
 
 
 def count_parameters(model: nn.Module) -> int:

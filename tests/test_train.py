@@ -101,3 +101,22 @@ def test_bad_arguments_name_the_problem(kwargs, message):
     args = {"steps": 1, "batch_size": 5, "lr": 0.1, "progress": False, **kwargs}
     with pytest.raises(ValueError, match=message):
         fit(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)), (x, y), **args)
+
+
+def test_channels_last_conv_training_gives_the_same_numbers(data_root):
+    from bnlib.data import load_dataset
+    from bnlib.models import vgg
+
+    x, y = load_dataset("cifar10", "test", data_root)  # real CIFAR-10 images (the test split is the smaller file)
+    train, test = (x[:1000], y[:1000]), (x[1000:1500], y[1000:1500])
+    mean, std = dataset_stats("cifar10")
+    runs = {}
+    for channels_last in (False, True):
+        torch.manual_seed(0)
+        model = vgg("vgg11", width=0.125, norm="torch_bn")
+        runs[channels_last] = fit(model, train, test, steps=3, batch_size=32, lr=0.05, eval_every=1, mean=mean, std=std,
+                                  augment=True, channels_last=channels_last, progress=False, device="cpu")
+        assert model.conv1.conv.weight.is_contiguous(memory_format=torch.channels_last) == channels_last
+    # the same computation up to rounding; over many steps training amplifies rounding (about 10x per step here)
+    for col in ["train_loss", "test_loss", "test_acc"]:
+        assert runs[True][col].iloc[1:].to_numpy() == pytest.approx(runs[False][col].iloc[1:].to_numpy(), abs=1e-4), col

@@ -1,0 +1,112 @@
+"""The conv nets of bnlib.models: shapes, where BN sits, biases, width, initialization, names and errors."""
+
+import pytest
+import torch
+from torch import nn
+
+from bnlib.models import MODELS, VGG_LAYERS, build_model, gaussian_init_, small_cnn, small_resnet, vgg
+from bnlib.norms import BatchNorm
+
+CONV_MODELS = ["small_cnn", "small_resnet", *VGG_LAYERS]
+
+
+@pytest.mark.parametrize("name", CONV_MODELS)
+@pytest.mark.parametrize("channels, side", [(3, 32), (1, 28)])
+def test_conv_models_classify_cifar_and_mnist_sized_images(name, channels, side):
+    kw = {"image_size": side} if name == "small_cnn" else {}
+    net = build_model(name, in_channels=channels, width=0.125, norm="bn", **kw)
+    out = net(torch.randn(4, channels, side, side))
+    assert out.shape == (4, 10) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("depth", list(VGG_LAYERS))
+def test_vgg_puts_bn_after_every_convolution_and_drops_its_bias(depth):
+    n_conv = sum(item != "M" for item in VGG_LAYERS[depth])
+    with_bn = vgg(depth, width=0.125, norm="bn")
+    convs = [m for m in with_bn.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == n_conv == sum(isinstance(m, BatchNorm) for m in with_bn.modules())
+    assert all(c.bias is None for c in convs)
+    for block in (m for name, m in with_bn.named_children() if name.startswith("conv")):
+        assert [type(m).__name__ for m in block] == ["Conv2d", "BatchNorm", "ReLU"]  # BN before the nonlinearity
+    plain = vgg(depth, width=0.125, norm="none")
+    assert all(c.bias is not None for c in plain.modules() if isinstance(c, nn.Conv2d))
+    assert not any(isinstance(m, BatchNorm) for m in plain.modules())
+
+
+def test_vgg11_full_width_has_the_known_size():
+    params = sum(p.numel() for p in vgg("vgg11", norm="bn").parameters())
+    # 8 conv layers (no bias) + their BN (gamma, beta) + the 512 -> 10 classifier
+    convs = [(3, 64), (64, 128), (128, 256), (256, 256), (256, 512), (512, 512), (512, 512), (512, 512)]
+    assert params == sum(9 * i * o + 2 * o for i, o in convs) + 512 * 10 + 10
+
+
+def test_width_multiplies_channels():
+    assert vgg("vgg11", width=0.25).out.in_features == 128
+    assert small_cnn(width=0.5).fc.out_features == 512
+    assert small_resnet(width=2.0).out.in_features == 128
+
+
+def test_small_cnn_matches_the_study_note():
+    net = small_cnn(norm="none")
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == [(3, 32, (5, 5)), (32, 64, (5, 5))]
+    assert (net.fc.in_features, net.fc.out_features) == (64 * 8 * 8, 1024)
+    assert isinstance(small_cnn(norm="bn").norm, BatchNorm) and small_cnn(norm="bn").fc.bias is None
+
+
+def test_small_resnet_has_three_stages_of_two_blocks():
+    net = small_resnet(norm="bn")
+    blocks = [name for name, _ in net.named_children() if "block" in name]
+    assert blocks == [f"stage{s}_block{b}" for s in (1, 2, 3) for b in (1, 2)]
+    convs3x3 = [m for m in net.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)]
+    assert len(convs3x3) + 1 == 14  # stem + 12 block convs + the output layer (1x1 shortcuts not counted)
+    x = torch.randn(2, 3, 32, 32)
+    features = net[:-3](x)
+    assert features.shape == (2, 64, 8, 8)
+
+
+def test_gaussian_init_sets_every_weight_scale():
+    net = gaussian_init_(vgg("vgg11", width=0.5, norm="bn"), 0.05)
+    for m in net.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            assert abs(m.weight.std().item() - 0.05) < 0.01
+        if isinstance(m, BatchNorm):
+            assert torch.equal(m.weight, torch.ones_like(m.weight))  # norms keep gamma = 1
+    assert vgg("vgg11", width=0.125, init_std=0.2).conv1.conv.weight.std().item() == pytest.approx(0.2, rel=0.25)
+    with pytest.raises(ValueError, match="std must be > 0, got 0"):
+        gaussian_init_(nn.Linear(2, 2), 0)
+
+
+def test_channels_last_gives_the_same_output():
+    torch.manual_seed(0)
+    net = vgg("vgg11", width=0.25, norm="torch_bn").eval()
+    x = torch.randn(4, 3, 32, 32)
+    ref = net(x)
+    fast = net.to(memory_format=torch.channels_last)(x.to(memory_format=torch.channels_last))
+    assert torch.allclose(ref, fast, atol=1e-5)
+
+
+def test_names_and_bad_arguments_give_clear_errors():
+    assert set(CONV_MODELS) | {"mlp"} == set(MODELS)
+    with pytest.raises(ValueError, match="unknown model 'vgg12'; valid models: mlp, small_cnn, small_resnet, vgg11"):
+        build_model("vgg12")
+    with pytest.raises(ValueError, match="unknown VGG depth 'vgg10'"):
+        vgg("vgg10")
+    with pytest.raises(ValueError, match="unknown norm kind 'bnn'"):
+        vgg("vgg11", norm="bnn")
+    with pytest.raises(ValueError, match="unknown activation 'swish'"):
+        small_resnet(activation="swish")
+    with pytest.raises(ValueError, match="width must be > 0, got 0"):
+        vgg("vgg11", width=0)
+    with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\), got 1"):
+        small_cnn(dropout=1)
+
+
+def test_dropout_is_active_only_in_training():
+    torch.manual_seed(0)
+    net = small_cnn(width=0.25, norm="none", dropout=0.5)
+    x = torch.randn(8, 3, 32, 32)
+    net.eval()
+    assert torch.equal(net(x), net(x))
+    net.train()
+    assert not torch.equal(net(x), net(x))
