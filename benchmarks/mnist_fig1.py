@@ -15,16 +15,12 @@ Both are timed in the same run for ``--steps`` steps (default 2,000 of the paper
 are extrapolated linearly to ``--paper-steps``; the ratio does not depend on that.
 Prints a table and appends a row to ``benchmarks/results.csv``.
 
-    python benchmarks/mnist_fig1.py [--steps 2000] [--seeds 5] [--plain-steps 500] [--repeats 3]
+    python -m benchmarks.mnist_fig1 [--steps 2000] [--seeds 5] [--plain-steps 500] [--repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import datetime
-import os
-import platform
 import shutil
 import statistics
 import tempfile
@@ -40,7 +36,7 @@ from bnlib.models import BatchedMLP
 from bnlib.probes import QuantileProbe
 from bnlib.train import fit_batched
 
-HERE = Path(__file__).resolve().parent
+from benchmarks.common import RESULTS, append_row, machine_row
 # multiply-accumulates per image: forward, and a training step (forward + input grads except the first layer + weight grads)
 FORWARD_MACS = 784 * 100 + 100 * 100 + 100 * 100 + 100 * 10
 TRAIN_MACS = 3 * FORWARD_MACS - 784 * 100
@@ -128,7 +124,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--paper-steps", type=int, default=50000, help="steps to extrapolate to")
     parser.add_argument("--eval-every", type=int, default=500)
     parser.add_argument("--lr", type=float, default=1.0)
-    parser.add_argument("--results", default=str(HERE / "results.csv"), help="CSV to append to ('' for none)")
+    parser.add_argument("--results", default=str(RESULTS), help="CSV to append to ('' for none)")
     args = parser.parse_args(argv)
     peak = matmul_gflops()
     fast_runs = [run_fast(args.seeds, args.steps, args.eval_every, args.lr) for _ in range(args.repeats)]
@@ -139,9 +135,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     models = 2 * args.seeds
     flops = 2 * models * (args.steps * 60 * TRAIN_MACS + (args.steps // args.eval_every + 1) * 10000 * FORWARD_MACS)
     row = {
-        "date": datetime.date.today().isoformat(), "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-        "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "benchmark": "mnist_fig1",
-        "seeds": args.seeds, "repeats": args.repeats,
+        **machine_row(), "benchmark": "mnist_fig1", "seeds": args.seeds, "repeats": args.repeats,
         "fast_steps": args.steps, "fast_s": round(fast, 2), "plain_steps": args.plain_steps, "plain_s": round(plain, 2),
         "fast_s_at_paper_steps": round(fast_full, 1), "plain_s_at_paper_steps": round(plain_full, 1),
         "speedup": round(plain_full / fast_full, 2), "fast_gflops": round(flops / fast / 1e9, 1),
@@ -154,18 +148,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if args.results:
         append_row(Path(args.results), row)
     return [row]
-
-
-def append_row(path: Path, row: dict) -> None:
-    """Append ``row`` to the CSV at ``path``; rows written earlier with other columns are kept (columns merged)."""
-    rows = list(csv.DictReader(path.open())) if path.exists() else []
-    columns = list(dict.fromkeys([c for r in rows for c in r] + list(row)))
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows + [row])
-    tmp.replace(path)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 import csv
 
-from benchmarks import mnist_fig1
+from benchmarks import cifar_vgg_epoch, mnist_fig1
 
 
 def test_mnist_fig1_benchmark_runs(data_root, tmp_path):
@@ -14,3 +14,12 @@ def test_mnist_fig1_benchmark_runs(data_root, tmp_path):
     saved = list(csv.DictReader(results.open()))
     assert [r["benchmark"] for r in saved] == ["older", "mnist_fig1"]
     assert saved[0]["old_column"] == "x" and saved[1]["seeds"] == "2" and saved[1]["old_column"] == ""
+
+
+def test_cifar_vgg_epoch_benchmark_runs(data_root, tmp_path):
+    results = tmp_path / "results.csv"
+    rows = cifar_vgg_epoch.main(["--width", "0.0625", "--steps", "2", "--batch-size", "16", "--repeats", "1",
+                                 "--workers", "0", "--results", str(results)])
+    assert rows[0]["speedup_vs_0_workers"] > 0 and rows[0]["fast_epoch_s"] > 0
+    saved = list(csv.DictReader(results.open()))
+    assert len(saved) == 1 and saved[0]["benchmark"] == "cifar_vgg_epoch" and saved[0]["model"] == "vgg11 x0.0625"
