@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -228,7 +229,7 @@ def small_cnn(
     if not 0 <= dropout < 1:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
     c1, c2, hidden = _scaled(32, width), _scaled(64, width), _scaled(1024, width)
-    side = -(-(-(-image_size // 2)) // 2)  # two 2x2 poolings with ceil_mode
+    side = math.ceil(math.ceil(image_size / 2) / 2)  # after two 2x2 poolings with ceil_mode
     net = nn.Sequential(OrderedDict(
         conv1=conv_norm_act(in_channels, c1, 5, norm=norm, activation=activation),
         pool1=nn.MaxPool2d(2, ceil_mode=True),
