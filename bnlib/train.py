@@ -322,7 +322,8 @@ def fit_batched(
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
     seeds = list(seeds)
-    lrs = [float(v) for v in lr] if isinstance(lr, Sequence) else [float(lr)] * len(seeds)
+    per_model_lr = isinstance(lr, Sequence)
+    lrs = [float(v) for v in lr] if per_model_lr else [float(lr)] * len(seeds)
     if len(lrs) != len(seeds) or not all(v > 0 for v in lrs):
         raise ValueError(f"lr must be > 0, one value or one per seed ({len(seeds)}), got {lr}")
     if getattr(model, "num_models", len(seeds)) != len(seeds):
@@ -330,7 +331,6 @@ def fit_batched(
     eval_every = eval_every or max(1, steps // 20)
     dev = resolve_device(device)
     model.to(dev).train()
-    per_model_lr = isinstance(lr, Sequence)
     opt = torch.optim.SGD(model.parameters(), lr=1.0 if per_model_lr else lrs[0], momentum=momentum, foreach=True)
     loss_weights = torch.tensor(lrs, device=dev) if per_model_lr else None
     x, y = train_data
