@@ -120,6 +120,34 @@ def gaussian_init_(model: nn.Module, std: float) -> nn.Module:
     return model
 
 
+def he_init_(model: nn.Module, scale: float = 1.0) -> nn.Module:
+    """Draw every linear and convolution weight from N(0, (scale * sqrt(2 / fan_in))^2) and zero their biases, in place.
+
+    ``scale = 1`` is He et al. 2015's initialization for ReLU networks (it keeps the size of the
+    activations from layer to layer); other scales shrink or blow them up by ``scale`` per layer,
+    which is what an initialization-sensitivity sweep varies. Norm layers keep gamma = 1, beta = 0.
+
+    Example:
+        >>> conv = he_init_(torch.nn.Conv2d(8, 16, 3), scale=0.5)  # fan_in = 8 * 3 * 3 = 72
+        >>> round(conv.weight.std().item() / (0.5 * (2 / 72) ** 0.5), 1), conv.bias.abs().max().item()
+        (1.0, 0.0)
+    """
+    if not scale > 0:
+        raise ValueError(f"scale must be > 0, got {scale}")
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            fan_in = module.weight[0].numel()
+            nn.init.normal_(module.weight, 0.0, scale * math.sqrt(2 / fan_in))
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    return model
+
+
+def _init_(net: nn.Module, init_scale: float, init_std: float | None) -> nn.Module:
+    """``init_std`` given: every weight N(0, init_std^2); else He initialization times ``init_scale``."""
+    return gaussian_init_(net, init_std) if init_std is not None else he_init_(net, init_scale)
+
+
 VGG_LAYERS: dict[str, list[int | str]] = {  # channels of each 3x3 convolution, "M" = 2x2 max pooling (Simonyan & Zisserman 2015)
     "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
     "vgg13": [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
@@ -161,6 +189,7 @@ def vgg(
     norm: str = "bn",
     activation: str = "relu",
     dropout: float = 0.0,
+    init_scale: float = 1.0,
     init_std: float | None = None,
 ) -> nn.Sequential:
     """A VGG network for small images (CIFAR-10: 32x32; MNIST: 28x28), with a width multiplier.
@@ -174,8 +203,8 @@ def vgg(
         depth: a key of ``VGG_LAYERS`` ("vgg11", "vgg13", "vgg16", "vgg19").
         width: multiplies every channel count (0.25 gives 16..128 channels).
         dropout: dropout probability before the classifier (0 = none).
-        init_std: if given, every weight from N(0, init_std^2) (:func:`gaussian_init_`);
-            else PyTorch's default initialization.
+        init_scale: weights from He initialization times this factor (:func:`he_init_`).
+        init_std: if given, every weight from N(0, init_std^2) instead (:func:`gaussian_init_`).
 
     Example:
         >>> net = vgg("vgg11", width=0.25, norm="bn")
@@ -201,8 +230,7 @@ def vgg(
     layers["flatten"] = nn.Flatten()
     layers["dropout"] = nn.Dropout(dropout)
     layers["out"] = nn.Linear(channels, num_classes)
-    net = nn.Sequential(layers)
-    return gaussian_init_(net, init_std) if init_std is not None else net
+    return _init_(nn.Sequential(layers), init_scale, init_std)
 
 
 def small_cnn(
@@ -214,13 +242,15 @@ def small_cnn(
     norm: str = "bn",
     activation: str = "relu",
     dropout: float = 0.0,
+    init_scale: float = 1.0,
     init_std: float | None = None,
 ) -> nn.Sequential:
     """The study note's small CNN: 5x5 conv 32 -> pool -> 5x5 conv 64 -> pool -> dense 1024 -> classes.
 
     Each conv and the dense layer are followed by ``norm -> activation`` (no bias with a norm);
     ``dropout`` acts before the output layer. ``image_size`` (32 for CIFAR-10, 28 for MNIST)
-    fixes the size of the dense layer's input.
+    fixes the size of the dense layer's input. Weights: He initialization times ``init_scale``,
+    or N(0, init_std^2) when ``init_std`` is given.
 
     Example:
         >>> small_cnn(in_channels=1, image_size=28)(torch.zeros(2, 1, 28, 28)).shape
@@ -242,7 +272,7 @@ def small_cnn(
         dropout=nn.Dropout(dropout),
         out=nn.Linear(hidden, num_classes),
     ))
-    return gaussian_init_(net, init_std) if init_std is not None else net
+    return _init_(net, init_scale, init_std)
 
 
 class BasicBlock(nn.Module):
@@ -278,12 +308,14 @@ def small_resnet(
     blocks_per_stage: int = 2,
     norm: str = "bn",
     activation: str = "relu",
+    init_scale: float = 1.0,
     init_std: float | None = None,
 ) -> nn.Sequential:
     """A small CIFAR ResNet: 3x3 stem, three stages of 16/32/64 channels (x ``width``), ``blocks_per_stage``
     basic blocks each (stride 2 at the start of stages 2 and 3), global average pooling, linear output.
 
     With 2 blocks per stage it has 14 weight layers (He et al. 2016, Sec. 4.2 use n = 3, 5, 7, ...).
+    Weights: He initialization times ``init_scale``, or N(0, init_std^2) when ``init_std`` is given.
 
     Example:
         >>> net = small_resnet(norm="none", activation="relu")
@@ -303,8 +335,7 @@ def small_resnet(
     layers["pool"] = nn.AdaptiveAvgPool2d(1)
     layers["flatten"] = nn.Flatten()
     layers["out"] = nn.Linear(channels, num_classes)
-    net = nn.Sequential(layers)
-    return gaussian_init_(net, init_std) if init_std is not None else net
+    return _init_(nn.Sequential(layers), init_scale, init_std)
 
 
 MODELS: dict[str, Callable[..., nn.Module]] = {

@@ -57,6 +57,11 @@ def _channel_shape(x: Tensor) -> tuple[int, ...]:
     return (1, x.shape[1]) + (1,) * (x.dim() - 2)
 
 
+def _float32(x: Tensor) -> Tensor:
+    """``x`` in float32 if it is float16/bfloat16 (BN statistics in low precision lose accuracy), else unchanged."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 class BatchNormCache(NamedTuple):
     """What ``batch_norm_forward`` hands to ``batch_norm_backward``.
 
@@ -240,8 +245,9 @@ class BatchNorm(nn.Module):
         self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
 
     def forward(self, x: Tensor) -> Tensor:
-        """Normalize ``x`` with batch statistics (train) or running ones (eval)."""
+        """Normalize ``x`` with batch statistics (train) or running ones (eval); half-precision input is computed in float32."""
         self._check_input(x)
+        x = _float32(x)
         gamma, beta = self._gamma_beta(x)
         if not self.training:
             return self._eval_forward(x, gamma, beta)
@@ -316,6 +322,14 @@ class TorchBatchNorm(nn.modules.batchnorm._BatchNorm):
     def _check_input_dim(self, input: Tensor) -> None:
         """Accept 2-D or 4-D inputs only."""
         _reduction_dims(input)
+
+    def forward(self, input: Tensor) -> Tensor:
+        """torch's batch norm, in float32 also for half-precision input (e.g. under bfloat16 autocast).
+
+        >>> TorchBatchNorm(2)(torch.randn(4, 2, dtype=torch.bfloat16)).dtype
+        torch.float32
+        """
+        return super().forward(_float32(input))
 
 
 class _BatchedBatchNormFunction(torch.autograd.Function):

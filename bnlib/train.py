@@ -31,6 +31,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from bnlib.data import eval_batches, seed_batches, train_batches
+from bnlib.norms import BatchedBatchNorm, BatchNorm
 
 Callback = Callable[[int, nn.Module], Mapping[str, float]]
 Data = tuple[torch.Tensor, torch.Tensor]
@@ -74,6 +75,44 @@ def default_scale(x: torch.Tensor) -> float:
     return 1 / 255 if x.dtype == torch.uint8 else 1.0
 
 
+def batch_norm_layers(model: nn.Module) -> list[nn.Module]:
+    """The layers of ``model`` that normalize with batch statistics in training (bnlib's and torch's BN).
+
+    Example:
+        >>> from bnlib.models import mlp
+        >>> len(batch_norm_layers(mlp(norm="bn"))), len(batch_norm_layers(mlp(norm="none")))
+        (3, 0)
+    """
+    kinds = (nn.modules.batchnorm._BatchNorm, BatchNorm, BatchedBatchNorm)
+    return [m for m in model.modules() if isinstance(m, kinds)]
+
+
+def check_batch_size(model: nn.Module, batch_size: int) -> None:
+    """Raise ValueError for ``batch_size < 1``, and for ``batch_size == 1`` when ``model`` has batch norm layers.
+
+    With one example per batch, BN's batch mean is the example itself: every fully connected
+    unit outputs beta whatever the input (and a conv layer normalizes one image by its own
+    spatial statistics). Training "works" but learns nothing useful, so it is refused here.
+
+    Example:
+        >>> from bnlib.models import mlp
+        >>> check_batch_size(mlp(norm="none"), 1)
+        >>> check_batch_size(mlp(norm="bn"), 1)
+        Traceback (most recent call last):
+        ...
+        ValueError: batch_size=1 with batch normalization (3 BN layers in the model): each batch mean is the example itself, so BN has nothing to normalize with. Use batch_size >= 2 (BN's statistics are noisy below about 16), or a norm that does not use the batch (norm="none").
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    n_bn = len(batch_norm_layers(model))
+    if batch_size == 1 and n_bn:
+        raise ValueError(
+            f"batch_size=1 with batch normalization ({n_bn} BN layers in the model): each batch mean is the example "
+            "itself, so BN has nothing to normalize with. Use batch_size >= 2 (BN's statistics are noisy below about 16), "
+            'or a norm that does not use the batch (norm="none").'
+        )
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -84,10 +123,11 @@ def evaluate(
     std: Sequence[float] | None = None,
     scale: float | None = None,
     device: str | torch.device = "auto",
+    autocast: bool = False,
 ) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``model`` on ``data`` in eval mode.
 
-    The model's train/eval mode is restored afterwards.
+    The model's train/eval mode is restored afterwards. ``autocast``: as in :func:`fit`.
 
     Example:
         >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
@@ -104,7 +144,8 @@ def evaluate(
     correct = torch.zeros((), device=dev, dtype=torch.long)
     scale = default_scale(x) if scale is None else scale
     for xb, yb in eval_batches(x, y, batch_size, mean=mean, std=std, scale=scale, device=dev):
-        logits = model(xb)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
+            logits = model(xb)
         total_loss += F.cross_entropy(logits.float(), yb, reduction="sum").double()
         correct += (logits.argmax(1) == yb).sum()
     model.train(was_training)
@@ -131,6 +172,7 @@ def fit(
     scale: float | None = None,
     augment: bool = False,
     channels_last: bool = False,
+    autocast: bool = False,
     diverge_above: float = 1e4,
     callbacks: Sequence[Callback] = (),
     progress: bool = True,
@@ -160,7 +202,10 @@ def fit(
     (padding 4) and horizontal flip of every training batch (:func:`bnlib.data.augment_batch`).
     ``channels_last``: model and training batches in ``torch.channels_last`` memory format
     (faster convolutions on most CPUs and GPUs; the same computation up to rounding, which
-    training amplifies over many steps as it does any change of kernel).
+    training amplifies over many steps as it does any change of kernel). ``autocast``: forward
+    passes under ``torch.autocast(device, bfloat16)`` (convolutions and matmuls in bfloat16;
+    bnlib's BN layers and the loss compute in float32); meant for GPUs, slow on most CPUs.
+    ``batch_size=1`` with BN layers in the model raises ValueError (:func:`check_batch_size`).
 
     Example:
         >>> from bnlib.models import mlp
@@ -177,6 +222,7 @@ def fit(
     eval_every = eval_every or max(1, steps // 20)
     if eval_every < 1:
         raise ValueError(f"eval_every must be >= 1, got {eval_every}")
+    check_batch_size(model, batch_size)
     dev = resolve_device(device)
     torch.manual_seed(seed)
     model.to(dev).train()
@@ -202,7 +248,8 @@ def fit(
             if diverged:
                 row["test_loss"] = row["test_acc"] = math.nan
             else:
-                row["test_loss"], row["test_acc"] = evaluate(model, test_data, mean=mean, std=std, scale=scale, device=dev)
+                row["test_loss"], row["test_acc"] = evaluate(model, test_data, mean=mean, std=std, scale=scale, device=dev,
+                                                             autocast=autocast)
         if not diverged:
             for cb in callbacks:
                 row.update(cb(step, model))
@@ -215,7 +262,8 @@ def fit(
     n = 0
     for step in range(1, steps + 1):
         xb, yb = next(batches)
-        logits = model(xb.contiguous(memory_format=torch.channels_last) if channels_last else xb)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
+            logits = model(xb.contiguous(memory_format=torch.channels_last) if channels_last else xb)
         loss = F.cross_entropy(logits.float(), yb)
         opt.zero_grad(set_to_none=True)
         loss.backward()

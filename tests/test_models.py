@@ -110,3 +110,16 @@ def test_dropout_is_active_only_in_training():
     assert torch.equal(net(x), net(x))
     net.train()
     assert not torch.equal(net(x), net(x))
+
+
+@pytest.mark.parametrize("builder", [lambda **kw: vgg("vgg11", width=0.5, **kw), small_cnn, small_resnet])
+def test_he_init_scale_multiplies_every_layers_std(builder):
+    torch.manual_seed(0)
+    for scale in (1.0, 0.1):
+        net = builder(norm="bn", init_scale=scale)
+        for module in net.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)) and module.weight.numel() >= 1000:
+                expected = scale * (2 / module.weight[0].numel()) ** 0.5
+                assert module.weight.std().item() == pytest.approx(expected, rel=0.1)
+    with pytest.raises(ValueError, match="scale must be > 0"):
+        vgg("vgg11", init_scale=0)

@@ -120,3 +120,34 @@ def test_channels_last_conv_training_gives_the_same_numbers(data_root):
     # step 1: the same forward pass; step 2: the same update. Later steps amplify rounding (about 10x per step here)
     for col in ["train_loss", "test_loss", "test_acc"]:
         assert runs[True][col].iloc[1:].to_numpy() == pytest.approx(runs[False][col].iloc[1:].to_numpy(), abs=1e-4), col
+
+
+@pytest.mark.parametrize("norm", ["bn", "torch_bn"])
+def test_batch_size_one_with_bn_is_refused_with_a_clear_message(norm):
+    from bnlib.models import vgg
+
+    x, y = torch.zeros(10, 3, 32, 32), torch.zeros(10, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"batch_size=1 with batch normalization \(8 BN layers.*batch_size >= 2"):
+        fit(vgg("vgg11", width=0.125, norm=norm), (x, y), steps=1, batch_size=1, lr=0.1, progress=False)
+    df = fit(vgg("vgg11", width=0.125, norm="none"), (x, y), steps=2, batch_size=1, lr=0.1, progress=False)
+    assert list(df["step"]) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("norm", ["bn", "torch_bn"])
+def test_bf16_autocast_runs_convs_in_bf16_and_bn_in_float32(norm):
+    from bnlib.models import vgg
+
+    torch.manual_seed(0)
+    model = vgg("vgg11", width=0.125, norm=norm)
+    dtypes = {}
+
+    def record_dtype(module, args, output):  # returns None, so the output is unchanged
+        dtypes.setdefault(type(module).__name__, output.dtype)
+
+    model.conv2.conv.register_forward_hook(record_dtype)
+    model.conv2.norm.register_forward_hook(record_dtype)
+    x, y = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8), torch.randint(0, 10, (64,))
+    df = fit(model, (x, y), (x, y), steps=2, batch_size=32, lr=0.05, autocast=True, progress=False, device="cpu")
+    assert dtypes == {"Conv2d": torch.bfloat16, type(model.conv2.norm).__name__: torch.float32}
+    assert df["train_loss"].iloc[1:].notna().all() and 0 <= df["test_acc"].iloc[-1] <= 1
+    assert model.conv1.conv.weight.dtype == torch.float32  # master weights stay float32
