@@ -308,6 +308,7 @@ def small_resnet(
     blocks_per_stage: int = 2,
     norm: str = "bn",
     activation: str = "relu",
+    dropout: float = 0.0,
     init_scale: float = 1.0,
     init_std: float | None = None,
 ) -> nn.Sequential:
@@ -315,7 +316,8 @@ def small_resnet(
     basic blocks each (stride 2 at the start of stages 2 and 3), global average pooling, linear output.
 
     With 2 blocks per stage it has 14 weight layers (He et al. 2016, Sec. 4.2 use n = 3, 5, 7, ...).
-    Weights: He initialization times ``init_scale``, or N(0, init_std^2) when ``init_std`` is given.
+    ``dropout`` acts before the output layer. Weights: He initialization times ``init_scale``, or
+    N(0, init_std^2) when ``init_std`` is given.
 
     Example:
         >>> net = small_resnet(norm="none", activation="relu")
@@ -324,6 +326,8 @@ def small_resnet(
     """
     if blocks_per_stage < 1:
         raise ValueError(f"blocks_per_stage must be >= 1, got {blocks_per_stage}")
+    if not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
     widths = [_scaled(c, width) for c in (16, 32, 64)]
     layers: OrderedDict[str, nn.Module] = OrderedDict(stem=conv_norm_act(in_channels, widths[0], norm=norm, activation=activation))
     channels = widths[0]
@@ -334,6 +338,7 @@ def small_resnet(
             channels = out_channels
     layers["pool"] = nn.AdaptiveAvgPool2d(1)
     layers["flatten"] = nn.Flatten()
+    layers["dropout"] = nn.Dropout(dropout)
     layers["out"] = nn.Linear(channels, num_classes)
     return _init_(nn.Sequential(layers), init_scale, init_std)
 
