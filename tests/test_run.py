@@ -101,3 +101,15 @@ def test_notebook_02_bad_values_name_the_parameter(tmp_path, name, value, messag
         capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 1 and f"ValueError: {message}" in proc.stderr
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("model", "vgg12", "model must be one of 'small_cnn', 'small_resnet', 'vgg11', 'vgg13', 'vgg16', 'vgg19', got 'vgg12'"),
+    ("batch_sizes", "[1, 8]", "batch_sizes must all be >= 2, got 1 in [1, 8]: with one example per batch, BN's batch mean"),
+])
+def test_notebook_03_bad_values_name_the_parameter(tmp_path, name, value, message):
+    proc = subprocess.run(
+        [sys.executable, "-m", "bnlib.run", "03", "--preset", "smoke", "-p", name, value, "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 1 and f"ValueError: {message}" in proc.stderr, proc.stderr[-2000:]
