@@ -131,5 +131,5 @@ def test_notebook_03_numbers(smoke_run):
     gap_diff, gap_half = n["gap_bn_minus_plain"]
     assert -1 <= gap_diff <= 1 and gap_half >= 0
     runs = list((nb_out / "runs").glob("*.csv"))
-    # 2 seeds x (sweep 2x3 + table 6 + init 2x3 + regularization 8 + batch sizes 2x3)
+    # 2 seeds (smoke: seeds = sweep_seeds = 2) x (sweep 2x3 + table 6 + init 2x3 + regularization 8 + batch sizes 2x3)
     assert len(runs) == 2 * (6 + 6 + 6 + 8 + 6)
