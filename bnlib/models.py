@@ -143,6 +143,25 @@ def he_init_(model: nn.Module, scale: float = 1.0) -> nn.Module:
     return model
 
 
+def xavier_init_(model: nn.Module) -> nn.Module:
+    """Glorot & Bengio 2010 ("Xavier") uniform initialization of every linear and convolution weight, zero biases, in place.
+
+    U(-a, a) with a = sqrt(6 / (fan_in + fan_out)): TensorFlow's default, used by the original code of
+    notebook 04's failed BN variants. Norm layers keep gamma = 1, beta = 0.
+
+    Example:
+        >>> conv = xavier_init_(torch.nn.Conv2d(8, 16, 3))  # fan_in 72, fan_out 144
+        >>> conv.weight.abs().max().item() <= (6 / (72 + 144)) ** 0.5, conv.bias.abs().max().item()
+        (True, 0.0)
+    """
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    return model
+
+
 def _init_(net: nn.Module, init_scale: float, init_std: float | None) -> nn.Module:
     """``init_std`` given: every weight N(0, init_std^2); else He initialization times ``init_scale``."""
     return gaussian_init_(net, init_std) if init_std is not None else he_init_(net, init_scale)

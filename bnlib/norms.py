@@ -10,6 +10,11 @@ Network Training by Reducing Internal Covariate Shift", ICML 2015
 * ``BatchNorm``           -- a drop-in ``nn.BatchNorm1d/2d`` replacement that
   trains through ``BatchNormFunction`` and infers with running statistics
   (Algorithm 2).
+* ``RigidBatchNorm``      -- batch norm whose mean (and optionally variance)
+  ignores outliers, |z| >= ``bound``, with a penalty on values beyond it.
+* ``KLBatchNorm``         -- batch norm (or just an affine map) plus a KL
+  penalty pulling each channel's batch moments towards N(0, 1).
+* ``model_penalty``       -- the sum of those layers' penalties, to add to the loss.
 * ``NORM_KINDS`` / ``norm_layer`` -- build a norm layer from a name.
 
 >>> layer = norm_layer("bn", 3)
@@ -22,6 +27,7 @@ m = N (resp. m = N*H*W) values that share a channel.
 This file depends only on ``torch`` and can be copied into a project alone.
 """
 
+from functools import partial
 from typing import Callable, NamedTuple
 
 import torch
@@ -35,6 +41,9 @@ __all__ = [
     "BatchNorm",
     "TorchBatchNorm",
     "BatchedBatchNorm",
+    "RigidBatchNorm",
+    "KLBatchNorm",
+    "model_penalty",
     "NORM_KINDS",
     "norm_layer",
 ]
@@ -197,29 +206,12 @@ class BatchNormFunction(torch.autograd.Function):
         )
 
 
-class BatchNorm(nn.Module):
-    """Batch Normalization from scratch for (N, C) and (N, C, H, W) inputs.
+class _BatchStatsNorm(nn.Module):
+    """What every bnlib batch norm layer shares (not meant to be used alone).
 
-    Follows ``torch.nn.BatchNorm1d/2d`` exactly: parameters ``weight`` (gamma,
-    ones) and ``bias`` (beta, zeros) when ``affine``, buffers ``running_mean``,
-    ``running_var`` and ``num_batches_tracked``, so ``state_dict``s load both
-    ways.
-
-    * Training: Algorithm 1 of Ioffe & Szegedy 2015 through
-      ``BatchNormFunction`` (batch mean, biased batch variance, hand-written
-      backward). Running statistics are updated with the *unbiased* batch
-      variance (m / (m - 1)), as in Algorithm 2 step 10 and in torch:
-      ``running = (1 - momentum) * running + momentum * batch``;
-      ``momentum=None`` gives the cumulative average (factor
-      ``1 / num_batches_tracked``).
-    * Eval: the inference transform of Algorithm 2 with the running statistics.
-
-    >>> bn = BatchNorm(3)
-    >>> y = bn(torch.randn(8, 3, 5, 5))
-    >>> y.shape, int(bn.num_batches_tracked)
-    (torch.Size([8, 3, 5, 5]), 1)
-    >>> sorted(bn.state_dict()) == sorted(torch.nn.BatchNorm2d(3).state_dict())
-    True
+    The parameters and buffers of ``torch.nn.BatchNorm1d/2d`` (``weight``,
+    ``bias``, ``running_mean``, ``running_var``, ``num_batches_tracked``), the
+    input checks, and the running-statistics update.
     """
 
     def __init__(
@@ -244,17 +236,6 @@ class BatchNorm(nn.Module):
         self.register_buffer("running_var", torch.ones(num_features))
         self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Normalize ``x`` with batch statistics (train) or running ones (eval); half-precision input is computed in float32."""
-        self._check_input(x)
-        x = _float32(x)
-        gamma, beta = self._gamma_beta(x)
-        if not self.training:
-            return self._eval_forward(x, gamma, beta)
-        y, mean, var = BatchNormFunction.apply(x, gamma, beta, self.eps)
-        self._update_running_stats(mean, var, m=x.numel() // x.shape[1])
-        return y
-
     def _check_input(self, x: Tensor) -> None:
         """Raise ValueError for a wrong rank, channel count, or m == 1 in training."""
         _reduction_dims(x)
@@ -276,17 +257,20 @@ class BatchNorm(nn.Module):
         ones = torch.ones(self.num_features, dtype=x.dtype, device=x.device)
         return ones, torch.zeros_like(ones)
 
-    def _eval_forward(self, x: Tensor, gamma: Tensor, beta: Tensor) -> Tensor:
-        """Algorithm 2, step 11: y = gamma / sqrt(Var[x] + eps) * (x - E[x]) + beta."""
+    def _running_x_hat(self, x: Tensor) -> Tensor:
+        """(x - E[x]) / sqrt(Var[x] + eps) with the running statistics (Algorithm 2, step 11)."""
         shape = _channel_shape(x)
-        x_hat = (x - self.running_mean.reshape(shape)) / torch.sqrt(
+        return (x - self.running_mean.reshape(shape)) / torch.sqrt(
             self.running_var.reshape(shape) + self.eps
         )
-        return gamma.reshape(shape) * x_hat + beta.reshape(shape)
 
     @torch.no_grad()
-    def _update_running_stats(self, mean: Tensor, var: Tensor, m: int) -> None:
-        """Moving averages of the batch mean and the unbiased batch variance."""
+    def _update_running_stats(self, mean: Tensor, var: Tensor, m: int | Tensor) -> None:
+        """Moving averages of the batch mean and the unbiased batch variance.
+
+        ``m`` is the number of values behind ``var``: an int, or a per-channel
+        tensor of counts (each > 1).
+        """
         self.num_batches_tracked.add_(1)
         if self.momentum is None:
             factor = 1.0 / float(self.num_batches_tracked)
@@ -295,6 +279,60 @@ class BatchNorm(nn.Module):
         unbiased_var = var * (m / (m - 1))
         self.running_mean.mul_(1 - factor).add_(mean, alpha=factor)
         self.running_var.mul_(1 - factor).add_(unbiased_var, alpha=factor)
+
+    def __getstate__(self) -> dict:
+        """Module state for copy/pickle, with graph-attached tensors (e.g. a ``penalty``) detached.
+
+        ``copy.deepcopy`` refuses non-leaf tensors, so without this a layer
+        could not be copied after a training forward pass.
+        """
+        state = super().__getstate__()
+        return {
+            k: v.detach() if isinstance(v, Tensor) and v.grad_fn is not None else v
+            for k, v in state.items()
+        }
+
+
+class BatchNorm(_BatchStatsNorm):
+    """Batch Normalization from scratch for (N, C) and (N, C, H, W) inputs.
+
+    Follows ``torch.nn.BatchNorm1d/2d`` exactly: parameters ``weight`` (gamma,
+    ones) and ``bias`` (beta, zeros) when ``affine``, buffers ``running_mean``,
+    ``running_var`` and ``num_batches_tracked``, so ``state_dict``s load both
+    ways.
+
+    * Training: Algorithm 1 of Ioffe & Szegedy 2015 through
+      ``BatchNormFunction`` (batch mean, biased batch variance, hand-written
+      backward). Running statistics are updated with the *unbiased* batch
+      variance (m / (m - 1)), as in Algorithm 2 step 10 and in torch:
+      ``running = (1 - momentum) * running + momentum * batch``;
+      ``momentum=None`` gives the cumulative average (factor
+      ``1 / num_batches_tracked``).
+    * Eval: the inference transform of Algorithm 2 with the running statistics.
+
+    >>> bn = BatchNorm(3)
+    >>> y = bn(torch.randn(8, 3, 5, 5))
+    >>> y.shape, int(bn.num_batches_tracked)
+    (torch.Size([8, 3, 5, 5]), 1)
+    >>> sorted(bn.state_dict()) == sorted(torch.nn.BatchNorm2d(3).state_dict())
+    True
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Normalize ``x`` with batch statistics (train) or running ones (eval); half-precision input is computed in float32."""
+        self._check_input(x)
+        x = _float32(x)
+        gamma, beta = self._gamma_beta(x)
+        if not self.training:
+            return self._eval_forward(x, gamma, beta)
+        y, mean, var = BatchNormFunction.apply(x, gamma, beta, self.eps)
+        self._update_running_stats(mean, var, m=x.numel() // x.shape[1])
+        return y
+
+    def _eval_forward(self, x: Tensor, gamma: Tensor, beta: Tensor) -> Tensor:
+        """Algorithm 2, step 11: y = gamma / sqrt(Var[x] + eps) * (x - E[x]) + beta."""
+        shape = _channel_shape(x)
+        return gamma.reshape(shape) * self._running_x_hat(x) + beta.reshape(shape)
 
     def extra_repr(self) -> str:
         """Same fields as torch's batch norm repr.
@@ -420,12 +458,252 @@ class BatchedBatchNorm(nn.Module):
         return f"{self.num_models}, {self.num_features}, eps={self.eps}, momentum={self.momentum}"
 
 
+_RIGID_RECOMPUTE = ("mean", "mean_var")
+_KL_KINDS = ("correct", "original")
+
+
+class RigidBatchNorm(_BatchStatsNorm):
+    """Batch norm whose statistics ignore outliers, with a penalty on values beyond ``bound``.
+
+    Training, per channel over the m values of :class:`BatchNorm`:
+
+    1. batch mean ``mu``, biased variance ``var``; ``z = (x - mu) / sqrt(var + eps)``;
+    2. inliers are the values with ``|z| < bound`` (a mask without gradient);
+       a channel with fewer than 2 inliers uses all its values;
+    3. ``mu_in`` = mean of the inliers; ``var_use`` = the inliers' biased
+       variance about ``mu_in`` (``recompute="mean_var"``) or the whole-batch
+       ``var`` (``recompute="mean"``: the original code's "keep original
+       variance");
+    4. ``x_hat = (x - mu_in) / sqrt(var_use + eps)``;
+       ``self.penalty = mean(relu(|x_hat| - bound) ** 2)`` over all elements
+       (0-dim, with gradient; add it to the loss, e.g. via ``model_penalty``);
+    5. if ``clip``: ``x_hat`` is clamped to [-bound, bound];
+       ``y = gamma * x_hat + beta``.
+
+    Running statistics: moving averages (as in :class:`BatchNorm`) of
+    ``mu_in`` and of ``var_use`` made unbiased with n / (n - 1), n = the inlier
+    count per channel for ``"mean_var"``, n = m for ``"mean"``. Eval:
+    ``x_hat`` from the running statistics, clipped if ``clip``; the penalty is 0.
+
+    Diagnostics of the last training batch (no gradient):
+    ``last_outlier_fraction`` (fraction of values with ``|z| >= bound``) and
+    ``last_mean_shift`` (mean over channels of ``|mu_in - mu| / sqrt(var + eps)``).
+
+    >>> x = torch.linspace(-1, 1, 50).reshape(25, 2)
+    >>> x[0, 0] = 100.0  # one planted outlier in channel 0
+    >>> bn = RigidBatchNorm(2, bound=3.0, momentum=1.0)
+    >>> y = bn(x)
+    >>> bool(torch.isclose(bn.running_mean[0], x[1:, 0].mean()))  # the outlier is not in the mean
+    True
+    >>> round(float(bn.last_outlier_fraction), 6), bool(bn.penalty > 0)  # 1 value of 50
+    (0.02, True)
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        bound: float = 3.0,
+        recompute: str = "mean",
+        clip: bool = False,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+    ) -> None:
+        if not bound > 0:
+            raise ValueError(
+                f"bound must be > 0, got {bound}: it is the |z| beyond which a value "
+                "counts as an outlier (z = (x - batch mean) / batch std); use e.g. bound=3.0"
+            )
+        if recompute not in _RIGID_RECOMPUTE:
+            raise ValueError(
+                f"recompute must be one of {', '.join(map(repr, _RIGID_RECOMPUTE))}, got {recompute!r}: "
+                "'mean' recomputes the mean from the inliers and keeps the whole-batch variance, "
+                "'mean_var' recomputes both"
+            )
+        super().__init__(num_features, eps, momentum, affine)
+        self.bound = float(bound)
+        self.recompute = recompute
+        self.clip = clip
+        self.penalty: Tensor = torch.zeros(())
+        self.last_outlier_fraction: Tensor = torch.zeros(())
+        self.last_mean_shift: Tensor = torch.zeros(())
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Normalize ``x`` with inlier statistics (train) or running ones (eval); sets ``self.penalty``."""
+        self._check_input(x)
+        x = _float32(x)
+        gamma, beta = self._gamma_beta(x)
+        if self.training:
+            x_hat = self._train_x_hat(x)
+        else:
+            x_hat = self._running_x_hat(x)
+            self.penalty = torch.zeros((), dtype=x.dtype, device=x.device)
+        if self.clip:
+            x_hat = x_hat.clamp(-self.bound, self.bound)
+        shape = _channel_shape(x)
+        return gamma.reshape(shape) * x_hat + beta.reshape(shape)
+
+    def _train_x_hat(self, x: Tensor) -> Tensor:
+        """Steps 1-4 of the class docstring (before the clip); updates the running statistics and diagnostics."""
+        dims = _reduction_dims(x)
+        m = x.numel() // x.shape[1]
+        mu = x.mean(dims, keepdim=True)
+        var = (x - mu).square().mean(dims, keepdim=True)
+        with torch.no_grad():
+            std = torch.sqrt(var + self.eps)
+            outlier = ((x - mu) / std).abs() >= self.bound
+            inlier = ~outlier
+            too_few = inlier.sum(dims, keepdim=True) < 2  # fall back to all values
+            mask = (inlier | too_few).to(x.dtype)
+            n_in = mask.sum(dims, keepdim=True)
+        mu_in = (x * mask).sum(dims, keepdim=True) / n_in
+        if self.recompute == "mean_var":
+            var_use = ((x - mu_in).square() * mask).sum(dims, keepdim=True) / n_in
+            n_used: int | Tensor = n_in.reshape(-1)
+        else:
+            var_use, n_used = var, m
+        x_hat = (x - mu_in) / torch.sqrt(var_use + self.eps)
+        self.penalty = (x_hat.abs() - self.bound).clamp(min=0).square().mean()
+        with torch.no_grad():
+            self.last_outlier_fraction = outlier.to(x.dtype).mean()
+            self.last_mean_shift = ((mu_in - mu).abs() / std).mean()
+        self._update_running_stats(mu_in.detach().reshape(-1), var_use.detach().reshape(-1), n_used)
+        return x_hat
+
+    def extra_repr(self) -> str:
+        """``num_features`` and every option.
+
+        >>> RigidBatchNorm(4)
+        RigidBatchNorm(4, bound=3.0, recompute='mean', clip=False, eps=1e-05, momentum=0.1, affine=True)
+        """
+        return (
+            f"{self.num_features}, bound={self.bound}, recompute={self.recompute!r}, "
+            f"clip={self.clip}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}"
+        )
+
+
+class KLBatchNorm(_BatchStatsNorm):
+    """Batch norm (or a plain affine map) plus a KL penalty on each channel's batch moments.
+
+    Training: per channel, the batch mean ``mu`` and biased variance ``var``
+    of the *input* ``x`` give ``self.penalty`` (0-dim, with gradient; the mean
+    over channels; add it to the loss, e.g. via ``model_penalty``):
+
+    * ``kl="correct"``: KL(N(mu, v) || N(0, 1)) = 0.5 * (v + mu^2 - 1 - log v),
+      v = var + eps: pulls the input towards zero mean and unit variance;
+    * ``kl="original"``: the original TensorFlow code's expression, literally:
+      ``0.5*log(var+eps) + 0.5*(1 + (1-mean)**2)/(var+eps)``. That is
+      KL(N(1, 1) || N(mu, var)) up to a constant: the target mean is 1, not 0,
+      and the direction is reversed.
+
+    Output: with ``normalize=True``, batch norm as :class:`BatchNorm` (batch
+    statistics in training, running ones in eval); with ``normalize=False``,
+    ``gamma * x + beta`` in both modes (only the penalty pulls ``x`` towards
+    N(0, 1)). Running statistics are updated in training either way (unused
+    with ``normalize=False``: diagnostics only). Eval: the penalty is 0.
+
+    >>> bn = KLBatchNorm(3)
+    >>> x = (torch.randn(16, 3, 4, 4) * 3 + 2).requires_grad_()
+    >>> y = bn(x)
+    >>> bn.penalty.backward()  # the gradient pulls x's moments towards (0, 1)
+    >>> y.shape, bool(bn.penalty > 0), x.grad.shape
+    (torch.Size([16, 3, 4, 4]), True, torch.Size([16, 3, 4, 4]))
+    >>> float(KLBatchNorm(2, normalize=False)(torch.tensor([[-1.0, 1.0], [1.0, -1.0]])).detach().abs().max())
+    1.0
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        normalize: bool = True,
+        kl: str = "correct",
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+    ) -> None:
+        if kl not in _KL_KINDS:
+            raise ValueError(
+                f"kl must be one of {', '.join(map(repr, _KL_KINDS))}, got {kl!r}: "
+                "'correct' is KL(N(mu, var) || N(0, 1)), 'original' the original code's expression"
+            )
+        super().__init__(num_features, eps, momentum, affine)
+        self.normalize = normalize
+        self.kl = kl
+        self.penalty: Tensor = torch.zeros(())
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Batch norm of ``x`` (or ``gamma * x + beta``); in training also sets ``self.penalty``."""
+        self._check_input(x)
+        x = _float32(x)
+        gamma, beta = self._gamma_beta(x)
+        shape = _channel_shape(x)
+        if not self.training:
+            self.penalty = torch.zeros((), dtype=x.dtype, device=x.device)
+            x_hat = self._running_x_hat(x) if self.normalize else x
+            return gamma.reshape(shape) * x_hat + beta.reshape(shape)
+        dims = _reduction_dims(x)
+        mean = x.mean(dims, keepdim=True)
+        var = (x - mean).square().mean(dims, keepdim=True)
+        self.penalty = self._kl(mean, var).mean()
+        self._update_running_stats(
+            mean.detach().reshape(-1), var.detach().reshape(-1), m=x.numel() // x.shape[1]
+        )
+        x_hat = (x - mean) / torch.sqrt(var + self.eps) if self.normalize else x
+        return gamma.reshape(shape) * x_hat + beta.reshape(shape)
+
+    def _kl(self, mean: Tensor, var: Tensor) -> Tensor:
+        """The per-channel KL term of ``self.kl`` from the batch moments."""
+        v = var + self.eps
+        if self.kl == "correct":
+            return 0.5 * (v + mean**2 - 1 - torch.log(v))
+        return 0.5 * torch.log(v) + 0.5 * (1 + (1 - mean) ** 2) / v
+
+    def extra_repr(self) -> str:
+        """``num_features`` and every option.
+
+        >>> KLBatchNorm(4, kl="original")
+        KLBatchNorm(4, normalize=True, kl='original', eps=1e-05, momentum=0.1, affine=True)
+        """
+        return (
+            f"{self.num_features}, normalize={self.normalize}, kl={self.kl!r}, "
+            f"eps={self.eps}, momentum={self.momentum}, affine={self.affine}"
+        )
+
+
+def model_penalty(model: nn.Module) -> Tensor:
+    """Sum of ``.penalty`` over the layers of ``model`` that have one (``RigidBatchNorm``, ``KLBatchNorm``).
+
+    The penalties are those of the last forward pass (0 after an eval-mode
+    pass); add the sum, times a weight, to the loss. A model without such
+    layers gives a zero tensor on the device of its first parameter (CPU if
+    it has none).
+
+    >>> model = nn.Sequential(nn.Linear(4, 3), RigidBatchNorm(3, bound=0.5))
+    >>> loss = model(torch.randn(8, 4)).square().mean() + 0.1 * model_penalty(model)
+    >>> bool(model_penalty(model) > 0), model_penalty(model.eval()).shape
+    (True, torch.Size([]))
+    >>> float(model_penalty(nn.Linear(2, 2)))
+    0.0
+    """
+    penalties = [
+        m.penalty for m in model.modules() if isinstance(getattr(m, "penalty", None), Tensor)
+    ]
+    if penalties:
+        return sum(penalties[1:], penalties[0])
+    first = next(model.parameters(), None)
+    return torch.zeros((), device=first.device if first is not None else "cpu")
+
+
 # Norm kind name -> factory ``(num_features, **kwargs) -> nn.Module``.
 # To add a kind, add an entry: ``NORM_KINDS["my_bn"] = MyBatchNorm``.
 NORM_KINDS: dict[str, Callable[..., nn.Module]] = {
     "none": nn.Identity,  # nn.Identity accepts and ignores any arguments
     "bn": BatchNorm,
     "torch_bn": TorchBatchNorm,
+    "rigid": RigidBatchNorm,  # recompute="mean", clip=False
+    "rigid_clip": partial(RigidBatchNorm, clip=True),
+    "kl_bn": KLBatchNorm,  # normalize=True
+    "kl_only": partial(KLBatchNorm, normalize=False),
 }
 
 
@@ -439,6 +717,8 @@ def norm_layer(kind: str, num_features: int, **kwargs) -> nn.Module:
     BatchNorm(4, eps=1e-05, momentum=None, affine=True)
     >>> norm_layer("none", 4)
     Identity()
+    >>> norm_layer("kl_only", 4, kl="original")
+    KLBatchNorm(4, normalize=False, kl='original', eps=1e-05, momentum=0.1, affine=True)
     """
     if kind not in NORM_KINDS:
         raise ValueError(

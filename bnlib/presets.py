@@ -94,6 +94,32 @@ PRESETS: dict[str, dict[str, dict]] = {
             "batch_examples": 25600,
         },
     },
+    "04_failed_variants": {
+        "smoke": {
+            "datasets": ["mnist", "cifar10"],
+            "width": 0.25,
+            "seeds": 2,
+            "steps": 20,
+            "eval_every": 20,
+            "probe_every": 20,
+            "test_size": 300,
+            "probe_size": 32,
+            "sweep_lrs": [0.1, 3.0],
+            "sweep_seeds": 2,
+            "sweep_steps": 10,
+        },
+        "quick": {},
+        "full": {
+            "width": 1.0,
+            "seeds": 5,
+            "steps": 3000,
+            "eval_every": 250,
+            "probe_every": 250,
+            "test_size": None,
+            "sweep_seeds": 3,
+            "sweep_steps": 1000,
+        },
+    },
 }
 
 

@@ -120,3 +120,126 @@ class QuantileProbe:
             )
         columns = ["step", "layer", "model", "unit", "q", "value"]
         return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+
+
+def unit_stats(values: torch.Tensor, bound: float = 3.0, ks_values: int = 4096) -> dict[str, float]:
+    """Distribution statistics of each unit (column) of ``values`` (values, units), averaged over units.
+
+    Units with (near) zero variance, such as dead ReLU channels, are left out of the averages
+    (``dead_units`` counts them). Returns:
+
+    * ``beyond``: fraction of values with |z| >= ``bound`` (z-scored per unit with the unit's
+      mean and std). Chebyshev bounds it by 1 / bound^2; a normal gives 2 (1 - Phi(bound)).
+    * ``mean_shift``: |mean of the inliers (|z| < bound) - mean| / std, the move rigid BN makes.
+    * ``skew``, ``excess_kurtosis``: third and fourth standardized moments (0 for a normal).
+    * ``ks``: Kolmogorov-Smirnov distance between the unit's values and the normal with the
+      same mean and std (0 = exactly normal; about 0.3 for a half-rectified normal after ReLU), on an
+      evenly strided subsample of at most about 2 x ``ks_values`` values per unit.
+    * ``kl``: KL(N(mean, var) || N(0, 1)) of the unit's moments, the KL regularizer's quantity.
+    * ``max``, ``min``: extreme values over all units; ``dead_units``: units left out.
+
+    Example:
+        >>> s = unit_stats(torch.randn(20000, 4, generator=torch.Generator().manual_seed(0)))
+        >>> round(s["beyond"], 3), abs(s["skew"]) < 0.05, s["ks"] < 0.02, s["kl"] < 0.01
+        (0.003, True, True, True)
+        >>> round(unit_stats(torch.randn(20000, 4).relu())["ks"], 1)
+        0.3
+    """
+    v = values.detach().float()
+    n = v.shape[0]
+    mean, var = v.mean(0), v.var(0, unbiased=False)
+    alive = var > 1e-12
+    std = var.clamp_min(1e-12).sqrt()
+    z = (v - mean) / std
+    out = (z.abs() >= bound)
+    inlier = ~out
+    mean_in = (v * inlier).sum(0) / inlier.sum(0).clamp_min(1)
+    sub = z[:: max(1, n // ks_values)]  # the KS distance sorts: an evenly strided subsample keeps it cheap
+    k = sub.shape[0]
+    phi = 0.5 * (1 + torch.erf(torch.sort(sub, dim=0).values / 2**0.5))
+    ranks = torch.arange(1, k + 1, dtype=v.dtype, device=v.device).unsqueeze(1)
+    ks = torch.maximum((ranks / k - phi).max(0).values, (phi - (ranks - 1) / k).max(0).values)
+    per_unit = {
+        "beyond": out.double().mean(0),
+        "mean_shift": (mean_in - mean).abs() / std,
+        "skew": (z**3).mean(0),
+        "excess_kurtosis": (z**4).mean(0) - 3,
+        "ks": ks,
+        "kl": 0.5 * (var + mean**2 - 1 - torch.log(var.clamp_min(1e-12))),
+    }
+    stats = {k: (u[alive].mean().item() if alive.any() else float("nan")) for k, u in per_unit.items()}
+    stats.update(max=v.max().item(), min=v.min().item(), dead_units=int((~alive).sum()))
+    return stats
+
+
+class LayerStatsProbe:
+    """Callback for :func:`bnlib.train.fit`: per-layer activation and gradient statistics during training.
+
+    At each call it runs the model on the fixed batch ``x`` **in train mode** (the function being
+    trained: BN uses batch statistics, rigid BN its inlier mean) without gradients, and restores
+    every buffer afterwards, so running statistics are not touched. For every module in
+    ``modules`` it records :func:`unit_stats` of the module's input (``"in"``) and output
+    (``"out"``); for every ``nn.Linear``/``nn.Conv2d`` weight of the model, the norm and the
+    largest absolute value of its gradient from the last training step (``"grad"``). The values
+    come back as flat ``"layer|where|stat"`` keys, so that ``fit`` stores them as columns of its
+    rows; :func:`tidy_layer_stats` turns those columns into long form.
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.ReLU())
+        >>> probe = LayerStatsProbe({"bn": net[1], "relu": net[2]}, torch.randn(64, 3))
+        >>> row = probe(0, net)
+        >>> row["bn|in|ks"] >= 0, int(net[1].num_batches_tracked), "0|grad|norm" in row
+        (True, 0, False)
+    """
+
+    def __init__(self, modules: Mapping[str, nn.Module], x: torch.Tensor, bound: float = 3.0) -> None:
+        self.modules = dict(modules)
+        self.x = x
+        self.bound = bound
+
+    @torch.no_grad()
+    def __call__(self, step: int, model: nn.Module) -> dict[str, float]:
+        device = next(model.parameters()).device
+        captured: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        handles = [m.register_forward_hook(lambda _m, inp, out, name=name: captured.__setitem__(name, (inp[0], out)))
+                   for name, m in self.modules.items()]
+        saved = [b.clone() for b in model.buffers()]
+        was_training = model.training
+        model.train()
+        try:
+            model(self.x.to(device))
+        finally:
+            for h in handles:
+                h.remove()
+            for b, s in zip(model.buffers(), saved):
+                b.copy_(s)
+            model.train(was_training)
+        row: dict[str, float] = {}
+        for name, (inp, out) in captured.items():
+            for where, t in (("in", inp), ("out", out)):
+                for stat, value in unit_stats(as_models_values_units(t)[0], self.bound).items():
+                    row[f"{name}|{where}|{stat}"] = value
+        for name, m in model.named_modules():
+            if isinstance(m, (nn.Linear, nn.Conv2d)) and m.weight.grad is not None:
+                g = m.weight.grad
+                row[f"{name}|grad|norm"] = g.norm().item()
+                row[f"{name}|grad|max_abs"] = g.abs().max().item()
+        return row
+
+
+def tidy_layer_stats(df: pd.DataFrame) -> pd.DataFrame:
+    """Long form of the ``"layer|where|stat"`` columns of a :class:`LayerStatsProbe` run.
+
+    Every other column (step, seed, configuration) is kept as an identifier; the result has
+    columns ``layer``, ``where``, ``stat`` and ``value``, one row per recorded number.
+
+    Example:
+        >>> wide = pd.DataFrame({"step": [0, 10], "a|in|ks": [0.1, 0.2], "a|grad|norm": [1.0, 2.0]})
+        >>> tidy_layer_stats(wide)[["step", "layer", "where", "stat", "value"]].values.tolist()
+        [[0, 'a', 'in', 'ks', 0.1], [10, 'a', 'in', 'ks', 0.2], [0, 'a', 'grad', 'norm', 1.0], [10, 'a', 'grad', 'norm', 2.0]]
+    """
+    stat_cols = [c for c in df.columns if c.count("|") == 2]
+    ids = [c for c in df.columns if c not in stat_cols]
+    long = df.melt(id_vars=ids, value_vars=stat_cols, var_name="key", value_name="value")
+    long[["layer", "where", "stat"]] = long["key"].str.split("|", expand=True)
+    return long.drop(columns="key").dropna(subset=["value"])

@@ -31,7 +31,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from bnlib.data import eval_batches, seed_batches, train_batches
-from bnlib.norms import BatchedBatchNorm, BatchNorm
+from bnlib.norms import BatchedBatchNorm, BatchNorm, KLBatchNorm, RigidBatchNorm, model_penalty
 
 Callback = Callable[[int, nn.Module], Mapping[str, float]]
 Data = tuple[torch.Tensor, torch.Tensor]
@@ -83,7 +83,7 @@ def batch_norm_layers(model: nn.Module) -> list[nn.Module]:
         >>> len(batch_norm_layers(mlp(norm="bn"))), len(batch_norm_layers(mlp(norm="none")))
         (3, 0)
     """
-    kinds = (nn.modules.batchnorm._BatchNorm, BatchNorm, BatchedBatchNorm)
+    kinds = (nn.modules.batchnorm._BatchNorm, BatchNorm, BatchedBatchNorm, RigidBatchNorm, KLBatchNorm)
     return [m for m in model.modules() if isinstance(m, kinds)]
 
 
@@ -173,6 +173,7 @@ def fit(
     augment: bool = False,
     channels_last: bool = False,
     autocast: bool = False,
+    reg_cf: float = 0.0,
     diverge_above: float = 1e4,
     callbacks: Sequence[Callback] = (),
     progress: bool = True,
@@ -207,6 +208,12 @@ def fit(
     bnlib's BN layers and the loss compute in float32); meant for GPUs, slow on most CPUs.
     ``batch_size=1`` with BN layers in the model raises ValueError (:func:`check_batch_size`).
 
+    Penalties: layers that store a ``penalty`` tensor in their forward pass (rigid and KL batch
+    norms of :mod:`bnlib.norms`) add ``reg_cf`` times their sum (:func:`bnlib.norms.model_penalty`)
+    to the loss that is minimized. ``train_loss`` stays the cross-entropy alone, and a column
+    ``penalty`` holds the mean unweighted penalty sum since the previous row; divergence is
+    judged on the minimized loss.
+
     Example:
         >>> from bnlib.models import mlp
         >>> x = torch.randint(0, 256, (120, 1, 28, 28), dtype=torch.uint8)
@@ -223,6 +230,8 @@ def fit(
     if eval_every < 1:
         raise ValueError(f"eval_every must be >= 1, got {eval_every}")
     check_batch_size(model, batch_size)
+    if not reg_cf >= 0:
+        raise ValueError(f"reg_cf must be >= 0, got {reg_cf}")
     dev = resolve_device(device)
     torch.manual_seed(seed)
     model.to(dev).train()
@@ -233,7 +242,9 @@ def fit(
     scale = default_scale(x) if scale is None else scale
     batches = train_batches(x, y, batch_size, seed=seed, mean=mean, std=std, scale=scale, augment=augment, device=dev)
     window_loss = torch.zeros(eval_every, device=dev)
+    window_penalty = torch.zeros(eval_every, device=dev)
     window_correct = torch.zeros(eval_every, device=dev)
+    penalized: bool | None = None  # does the model store penalties? (known after the first forward pass)
     rows: list[dict] = []
     start = time.perf_counter()
 
@@ -244,6 +255,8 @@ def fit(
             row["train_acc"] = window_correct[:n_window].mean().item() / batch_size
         else:
             row["train_loss"] = row["train_acc"] = math.nan
+        if penalized:
+            row["penalty"] = window_penalty[:n_window].mean().item() if n_window else math.nan
         if test_data is not None:
             if diverged:
                 row["test_loss"] = row["test_acc"] = math.nan
@@ -264,15 +277,24 @@ def fit(
         xb, yb = next(batches)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
             logits = model(xb.contiguous(memory_format=torch.channels_last) if channels_last else xb)
-        loss = F.cross_entropy(logits.float(), yb)
+        ce = F.cross_entropy(logits.float(), yb)
+        if penalized is None:
+            penalized = any(isinstance(getattr(m, "penalty", None), torch.Tensor) for m in model.modules())
+            if reg_cf > 0 and not penalized:
+                raise ValueError(f"reg_cf={reg_cf} but no layer of the model stores a penalty; use a norm with one "
+                                 '(e.g. norm="rigid" or "kl_bn") or reg_cf=0')
+        penalty = model_penalty(model) if penalized else None
+        loss = ce + reg_cf * penalty if penalty is not None and reg_cf > 0 else ce
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        window_loss[n] = loss.detach()
+        window_loss[n] = ce.detach()
+        if penalty is not None:
+            window_penalty[n] = penalty.detach()
         window_correct[n] = (logits.detach().argmax(1) == yb).sum()
         n += 1
         if n == eval_every or step == steps:
-            window = window_loss[:n]
+            window = window_loss[:n] + reg_cf * window_penalty[:n]
             bad = ~torch.isfinite(window) | (window > diverge_above)
             if bad.any():
                 first_bad = step - n + 1 + int(bad.nonzero()[0, 0])

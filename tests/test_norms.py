@@ -319,7 +319,9 @@ def test_one_value_per_channel_in_training(shape):
 def test_unknown_kind_lists_valid_kinds():
     with pytest.raises(ValueError) as info:
         norm_layer("xyz", 4)
-    assert str(info.value) == "unknown norm kind 'xyz'; valid kinds: none, bn, torch_bn"
+    assert str(info.value) == (
+        "unknown norm kind 'xyz'; valid kinds: none, bn, torch_bn, rigid, rigid_clip, kl_bn, kl_only"
+    )
 
 
 # --------------------------------------------------------------------------- registry
@@ -389,3 +391,303 @@ def test_standalone_copy_runs(tmp_path):
     assert result.returncode == 0, result.stderr
     assert f"file {tmp_path / 'norms.py'}" in result.stdout
     assert "ok (8, 4, 3, 3) 1 True" in result.stdout
+
+
+# --------------------------------------------------------------------------- RigidBatchNorm, KLBatchNorm
+
+import copy  # noqa: E402
+
+from torch.distributions import Normal, kl_divergence  # noqa: E402
+
+from bnlib.norms import KLBatchNorm, RigidBatchNorm, model_penalty  # noqa: E402
+
+
+def copy_affine(src: nn.Module, *dsts: nn.Module) -> None:
+    """Give ``dsts`` the weight and bias of ``src``."""
+    for dst in dsts:
+        dst.load_state_dict(src.state_dict())
+
+
+@pytest.mark.parametrize("recompute", ["mean", "mean_var"])
+@pytest.mark.parametrize("shape", [(16, 3), (4, 3, 5, 5)])
+def test_rigid_without_outliers_equals_batch_norm(recompute, shape):
+    ref = BatchNorm(3).double()
+    rigid = RigidBatchNorm(3, bound=50.0, recompute=recompute).double()
+    with torch.no_grad():
+        ref.weight.uniform_(0.5, 1.5)
+        ref.bias.normal_()
+    copy_affine(ref, rigid)
+    for _ in range(4):
+        x = torch.randn(shape, dtype=torch.float64) * 2 + 1
+        torch.testing.assert_close(rigid(x), ref(x), rtol=0, atol=1e-5)
+        assert rigid.last_outlier_fraction.item() == 0
+        assert rigid.last_mean_shift.item() < 1e-12
+        assert rigid.penalty.item() == 0
+    torch.testing.assert_close(rigid.running_mean, ref.running_mean, rtol=0, atol=1e-10)
+    torch.testing.assert_close(rigid.running_var, ref.running_var, rtol=0, atol=1e-10)
+    assert rigid.num_batches_tracked.item() == ref.num_batches_tracked.item() == 4
+    rigid.eval()
+    ref.eval()
+    x = torch.randn(shape, dtype=torch.float64)
+    torch.testing.assert_close(rigid(x), ref(x), rtol=0, atol=1e-5)
+
+
+def planted_outlier_batch() -> torch.Tensor:
+    """(32, 2): channel 0 has one value 1000 among randn values, channel 1 has none."""
+    x = torch.randn(32, 2, dtype=torch.float64)
+    x[5, 0] = 1000.0
+    return x
+
+
+@pytest.mark.parametrize("recompute", ["mean", "mean_var"])
+def test_rigid_excludes_planted_outlier_from_mean(recompute):
+    x = planted_outlier_batch()
+    rigid = RigidBatchNorm(2, bound=3.0, recompute=recompute, momentum=1.0).double()
+    y = rigid(x)
+    others = torch.cat([x[:5, 0], x[6:, 0]])
+    assert abs(rigid.running_mean[0].item() - others.mean().item()) < 1e-12
+    assert abs(rigid.running_mean[1].item() - x[:, 1].mean().item()) < 1e-12
+    assert abs(x[:, 0].mean().item() - others.mean().item()) > 10  # plain BN's mean would be far off
+    # the inliers of channel 0 are centred on their own mean
+    assert abs(torch.cat([y[:5, 0], y[6:, 0]]).mean().item()) < 1e-12
+    assert rigid.last_outlier_fraction.item() == pytest.approx(1 / 64, abs=1e-12)
+    std = torch.sqrt(x.var(0, unbiased=False) + 1e-5)
+    shift = ((x[:, 0].mean() - others.mean()).abs() / std[0]).item() / 2  # channel 1: 0
+    assert rigid.last_mean_shift.item() == pytest.approx(shift, rel=1e-9)
+
+
+def test_rigid_mean_keeps_batch_variance_mean_var_uses_inliers():
+    x = planted_outlier_batch()
+    others = torch.cat([x[:5, 0], x[6:, 0]])
+    keep = RigidBatchNorm(2, recompute="mean", momentum=1.0).double()
+    keep(x)
+    # "mean": the whole-batch biased variance times m / (m - 1) = 32 / 31
+    expected_keep = x.var(0, unbiased=False) * 32 / 31
+    torch.testing.assert_close(keep.running_var, expected_keep, rtol=1e-12, atol=0)
+    assert keep.running_var[0].item() > 1e4  # the outlier inflates it
+
+    both = RigidBatchNorm(2, recompute="mean_var", momentum=1.0).double()
+    y = both(x)
+    # "mean_var": the 31 inliers' biased variance about their mean, times 31 / 30
+    var_in = ((others - others.mean()) ** 2).sum() / 31
+    assert both.running_var[0].item() == pytest.approx((var_in * 31 / 30).item(), rel=1e-12)
+    assert both.running_var[1].item() == pytest.approx(x[:, 1].var().item(), rel=1e-12)
+    # and the inliers are normalized to unit (biased) variance
+    inliers_y = torch.cat([y[:5, 0], y[6:, 0]])
+    assert inliers_y.var(unbiased=False).item() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_rigid_momentum_none_is_cumulative_average():
+    rigid = RigidBatchNorm(2, recompute="mean_var", momentum=None).double()
+    batches = [planted_outlier_batch() for _ in range(3)]
+    means = []
+    for x in batches:
+        rigid(x)
+        with torch.no_grad():
+            probe = RigidBatchNorm(2, recompute="mean_var", momentum=1.0).double()
+            probe(x)
+            means.append(probe.running_mean.clone())
+    torch.testing.assert_close(rigid.running_mean, torch.stack(means).mean(0), rtol=0, atol=1e-12)
+
+
+def test_rigid_clip_and_penalty():
+    x = planted_outlier_batch().requires_grad_()
+    clipped = RigidBatchNorm(2, bound=2.0, clip=True).double()
+    y = clipped(x)
+    assert y.abs().max().item() <= 2.0 + 1e-12
+    assert y[5, 0].item() == pytest.approx(2.0, abs=1e-12)  # the outlier sits on the bound
+    unclipped = RigidBatchNorm(2, bound=2.0).double()
+    y_free = unclipped(x)
+    assert y_free[5, 0].item() > 5.0  # it would be far beyond without the clip
+    # the penalty is computed before the clip: the same for both
+    assert clipped.penalty.item() > 0
+    assert clipped.penalty.item() == pytest.approx(unclipped.penalty.item(), rel=1e-12)
+    x_hat = y_free.detach()  # gamma = 1, beta = 0
+    expected = torch.relu(x_hat.abs() - 2.0).square().mean()
+    assert clipped.penalty.item() == pytest.approx(expected.item(), rel=1e-12)
+    clipped.penalty.backward()
+    assert x.grad is not None and x.grad.abs().max().item() > 0
+    assert clipped.weight.grad is None  # the penalty does not depend on gamma, beta
+
+    calm = RigidBatchNorm(2, bound=50.0, clip=True).double()
+    z = torch.randn(32, 2, dtype=torch.float64)
+    torch.testing.assert_close(calm(z), F.batch_norm(z, None, None, training=True), rtol=0, atol=1e-10)
+    assert calm.penalty.item() == 0.0
+
+
+def test_rigid_eval_uses_running_stats_and_clips():
+    rigid = RigidBatchNorm(2, bound=1.0, clip=True, momentum=1.0).double()
+    with torch.no_grad():
+        rigid.weight.copy_(torch.tensor([2.0, 0.5]))
+        rigid.bias.copy_(torch.tensor([1.0, -1.0]))
+    rigid(torch.randn(64, 2, dtype=torch.float64))
+    rigid.eval()
+    x = torch.randn(10, 2, dtype=torch.float64) * 3
+    x_hat = (x - rigid.running_mean) / torch.sqrt(rigid.running_var + rigid.eps)
+    expected = x_hat.clamp(-1, 1) * rigid.weight + rigid.bias
+    torch.testing.assert_close(rigid(x), expected, rtol=0, atol=1e-12)
+    assert rigid.penalty.item() == 0.0 and not rigid.penalty.requires_grad
+
+
+def test_rigid_half_precision_and_no_inliers_fallback():
+    y = RigidBatchNorm(3)(torch.randn(8, 3, 2, 2, dtype=torch.bfloat16))
+    assert y.dtype == torch.float32
+    # m = 2: every |z| is ~1, so bound=0.5 leaves no inliers -> all values are used (plain BN)
+    x = torch.tensor([[0.0, 5.0], [2.0, -1.0]], dtype=torch.float64)
+    rigid = RigidBatchNorm(2, bound=0.5, recompute="mean_var").double()
+    torch.testing.assert_close(rigid(x), F.batch_norm(x, None, None, training=True), rtol=0, atol=1e-12)
+    assert rigid.last_outlier_fraction.item() == 1.0
+
+
+@pytest.mark.parametrize("shape", [(16, 3), (4, 3, 5, 5)])
+def test_kl_correct_penalty_matches_torch_distributions(shape):
+    scale = torch.tensor([0.5, 1.0, 3.0], dtype=torch.float64).reshape((1, 3) + (1,) * (len(shape) - 2))
+    x = torch.randn(shape, dtype=torch.float64) * scale + 2
+    bn = KLBatchNorm(3).double()
+    bn(x)
+    dims = reduction_dims(shape)
+    mean, var = x.mean(dims), x.var(dims, unbiased=False)
+    expected = kl_divergence(Normal(mean, torch.sqrt(var + 1e-5)), Normal(0.0, 1.0)).mean()
+    assert abs(bn.penalty.item() - expected.item()) < 1e-6
+    assert bn.penalty.item() > 1  # far from N(0, 1)
+
+
+@pytest.mark.parametrize("shape", [(16, 3), (4, 3, 5, 5)])
+def test_kl_original_penalty_is_the_literal_expression(shape):
+    x = torch.randn(shape, dtype=torch.float64) * 2 - 0.5
+    bn = KLBatchNorm(3, kl="original").double()
+    bn(x)
+    dims = reduction_dims(shape)
+    mean, var, eps = x.mean(dims), x.var(dims, unbiased=False), 1e-5
+    expected = (0.5 * torch.log(var + eps) + 0.5 * (1 + (1 - mean) ** 2) / (var + eps)).mean()
+    assert abs(bn.penalty.item() - expected.item()) < 1e-12
+    correct = KLBatchNorm(3).double()
+    correct(x)
+    assert abs(correct.penalty.item() - bn.penalty.item()) > 1e-3  # a different quantity
+
+
+@pytest.mark.parametrize("shape", [(16, 3), (4, 3, 5, 5)])
+def test_kl_normalize_output_equals_batch_norm(shape):
+    ref = BatchNorm(3).double()
+    kl = KLBatchNorm(3, normalize=True).double()
+    with torch.no_grad():
+        ref.weight.uniform_(0.5, 1.5)
+        ref.bias.normal_()
+    copy_affine(ref, kl)
+    for _ in range(3):
+        x = torch.randn(shape, dtype=torch.float64) * 3 + 1
+        torch.testing.assert_close(kl(x), ref(x), rtol=0, atol=1e-10)
+    torch.testing.assert_close(kl.running_mean, ref.running_mean, rtol=0, atol=1e-12)
+    torch.testing.assert_close(kl.running_var, ref.running_var, rtol=0, atol=1e-12)
+    kl.eval()
+    ref.eval()
+    x = torch.randn(shape, dtype=torch.float64)
+    torch.testing.assert_close(kl(x), ref(x), rtol=0, atol=1e-10)
+    assert kl.penalty.item() == 0.0
+
+
+@pytest.mark.parametrize("shape", [(16, 3), (4, 3, 5, 5)])
+def test_kl_without_normalize_is_affine(shape):
+    kl = KLBatchNorm(3, normalize=False).double()
+    with torch.no_grad():
+        kl.weight.copy_(torch.tensor([2.0, 0.5, -1.0]))
+        kl.bias.copy_(torch.tensor([1.0, 0.0, 3.0]))
+    cshape = (1, 3) + (1,) * (len(shape) - 2)
+    x = torch.randn(shape, dtype=torch.float64) * 3 + 1
+    expected = kl.weight.reshape(cshape) * x + kl.bias.reshape(cshape)
+    torch.testing.assert_close(kl(x), expected, rtol=0, atol=1e-12)
+    assert kl.penalty.item() > 0
+    dims = reduction_dims(shape)
+    torch.testing.assert_close(kl.running_mean, 0.1 * x.mean(dims), rtol=0, atol=1e-12)  # still tracked
+    kl.eval()
+    torch.testing.assert_close(kl(x), expected, rtol=0, atol=1e-12)
+    assert kl.penalty.item() == 0.0
+
+
+def test_kl_penalty_gradient_pulls_towards_standard_normal():
+    x = (torch.randn(256, 2, dtype=torch.float64) * 3 + 2).requires_grad_()
+    bn = KLBatchNorm(2, normalize=False).double()
+    bn(x)
+    before = bn.penalty.item()
+    bn.penalty.backward()
+    with torch.no_grad():
+        bn(x - 0.5 * x.grad * x.shape[0])
+    assert bn.penalty.item() < before
+
+
+def test_model_penalty_sums_layers_and_is_zero_without_them():
+    model = nn.Sequential(
+        nn.Linear(4, 3), RigidBatchNorm(3, bound=0.5), nn.ReLU(), nn.Linear(3, 2), KLBatchNorm(2)
+    ).double()
+    x = torch.randn(16, 4, dtype=torch.float64) * 5
+    model(x).sum()
+    rigid, kl = model[1], model[4]
+    assert rigid.penalty.item() > 0 and kl.penalty.item() > 0
+    total = model_penalty(model)
+    assert total.item() == pytest.approx(rigid.penalty.item() + kl.penalty.item(), rel=1e-12)
+    total.backward()
+    assert model[0].weight.grad.abs().max().item() > 0
+
+    model.eval()
+    model(x)
+    assert model_penalty(model).item() == 0.0
+
+    plain = nn.Sequential(nn.Linear(4, 3), BatchNorm(3))
+    plain(torch.randn(8, 4))
+    zero = model_penalty(plain)
+    assert zero.shape == () and zero.item() == 0.0
+    assert model_penalty(nn.ReLU()).item() == 0.0
+
+
+def test_penalty_layers_deepcopy_after_training_forward():
+    model = nn.Sequential(nn.Linear(4, 3), RigidBatchNorm(3), KLBatchNorm(3))
+    model(torch.randn(8, 4))
+    clone = copy.deepcopy(model)
+    assert clone[1].penalty.item() == model[1].penalty.item()
+    assert not clone[2].penalty.requires_grad and model[2].penalty.requires_grad
+
+
+def test_penalty_layer_bad_arguments():
+    with pytest.raises(ValueError, match=r"bound must be > 0, got 0.*outlier"):
+        RigidBatchNorm(4, bound=0)
+    with pytest.raises(ValueError, match=r"bound must be > 0, got -1"):
+        RigidBatchNorm(4, bound=-1.0)
+    with pytest.raises(ValueError, match=r"recompute must be one of 'mean', 'mean_var', got 'median'"):
+        RigidBatchNorm(4, recompute="median")
+    with pytest.raises(ValueError, match=r"kl must be one of 'correct', 'original', got 'forward'"):
+        KLBatchNorm(4, kl="forward")
+    for layer in (RigidBatchNorm(3), KLBatchNorm(3)):
+        with pytest.raises(ValueError, match=r"\(4, 3, 5\)"):
+            layer(torch.randn(4, 3, 5))
+        with pytest.raises(ValueError, match="expected 3 channels"):
+            layer(torch.randn(4, 5))
+        with pytest.raises(ValueError, match="more than 1 value per channel"):
+            layer(torch.randn(1, 3))
+
+
+def test_penalty_layers_state_dict_matches_torch():
+    want = list(nn.BatchNorm2d(4).state_dict())
+    for layer in (RigidBatchNorm(4, clip=True), KLBatchNorm(4, normalize=False)):
+        assert list(layer.state_dict()) == want
+        layer.load_state_dict(nn.BatchNorm2d(4).state_dict())
+    assert list(RigidBatchNorm(4, affine=False).state_dict()) == list(
+        nn.BatchNorm2d(4, affine=False).state_dict()
+    )
+
+
+def test_norm_layer_penalty_kinds():
+    rigid = norm_layer("rigid", 8, bound=5)
+    assert isinstance(rigid, RigidBatchNorm)
+    assert (rigid.bound, rigid.recompute, rigid.clip) == (5.0, "mean", False)
+    rigid_clip = norm_layer("rigid_clip", 8, recompute="mean_var")
+    assert isinstance(rigid_clip, RigidBatchNorm) and rigid_clip.clip and rigid_clip.recompute == "mean_var"
+    kl_bn = norm_layer("kl_bn", 8, momentum=None)
+    assert isinstance(kl_bn, KLBatchNorm) and kl_bn.normalize and kl_bn.momentum is None
+    kl_only = norm_layer("kl_only", 8, kl="original")
+    assert isinstance(kl_only, KLBatchNorm) and not kl_only.normalize and kl_only.kl == "original"
+    assert repr(rigid) == (
+        "RigidBatchNorm(8, bound=5.0, recompute='mean', clip=False, eps=1e-05, momentum=0.1, affine=True)"
+    )
+    assert repr(kl_only) == (
+        "KLBatchNorm(8, normalize=False, kl='original', eps=1e-05, momentum=0.1, affine=True)"
+    )
