@@ -113,3 +113,12 @@ def test_notebook_03_bad_values_name_the_parameter(tmp_path, name, value, messag
         capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 1 and f"ValueError: {message}" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_notebook_04_bound_zero_names_the_parameter(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "bnlib.run", "04", "--preset", "smoke", "-p", "bound", "0", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 1
+    assert "ValueError: bound must be > 0 (the |z| beyond which rigid BN treats a value as an outlier), got 0" in proc.stderr

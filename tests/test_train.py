@@ -151,3 +151,26 @@ def test_bf16_autocast_runs_convs_in_bf16_and_bn_in_float32(norm):
     assert dtypes == {"Conv2d": torch.bfloat16, type(model.conv2.norm).__name__: torch.float32}
     assert df["train_loss"].iloc[1:].notna().all() and 0 <= df["test_acc"].iloc[-1] <= 1
     assert model.conv1.conv.weight.dtype == torch.float32  # master weights stay float32
+
+
+def test_reg_cf_adds_the_weighted_penalty_and_reports_it(mnist):
+    from bnlib.models import small_cnn
+    from bnlib.norms import model_penalty
+
+    train, test = mnist
+    small = (train[0][:600], train[1][:600])
+    frames = {}
+    for reg_cf in (0.0, 10.0):
+        torch.manual_seed(0)
+        net = small_cnn(in_channels=1, image_size=28, width=0.25, norm="kl_only")
+        frames[reg_cf] = fit(net, small, None, steps=40, batch_size=60, lr=0.01, reg_cf=reg_cf, eval_every=20, progress=False,
+                             device="cpu")
+        assert model_penalty(net).detach().item() > 0  # the last training forward left its penalties
+    plain, reg = frames[0.0], frames[10.0]
+    assert plain["penalty"].iloc[1:].notna().all() and reg["penalty"].iloc[1:].notna().all()
+    assert reg["penalty"].iloc[-1] < 0.5 * plain["penalty"].iloc[-1]  # the penalty is minimized only when weighted in
+    with pytest.raises(ValueError, match="reg_cf=1.0 but no layer of the model stores a penalty"):
+        fit(small_cnn(in_channels=1, image_size=28, width=0.25, norm="bn"), small, steps=1, batch_size=60, lr=0.1, reg_cf=1.0,
+            progress=False, device="cpu")
+    with pytest.raises(ValueError, match="reg_cf must be >= 0"):
+        fit(small_cnn(in_channels=1, image_size=28, width=0.25), small, steps=1, batch_size=60, lr=0.1, reg_cf=-1.0, progress=False)
