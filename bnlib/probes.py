@@ -17,7 +17,10 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import copy
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
@@ -243,3 +246,185 @@ def tidy_layer_stats(df: pd.DataFrame) -> pd.DataFrame:
     long = df.melt(id_vars=ids, value_vars=stat_cols, var_name="key", value_name="value")
     long[["layer", "where", "stat"]] = long["key"].str.split("|", expand=True)
     return long.drop(columns="key").dropna(subset=["value"])
+
+
+# --- Santurkar et al. 2018: internal covariate shift (Def. 2.1) and the loss landscape along the gradient (Sec. 3) ---
+#
+# Every function below evaluates the model in the mode it is in: in train mode BN normalizes with the statistics of the
+# probe batch, which is the function being trained (common Hessian tools switch to eval mode and so measure another
+# function, the one with running statistics). Each leaves the model's weights, gradients, buffers (running statistics),
+# the optimizer's state and the random-number generators exactly as it found them.
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@contextmanager
+def preserved(model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> Iterator[None]:
+    """Restore ``model``'s parameters, gradients, buffers and mode, ``optimizer``'s state and the RNGs on exit.
+
+    Example:
+        >>> net = torch.nn.Linear(2, 1)
+        >>> before = net.weight.detach().clone()
+        >>> with preserved(net):
+        ...     _ = net.weight.data.add_(1.0)
+        >>> torch.equal(net.weight, before)
+        True
+    """
+    params = [p.detach().clone() for p in model.parameters()]
+    grads = [None if p.grad is None else p.grad.detach().clone() for p in model.parameters()]
+    buffers = [b.detach().clone() for b in model.buffers()]
+    opt_state = copy.deepcopy(optimizer.state_dict()) if optimizer is not None else None
+    was_training = model.training
+    devices = sorted({p.device.index for p in model.parameters() if p.device.type == "cuda"})
+    with torch.random.fork_rng(devices=devices):
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, saved, g in zip(model.parameters(), params, grads):
+                    p.copy_(saved)
+                    p.grad = g
+                for b, saved in zip(model.buffers(), buffers):
+                    b.copy_(saved)
+            if optimizer is not None:
+                optimizer.load_state_dict(opt_state)
+            model.train(was_training)
+
+
+def _loss_and_grads(model: nn.Module, loss_fn: LossFn, batch: tuple[torch.Tensor, torch.Tensor], rng: torch.Tensor,
+                    create_graph: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Loss on ``batch`` and its gradient for every parameter, with the CPU RNG reset to ``rng`` (same noise every call)."""
+    torch.set_rng_state(rng)
+    x, y = batch
+    loss = loss_fn(model(x), y)
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(loss, params, create_graph=create_graph)
+    return loss, list(grads)
+
+
+def ics(model: nn.Module, loss_fn: LossFn, batch: tuple[torch.Tensor, torch.Tensor], lr: float | None = None, *,
+        optimizer: torch.optim.Optimizer | None = None, layers: Mapping[str, nn.Module] | None = None) -> pd.DataFrame:
+    """Internal covariate shift of each layer, Santurkar et al. 2018, Definition 2.1.
+
+    ``G`` is the gradient of the loss on ``batch`` with respect to the layer's weight at the current parameters;
+    ``G'`` the same gradient, on the same batch, after every parameter that comes *before* the layer (in
+    ``model.parameters()`` order, i.e. the earlier layers) has taken its training step while the layer itself and the
+    later ones keep their values. The step is plain SGD, ``-lr * grad``, or, with ``optimizer``, that optimizer's
+    actual step (momentum and all) computed on a saved copy of its state. One row per layer: ``l2`` = ||G - G'||,
+    ``cosine`` = cos(G, G'), ``grad_norm`` = ||G||, ``relative`` = l2 / ||G||. ``layers`` maps names to modules with a
+    ``weight`` (default: every ``nn.Linear`` and ``nn.Conv2d``). The model is left as it was found (:func:`preserved`).
+
+    Example (for the first layer nothing comes before it, so G' = G):
+        >>> _ = torch.manual_seed(0)
+        >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+        >>> batch = (torch.randn(8, 3), torch.randn(8, 2))
+        >>> df = ics(net, torch.nn.functional.mse_loss, batch, lr=0.1)
+        >>> df["layer"].tolist(), float(df["l2"].iloc[0]), round(float(df["cosine"].iloc[0]), 6)
+        (['0', '1'], 0.0, 1.0)
+    """
+    if (lr is None) == (optimizer is None):
+        raise ValueError("give exactly one of lr (a plain SGD step) or optimizer (its actual step)")
+    if layers is None:
+        layers = {name: m for name, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))}
+    params = [p for p in model.parameters() if p.requires_grad]
+    index = {id(p): i for i, p in enumerate(params)}
+    rows = []
+    with preserved(model, optimizer):
+        rng = torch.get_rng_state()
+        _, grads = _loss_and_grads(model, loss_fn, batch, rng)
+        old = [p.detach().clone() for p in params]
+        with torch.no_grad():
+            if optimizer is None:
+                new = [p - lr * g for p, g in zip(old, grads)]
+            else:
+                for p, g in zip(params, grads):
+                    p.grad = g.clone()
+                optimizer.step()
+                new = [p.detach().clone() for p in params]
+        for name, module in layers.items():
+            k = index[id(module.weight)]
+            with torch.no_grad():
+                for i, p in enumerate(params):
+                    p.copy_(new[i] if i < k else old[i])
+            _, moved = _loss_and_grads(model, loss_fn, batch, rng)
+            g, g2 = grads[k].flatten(), moved[k].flatten()
+            l2 = (g - g2).norm().item()
+            rows.append({"layer": name, "l2": l2, "cosine": torch.nn.functional.cosine_similarity(g, g2, dim=0).item(),
+                         "grad_norm": g.norm().item(), "relative": l2 / max(g.norm().item(), 1e-30)})
+    return pd.DataFrame(rows)
+
+
+def landscape_probe(model: nn.Module, loss_fn: LossFn, batch: tuple[torch.Tensor, torch.Tensor],
+                    etas: Sequence[float]) -> dict:
+    """The loss landscape along the gradient direction, Santurkar et al. 2018, Sec. 3.1 (Fig. 4).
+
+    With g = grad L(theta) on ``batch`` and every eta in ``etas``: the loss L(theta - eta g), the gradient change
+    ||grad L(theta) - grad L(theta - eta g)||, and the "effective beta-smoothness" max over eta of
+    ||grad L(theta) - grad L(theta - eta g)|| / ||eta g||. Returns a dict with ``loss0``, ``grad_norm``, ``etas``,
+    ``losses``, ``grad_changes``, ``loss_range`` (max - min of the losses along the step, L(theta) included) and
+    ``beta_smoothness``. For a quadratic with Hessian H, the gradient change is eta ||H g|| exactly.
+
+    Example:
+        >>> net = torch.nn.Linear(2, 1, bias=False)
+        >>> _ = torch.nn.init.ones_(net.weight)
+        >>> sq = lambda out, y: 0.5 * (out - y).pow(2).sum()
+        >>> r = landscape_probe(net, sq, (torch.eye(2), torch.zeros(2, 1)), etas=[0.5, 1.0])  # L(w) = |w|^2 / 2, H = I
+        >>> r["losses"], round(r["beta_smoothness"], 6)
+        ([0.25, 0.0], 1.0)
+    """
+    out: dict = {"etas": [float(e) for e in etas], "losses": [], "grad_changes": []}
+    params = [p for p in model.parameters() if p.requires_grad]
+    with preserved(model):
+        rng = torch.get_rng_state()
+        loss0, g = _loss_and_grads(model, loss_fn, batch, rng)
+        flat_g = torch.cat([t.flatten() for t in g])
+        old = [p.detach().clone() for p in params]
+        ratios = []
+        for eta in etas:
+            with torch.no_grad():
+                for p, p0, gi in zip(params, old, g):
+                    p.copy_(p0 - eta * gi)
+            loss, g_eta = _loss_and_grads(model, loss_fn, batch, rng)
+            change = (flat_g - torch.cat([t.flatten() for t in g_eta])).norm().item()
+            out["losses"].append(loss.item())
+            out["grad_changes"].append(change)
+            ratios.append(change / max(eta * flat_g.norm().item(), 1e-30))
+    out["loss0"], out["grad_norm"] = loss0.item(), flat_g.norm().item()
+    out["loss_range"] = max(out["losses"] + [out["loss0"]]) - min(out["losses"] + [out["loss0"]])
+    out["beta_smoothness"] = max(ratios) if ratios else math.nan
+    return out
+
+
+def hessian_top_eigenvalue(model: nn.Module, loss_fn: LossFn, batch: tuple[torch.Tensor, torch.Tensor], *, iters: int = 20,
+                           tol: float = 1e-4, seed: int = 0) -> float:
+    """The Hessian eigenvalue of largest magnitude of the loss on ``batch``, by power iteration on Hessian-vector products.
+
+    Each iteration is one double backward pass (Pearlmutter's trick: H v = grad(grad L . v)); it stops after ``iters``
+    iterations or when the estimate changes by less than ``tol`` (relative). The model stays in its mode: in train mode
+    BN's batch statistics are part of the function whose curvature is measured.
+
+    Example (L(w) = 0.5 ||X w||^2 has Hessian X^T X):
+        >>> net = torch.nn.Linear(2, 1, bias=False)
+        >>> X = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+        >>> sq = lambda out, y: 0.5 * (out - y).pow(2).sum()
+        >>> round(hessian_top_eigenvalue(net, sq, (X, torch.zeros(2, 1)), iters=100), 3)
+        4.0
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    with preserved(model):
+        rng = torch.get_rng_state()
+        gen = torch.Generator().manual_seed(seed)
+        v = [torch.randn(p.shape, generator=gen).to(p.device, p.dtype) for p in params]
+        estimate = math.nan
+        _, g = _loss_and_grads(model, loss_fn, batch, rng, create_graph=True)
+        for _ in range(iters):
+            norm = torch.sqrt(sum((t * t).sum() for t in v))
+            v = [t / norm for t in v]
+            hv = torch.autograd.grad(g, params, grad_outputs=v, retain_graph=True)
+            new = sum((a * b).sum() for a, b in zip(v, hv)).item()
+            v = [t.detach() for t in hv]
+            if math.isfinite(estimate) and abs(new - estimate) <= tol * abs(new):
+                estimate = new
+                break
+            estimate = new
+    return estimate

@@ -49,3 +49,82 @@ def test_layer_stats_probe_restores_buffers_and_reports_gradients():
     assert row["relu|out|ks"] > row["bn|out|ks"]  # rectified values are further from a normal
     long = tidy_layer_stats(pd.DataFrame([{"step": 5, **row}]))
     assert set(long["where"]) == {"in", "out", "grad"} and set(long["layer"]) == {"bn", "relu", "0", "3"}
+
+
+def _sq(out, y):
+    return 0.5 * (out - y).pow(2).sum()
+
+
+def test_landscape_and_hessian_on_a_quadratic_match_the_formulas():
+    """L(w) = 0.5 ||X w - y||^2: gradient g = X^T (X w - y), Hessian H = X^T X, so the gradient change along the step is
+    eta ||H g||, the effective beta-smoothness ||H g|| / ||g||, and the top eigenvalue that of X^T X."""
+    from bnlib.probes import hessian_top_eigenvalue, landscape_probe
+
+    torch.manual_seed(0)
+    X, y = torch.randn(20, 5, dtype=torch.float64), torch.randn(20, 1, dtype=torch.float64)
+    net = nn.Linear(5, 1, bias=False).double()
+    w = net.weight.detach().clone().T
+    g = X.T @ (X @ w - y)
+    H = X.T @ X
+    etas = [0.01, 0.05, 0.1]
+    r = landscape_probe(net, _sq, (X, y), etas)
+    loss = lambda w_: (0.5 * (X @ w_ - y).pow(2).sum()).item()
+    assert r["losses"] == pytest.approx([loss(w - e * g) for e in etas], rel=1e-10)
+    assert r["grad_changes"] == pytest.approx([e * (H @ g).norm().item() for e in etas], rel=1e-10)
+    assert r["beta_smoothness"] == pytest.approx(((H @ g).norm() / g.norm()).item(), rel=1e-10)
+    assert r["loss_range"] == pytest.approx(max(r["losses"] + [r["loss0"]]) - min(r["losses"] + [r["loss0"]]))
+    top = torch.linalg.eigvalsh(H).max().item()
+    assert hessian_top_eigenvalue(net, _sq, (X, y), iters=500, tol=1e-12) == pytest.approx(top, rel=1e-6)
+
+
+def test_ics_of_a_two_layer_linear_net_matches_the_hand_computation():
+    """f(x) = W2 W1 x, L = 0.5 ||f(X) - Y||^2. Layer 2's G' is its gradient after W1 took the SGD step -lr * G1."""
+    from bnlib.probes import ics
+
+    torch.manual_seed(1)
+    X, Y = torch.randn(16, 3, dtype=torch.float64), torch.randn(16, 2, dtype=torch.float64)
+    net = nn.Sequential(nn.Linear(3, 4, bias=False), nn.Linear(4, 2, bias=False)).double()
+    W1, W2 = net[0].weight.detach().clone(), net[1].weight.detach().clone()
+    lr = 0.05
+
+    def grads(w1, w2):
+        h = X @ w1.T
+        r = h @ w2.T - Y
+        return (r @ w2).T @ X, r.T @ h  # dL/dW1, dL/dW2
+
+    G1, G2 = grads(W1, W2)
+    _, G2_after = grads(W1 - lr * G1, W2)
+    df = ics(net, _sq, (X, Y), lr=lr).set_index("layer")
+    assert df.loc["0", "l2"] == 0.0 and df.loc["0", "cosine"] == pytest.approx(1.0)
+    assert df.loc["1", "l2"] == pytest.approx((G2 - G2_after).norm().item(), rel=1e-10)
+    cos = (G2 * G2_after).sum() / (G2.norm() * G2_after.norm())
+    assert df.loc["1", "cosine"] == pytest.approx(cos.item(), rel=1e-10)
+    assert df.loc["1", "l2"] > 0
+
+
+def test_probes_leave_weights_buffers_optimizer_and_rng_unchanged():
+    from bnlib.probes import hessian_top_eigenvalue, ics, landscape_probe
+
+    torch.manual_seed(2)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3), nn.Dropout(0.3))
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    x, y = torch.randn(8, 3, 8, 8), torch.randint(0, 3, (8,))
+    for _ in range(2):  # momentum buffers and running statistics that are not at their initial values
+        opt.zero_grad()
+        nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    grads = [p.grad.clone() for p in net.parameters()]
+    opt_state = {k: v["momentum_buffer"].clone() for k, v in opt.state_dict()["state"].items()}
+    rng = torch.get_rng_state()
+    loss = nn.functional.cross_entropy
+    df = ics(net, loss, (x, y), optimizer=opt)
+    r = landscape_probe(net, loss, (x, y), [0.05, 0.1])
+    lam = hessian_top_eigenvalue(net, loss, (x, y), iters=5)
+    assert net.training and torch.equal(torch.get_rng_state(), rng)
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, state[k]), k
+    assert all(torch.equal(p.grad, g) for p, g in zip(net.parameters(), grads))
+    assert all(torch.equal(opt.state_dict()["state"][k]["momentum_buffer"], v) for k, v in opt_state.items())
+    assert len(df) == 2 and (df["l2"] >= 0).all() and df["l2"].iloc[1] > 0  # dropout noise is the same in G and G'
+    assert math.isfinite(r["beta_smoothness"]) and math.isfinite(lam)
