@@ -14,6 +14,11 @@ Network Training by Reducing Internal Covariate Shift", ICML 2015
   ignores outliers, |z| >= ``bound``, with a penalty on values beyond it.
 * ``KLBatchNorm``         -- batch norm (or just an affine map) plus a KL
   penalty pulling each channel's batch moments towards N(0, 1).
+* ``NoisyBatchNorm``      -- batch norm followed, in training, by random
+  per-step noise of non-zero mean and non-unit scale (Santurkar et al. 2018,
+  Sec. 2).
+* ``LpBatchNorm``         -- batch norm that divides by the average l_p
+  distance to the mean, p = 1, 2 or inf (Santurkar et al. 2018, Sec. 3.3).
 * ``model_penalty``       -- the sum of those layers' penalties, to add to the loss.
 * ``NORM_KINDS`` / ``norm_layer`` -- build a norm layer from a name.
 
@@ -43,6 +48,8 @@ __all__ = [
     "BatchedBatchNorm",
     "RigidBatchNorm",
     "KLBatchNorm",
+    "NoisyBatchNorm",
+    "LpBatchNorm",
     "model_penalty",
     "NORM_KINDS",
     "norm_layer",
@@ -265,20 +272,24 @@ class _BatchStatsNorm(nn.Module):
         )
 
     @torch.no_grad()
-    def _update_running_stats(self, mean: Tensor, var: Tensor, m: int | Tensor) -> None:
+    def _update_running_stats(
+        self, mean: Tensor, var: Tensor, m: int | Tensor, unbiased: bool = True
+    ) -> None:
         """Moving averages of the batch mean and the unbiased batch variance.
 
         ``m`` is the number of values behind ``var``: an int, or a per-channel
-        tensor of counts (each > 1).
+        tensor of counts (each > 1). ``unbiased=False`` averages ``var`` as
+        given (no m / (m - 1) correction).
         """
         self.num_batches_tracked.add_(1)
         if self.momentum is None:
             factor = 1.0 / float(self.num_batches_tracked)
         else:
             factor = self.momentum
-        unbiased_var = var * (m / (m - 1))
+        if unbiased:
+            var = var * (m / (m - 1))
         self.running_mean.mul_(1 - factor).add_(mean, alpha=factor)
-        self.running_var.mul_(1 - factor).add_(unbiased_var, alpha=factor)
+        self.running_var.mul_(1 - factor).add_(var, alpha=factor)
 
     def __getstate__(self) -> dict:
         """Module state for copy/pickle, with graph-attached tensors (e.g. a ``penalty``) detached.
@@ -670,6 +681,220 @@ class KLBatchNorm(_BatchStatsNorm):
         )
 
 
+class NoisyBatchNorm(_BatchStatsNorm):
+    """Batch norm followed, in training, by fresh random noise of non-zero mean and non-unit scale.
+
+    The "noisy" BatchNorm of S. Santurkar, D. Tsipras, A. Ilyas and A. Madry,
+    "How Does Batch Normalization Help Optimization?", NeurIPS 2018
+    (arXiv:1805.11604), Sec. 2: noise injected after each BN layer makes the
+    distribution of the next layer's input unstable from step to step (more
+    "internal covariate shift" than without BN), yet such a network still
+    trains about as well as one with plain BN.
+
+    Training: exactly :class:`BatchNorm` (batch statistics through
+    ``BatchNormFunction``, running statistics updated with the unbiased
+    variance), giving ``y = gamma * x_hat + beta``; then, re-sampled at *every*
+    forward call from the global torch RNG of the input's device (so
+    ``torch.manual_seed`` makes it reproducible):
+
+    * per channel i: ``mu_i ~ U(-mean_range, mean_range)``,
+      ``sigma_i ~ U(std_range[0], std_range[1])``;
+    * per example j and channel i: ``m_ij ~ U(mu_i - mean_spread, mu_i + mean_spread)``,
+      ``s_ij ~ N(sigma_i, std_spread)`` (standard deviation ``std_spread``);
+    * output ``a_ij = s_ij * y_ij + m_ij``; for (N, C, H, W) inputs the same
+      ``m_ij``, ``s_ij`` at every spatial position of example j, channel i.
+
+    The noise is a constant of the step: no gradient flows into it (the
+    gradient w.r.t. ``y`` is ``s_ij`` times the one w.r.t. ``a``). The last
+    sample is kept, without gradient, as ``self.last_noise = (m, s)``, each of
+    shape (N, C) or (N, C, 1, 1) (``None`` before the first training call).
+    ``s_ij`` is not clipped: it can be <= 0 only if ``std_spread`` is
+    comparable to ``std_range[0]``.
+
+    Eval: plain batch norm with the running statistics (Algorithm 2), no noise.
+
+    >>> bn = NoisyBatchNorm(3)
+    >>> y = bn(torch.randn(8, 3, 4, 4))
+    >>> y.shape, tuple(bn.last_noise[0].shape), int(bn.num_batches_tracked)
+    (torch.Size([8, 3, 4, 4]), (8, 3, 1, 1), 1)
+    >>> plain = BatchNorm(3)
+    >>> _ = plain.load_state_dict(bn.state_dict())
+    >>> x = torch.randn(2, 3, 4, 4)
+    >>> torch.equal(bn.eval()(x), plain.eval()(x))  # no noise in eval
+    True
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        mean_range: float = 0.5,
+        std_range: tuple[float, float] = (1.0, 1.25),
+        mean_spread: float = 0.1,
+        std_spread: float = 0.1,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+    ) -> None:
+        if not mean_range >= 0:
+            raise ValueError(
+                f"mean_range must be >= 0, got {mean_range}: each channel's noise mean is drawn "
+                "from U(-mean_range, mean_range); use e.g. mean_range=0.5 (0 for no shift)"
+            )
+        try:
+            lo, hi = (float(v) for v in std_range)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"std_range must be a pair (low, high) of numbers, got {std_range!r}; "
+                "use e.g. std_range=(1.0, 1.25)"
+            ) from None
+        if not 0 < lo <= hi:
+            raise ValueError(
+                f"std_range must satisfy 0 < std_range[0] <= std_range[1], got {std_range!r}: "
+                "each channel's noise scale is drawn from U(std_range[0], std_range[1]); "
+                "use e.g. std_range=(1.0, 1.25) ((1.0, 1.0) for no scaling)"
+            )
+        for name, value in (("mean_spread", mean_spread), ("std_spread", std_spread)):
+            if not value >= 0:
+                raise ValueError(
+                    f"{name} must be >= 0, got {value}: it is the per-example spread of the "
+                    f"noise around the channel's value; use e.g. {name}=0.1 (0 for none)"
+                )
+        super().__init__(num_features, eps, momentum, affine)
+        self.mean_range = float(mean_range)
+        self.std_range = (lo, hi)
+        self.mean_spread = float(mean_spread)
+        self.std_spread = float(std_spread)
+        self.last_noise: tuple[Tensor, Tensor] | None = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Batch norm of ``x``; in training plus fresh noise ``s * y + m`` (sets ``self.last_noise``)."""
+        self._check_input(x)
+        x = _float32(x)
+        gamma, beta = self._gamma_beta(x)
+        shape = _channel_shape(x)
+        if not self.training:
+            return gamma.reshape(shape) * self._running_x_hat(x) + beta.reshape(shape)
+        y, mean, var = BatchNormFunction.apply(x, gamma, beta, self.eps)
+        self._update_running_stats(mean, var, m=x.numel() // x.shape[1])
+        m, s = self._sample_noise(x)
+        self.last_noise = (m, s)
+        return s * y + m
+
+    @torch.no_grad()
+    def _sample_noise(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(m, s)`` of the class docstring, shape (N, C) or (N, C, 1, 1), on ``x``'s device and dtype."""
+        n, c = x.shape[:2]
+        new = partial(torch.empty, dtype=x.dtype, device=x.device)
+        mu = new(c).uniform_(-self.mean_range, self.mean_range)
+        sigma = new(c).uniform_(*self.std_range)
+        m = mu + new(n, c).uniform_(-self.mean_spread, self.mean_spread)
+        s = sigma + self.std_spread * new(n, c).normal_()
+        tail = (1,) * (x.dim() - 2)
+        return m.reshape(n, c, *tail), s.reshape(n, c, *tail)
+
+    def extra_repr(self) -> str:
+        """``num_features`` and every option.
+
+        >>> NoisyBatchNorm(4)
+        NoisyBatchNorm(4, mean_range=0.5, std_range=(1.0, 1.25), mean_spread=0.1, std_spread=0.1, eps=1e-05, momentum=0.1, affine=True)
+        """
+        return (
+            f"{self.num_features}, mean_range={self.mean_range}, std_range={self.std_range}, "
+            f"mean_spread={self.mean_spread}, std_spread={self.std_spread}, eps={self.eps}, "
+            f"momentum={self.momentum}, affine={self.affine}"
+        )
+
+
+_LP_VALUES = (1.0, 2.0, float("inf"))
+
+
+class LpBatchNorm(_BatchStatsNorm):
+    """Batch norm that divides by the average l_p distance to the mean instead of the standard deviation.
+
+    Santurkar et al., "How Does Batch Normalization Help Optimization?",
+    NeurIPS 2018, Sec. 3.3: l_p normalizations, with no claim to control the
+    first two moments, smooth the loss landscape and train like BN.
+
+    Training, per channel over the m values of :class:`BatchNorm`: ``mu`` =
+    batch mean, ``d = (mean |x - mu|^p)^(1/p)`` for p = 1, 2 and
+    ``d = max |x - mu|`` for p = inf;
+    ``x_hat = (x - mu) / (d + eps)``, ``y = gamma * x_hat + beta``.
+    p = 2 differs from :class:`BatchNorm` only in where ``eps`` enters
+    (``d + eps`` instead of ``sqrt(var + eps)``) and in the running statistic
+    having no Bessel correction.
+
+    Running statistics (``momentum`` as in :class:`BatchNorm`): moving
+    averages of ``mu`` in ``running_mean`` and of ``d**2`` -- *not* a variance
+    for p != 2, and never Bessel-corrected -- in ``running_var``, so the
+    buffers are those of ``torch.nn.BatchNorm1d/2d`` (``state_dict``s load
+    both ways). Eval: ``x_hat = (x - running_mean) / (sqrt(running_var) + eps)``.
+
+    ``p`` is 1, 2 or inf (``float("inf")`` or the string ``"inf"``); stored
+    as a float.
+
+    >>> x = torch.tensor([[0.0], [1.0], [2.0], [5.0]])  # mean 2, |x - mu| = 2, 1, 0, 3
+    >>> [round(LpBatchNorm(1, p=p, eps=0.0)(x)[3].item(), 4) for p in (1, 2, "inf")]  # 3 / d
+    [2.0, 1.6036, 1.0]
+    >>> bn = LpBatchNorm(1, p=1, momentum=1.0)
+    >>> _ = bn(x)
+    >>> bn.running_mean.item(), bn.running_var.item()  # mu = 2, d**2 = (6 / 4)**2
+    (2.0, 2.25)
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        p: float | str = 2,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+    ) -> None:
+        if p == "inf":
+            p = float("inf")
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or float(p) not in _LP_VALUES:
+            raise ValueError(
+                f"p must be one of 1, 2, float('inf') (or 'inf'), got {p!r}: "
+                "the norm whose batch average replaces the standard deviation"
+            )
+        super().__init__(num_features, eps, momentum, affine)
+        self.p = float(p)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Normalize ``x`` by the batch (train) or running (eval) mean and l_p distance ``d``."""
+        self._check_input(x)
+        x = _float32(x)
+        gamma, beta = self._gamma_beta(x)
+        shape = _channel_shape(x)
+        if self.training:
+            dims = _reduction_dims(x)
+            m = x.numel() // x.shape[1]
+            mu = x.mean(dims, keepdim=True)
+            x_mu = x - mu
+            # vector_norm's backward is 0 (not nan) where the norm is 0, e.g. a constant channel
+            d = torch.linalg.vector_norm(x_mu, ord=self.p, dim=dims, keepdim=True)
+            if self.p != float("inf"):
+                d = d / m ** (1.0 / self.p)  # (1/m sum |x - mu|^p)^(1/p)
+            self._update_running_stats(
+                mu.detach().reshape(-1), d.detach().reshape(-1) ** 2, m, unbiased=False
+            )
+        else:
+            x_mu = x - self.running_mean.reshape(shape)
+            d = torch.sqrt(self.running_var).reshape(shape)
+        x_hat = x_mu / (d + self.eps)
+        return gamma.reshape(shape) * x_hat + beta.reshape(shape)
+
+    def extra_repr(self) -> str:
+        """``num_features`` and every option (p as 1, 2 or inf).
+
+        >>> LpBatchNorm(4, p="inf")
+        LpBatchNorm(4, p=inf, eps=1e-05, momentum=0.1, affine=True)
+        """
+        return (
+            f"{self.num_features}, p={self.p:g}, eps={self.eps}, "
+            f"momentum={self.momentum}, affine={self.affine}"
+        )
+
+
 def model_penalty(model: nn.Module) -> Tensor:
     """Sum of ``.penalty`` over the layers of ``model`` that have one (``RigidBatchNorm``, ``KLBatchNorm``).
 
@@ -704,6 +929,10 @@ NORM_KINDS: dict[str, Callable[..., nn.Module]] = {
     "rigid_clip": partial(RigidBatchNorm, clip=True),
     "kl_bn": KLBatchNorm,  # normalize=True
     "kl_only": partial(KLBatchNorm, normalize=False),
+    "noisy_bn": NoisyBatchNorm,  # mean_range=0.5, std_range=(1.0, 1.25), spreads 0.1
+    "l1": partial(LpBatchNorm, p=1),
+    "l2": partial(LpBatchNorm, p=2),
+    "linf": partial(LpBatchNorm, p=float("inf")),
 }
 
 
@@ -719,6 +948,8 @@ def norm_layer(kind: str, num_features: int, **kwargs) -> nn.Module:
     Identity()
     >>> norm_layer("kl_only", 4, kl="original")
     KLBatchNorm(4, normalize=False, kl='original', eps=1e-05, momentum=0.1, affine=True)
+    >>> norm_layer("linf", 4, momentum=None)
+    LpBatchNorm(4, p=inf, eps=1e-05, momentum=None, affine=True)
     """
     if kind not in NORM_KINDS:
         raise ValueError(

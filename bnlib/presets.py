@@ -122,6 +122,32 @@ PRESETS: dict[str, dict[str, dict]] = {
             "sweep_steps": 1000,
         },
     },
+    "05_loss_landscape": {
+        "smoke": {
+            "seeds": 2,
+            "steps": 20,
+            "probe_every": 10,
+            "probe_size": 64,
+            "etas": [1.0, 2.0],
+            "hessian_iters": 3,
+            "test_size": 300,
+            "dln_layers": 6,
+            "dln_dim": 5,
+            "dln_samples": 64,
+            "dln_steps": 20,
+            "slice_points": 5,
+        },
+        "quick": {},
+        "full": {
+            "width": 1.0,
+            "seeds": 3,
+            "steps": 15000,
+            "probe_every": 500,
+            "test_size": None,
+            "hessian_iters": 20,
+            "dln_steps": 3000,
+        },
+    },
 }
 
 

@@ -320,7 +320,8 @@ def test_unknown_kind_lists_valid_kinds():
     with pytest.raises(ValueError) as info:
         norm_layer("xyz", 4)
     assert str(info.value) == (
-        "unknown norm kind 'xyz'; valid kinds: none, bn, torch_bn, rigid, rigid_clip, kl_bn, kl_only"
+        "unknown norm kind 'xyz'; valid kinds: none, bn, torch_bn, rigid, rigid_clip, kl_bn, kl_only, "
+        "noisy_bn, l1, l2, linf"
     )
 
 
@@ -690,4 +691,307 @@ def test_norm_layer_penalty_kinds():
     )
     assert repr(kl_only) == (
         "KLBatchNorm(8, normalize=False, kl='original', eps=1e-05, momentum=0.1, affine=True)"
+    )
+
+
+# --------------------------------------------------------------------------- NoisyBatchNorm, LpBatchNorm
+
+from bnlib.norms import LpBatchNorm, NoisyBatchNorm  # noqa: E402
+
+NO_NOISE = dict(mean_range=0.0, std_range=(1.0, 1.0), mean_spread=0.0, std_spread=0.0)
+INF = float("inf")
+
+
+def random_affine(layer: nn.Module) -> nn.Module:
+    with torch.no_grad():
+        layer.weight.uniform_(0.5, 1.5)
+        layer.bias.normal_()
+    return layer
+
+
+def test_noisy_bn_is_not_a_batch_norm_subclass():
+    assert not isinstance(NoisyBatchNorm(3), BatchNorm)
+    assert not isinstance(LpBatchNorm(3), BatchNorm)
+
+
+@pytest.mark.parametrize("shape", [(16, 3), (4, 3, 5, 5)])
+def test_noisy_without_noise_equals_batch_norm(shape):
+    ref = random_affine(BatchNorm(3).double())
+    noisy = NoisyBatchNorm(3, **NO_NOISE).double()
+    copy_affine(ref, noisy)
+    for _ in range(3):
+        x = (torch.randn(shape, dtype=torch.float64) * 2 + 1).requires_grad_()
+        x2 = x.detach().clone().requires_grad_()
+        dy = torch.randn(shape, dtype=torch.float64)
+        y_ref, y = ref(x), noisy(x2)
+        torch.testing.assert_close(y, y_ref, rtol=0, atol=0)
+        (y_ref * dy).sum().backward()
+        (y * dy).sum().backward()
+        torch.testing.assert_close(x2.grad, x.grad, rtol=0, atol=0)
+        torch.testing.assert_close(noisy.weight.grad, ref.weight.grad, rtol=0, atol=0)
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        torch.testing.assert_close(getattr(noisy, name), getattr(ref, name), rtol=0, atol=0)
+    assert int(noisy.num_batches_tracked) == 3
+    x = torch.randn(shape, dtype=torch.float64)
+    torch.testing.assert_close(noisy.eval()(x), ref.eval()(x), rtol=0, atol=0)
+
+
+def test_noisy_noise_statistics_follow_the_sampling_scheme():
+    n, c = 4096, 64
+    x = torch.randn(n, c) * 3 + 2
+    noisy = NoisyBatchNorm(c)  # gamma = 1, beta = 0, default ranges
+    a = noisy(x)
+    m, s = noisy.last_noise
+    assert m.shape == s.shape == (n, c)
+    assert not m.requires_grad and not s.requires_grad
+    # the output is s * y + m with y the plain batch norm output
+    torch.testing.assert_close(a, s * BatchNorm(c)(x) + m, rtol=1e-6, atol=1e-6)
+    mu_hat, sigma_hat = m.mean(0), s.mean(0)  # estimates of mu_i, sigma_i
+    assert mu_hat.min() >= -0.6 and mu_hat.max() <= 0.6
+    assert sigma_hat.min() >= 1.0 - 0.3 and sigma_hat.max() <= 1.25 + 0.3
+    # mu_i, sigma_i are per channel and span their ranges over 64 channels
+    assert mu_hat.min() < -0.3 and mu_hat.max() > 0.3
+    assert sigma_hat.min() < 1.05 and sigma_hat.max() > 1.2
+    # per example: m_ij uniform of half-width 0.1 around mu_i, s_ij normal of std 0.1 around sigma_i
+    width = m.max(0).values - m.min(0).values
+    assert width.max() <= 0.2 + 1e-6 and width.min() > 0.19
+    torch.testing.assert_close(m.std(0), torch.full((c,), 0.1 / 3**0.5), rtol=0.06, atol=0)
+    torch.testing.assert_close(s.std(0), torch.full((c,), 0.1), rtol=0.06, atol=0)
+    # the per-example noise is independent of x: m's deviations are not correlated with y
+    assert (m - mu_hat).mul(BatchNorm(c)(x)).mean().abs() < 0.01
+
+
+def test_noisy_output_is_resampled_each_call_and_seed_reproducible():
+    x = torch.randn(32, 4)
+    noisy = NoisyBatchNorm(4)
+    y1 = noisy(x)
+    m1, s1 = noisy.last_noise
+    y2 = noisy(x)
+    m2, s2 = noisy.last_noise
+    assert (y1 - y2).abs().max() > 0.05  # same input, same batch statistics, new noise
+    assert (m1 - m2).abs().max() > 0.05 and (s1 - s2).abs().max() > 0.05
+    torch.testing.assert_close((y1 - m1) / s1, (y2 - m2) / s2, rtol=1e-5, atol=1e-5)  # same BN output
+    torch.manual_seed(123)
+    a = NoisyBatchNorm(4)(x)
+    torch.manual_seed(123)
+    b = NoisyBatchNorm(4)(x)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_noisy_4d_noise_is_constant_over_spatial_positions():
+    x = torch.randn(8, 3, 5, 4, dtype=torch.float64) * 2 - 1
+    noisy = random_affine(NoisyBatchNorm(3).double())
+    ref = BatchNorm(3).double()
+    copy_affine(noisy, ref)
+    a = noisy(x)
+    m, s = noisy.last_noise
+    assert m.shape == s.shape == (8, 3, 1, 1)
+    y = ref(x)
+    torch.testing.assert_close(a, s * y + m, rtol=0, atol=1e-12)
+    # by construction: within (j, i), a is an affine map of y with the same slope at every position
+    slope = (a - a.mean((2, 3), keepdim=True)) / (y - y.mean((2, 3), keepdim=True))
+    torch.testing.assert_close(slope, s.expand_as(slope), rtol=1e-9, atol=1e-9)
+
+
+def test_noisy_eval_has_no_noise_and_uses_running_stats():
+    noisy = random_affine(NoisyBatchNorm(3, mean_range=2.0, std_range=(1.5, 3.0)))
+    for _ in range(4):
+        noisy(torch.randn(16, 3, 2, 2) * 4 + 3)
+    ref = BatchNorm(3)
+    ref.load_state_dict(noisy.state_dict())
+    noisy.eval()
+    x = torch.randn(16, 3, 2, 2)
+    torch.testing.assert_close(noisy(x), ref.eval()(x), rtol=0, atol=0)
+    torch.testing.assert_close(noisy(x), noisy(x), rtol=0, atol=0)
+    assert int(noisy.num_batches_tracked) == 4
+
+
+def test_noisy_gradients_flow_and_noise_is_a_constant():
+    x = (torch.randn(6, 3, 2, 2, dtype=torch.float64) + 1).requires_grad_()
+    dy = torch.randn(6, 3, 2, 2, dtype=torch.float64)
+    noisy = random_affine(NoisyBatchNorm(3).double())
+    (noisy(x) * dy).sum().backward()
+    m, s = noisy.last_noise
+    assert m.grad_fn is None and s.grad_fn is None and not m.requires_grad
+    # same gradients as s * BN(x) + m with (m, s) held fixed
+    ref = BatchNorm(3).double()
+    copy_affine(noisy, ref)
+    x_ref = x.detach().clone().requires_grad_()
+    ((s * ref(x_ref) + m) * dy).sum().backward()
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(noisy.weight.grad, ref.weight.grad, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(noisy.bias.grad, ref.bias.grad, rtol=1e-10, atol=1e-12)
+    # and they are not the plain BN gradients (the noise scales them)
+    torch.testing.assert_close(noisy.bias.grad, (dy * s).sum((0, 2, 3)), rtol=1e-10, atol=1e-12)
+    assert (noisy.bias.grad - dy.sum((0, 2, 3))).abs().max() > 1e-3
+
+
+def test_noisy_half_precision_input():
+    y = NoisyBatchNorm(3)(torch.randn(8, 3, dtype=torch.bfloat16))
+    assert y.dtype == torch.float32 and NoisyBatchNorm(3).last_noise is None
+
+
+def lp_reference(x: torch.Tensor, p: float, gamma, beta, eps: float):
+    """Per-channel mean and l_p distance by a plain loop, and the normalized output."""
+    c = x.shape[1]
+    xc = x.transpose(0, 1).reshape(c, -1)
+    mu = torch.stack([row.mean() for row in xc])
+    dev = [(row - row.mean()).abs() for row in xc]
+    if p == 1:
+        d = torch.stack([v.sum() / v.numel() for v in dev])
+    elif p == 2:
+        d = torch.stack([torch.sqrt((v * v).sum() / v.numel()) for v in dev])
+    else:
+        d = torch.stack([v.max() for v in dev])
+    shape = (1, c) + (1,) * (x.dim() - 2)
+    y = gamma.reshape(shape) * (x - mu.reshape(shape)) / (d.reshape(shape) + eps) + beta.reshape(shape)
+    return mu, d, y
+
+
+@pytest.mark.parametrize("p", [1, 2, INF])
+@pytest.mark.parametrize("shape", [(6, 3), (4, 3, 3, 2)])
+@pytest.mark.parametrize("eps", [1e-5, 0.1])
+def test_lp_matches_hand_computation(p, shape, eps):
+    x = torch.randn(shape, dtype=torch.float64) * 3 + 1
+    lp = random_affine(LpBatchNorm(3, p=p, eps=eps).double())
+    y = lp(x)
+    mu, d, y_ref = lp_reference(x, p, lp.weight.detach(), lp.bias.detach(), eps)
+    torch.testing.assert_close(y, y_ref, rtol=0, atol=1e-12)
+    # running stats: momentum 0.1 from (0, 1); d**2 without Bessel correction
+    torch.testing.assert_close(lp.running_mean, 0.1 * mu, rtol=0, atol=1e-12)
+    torch.testing.assert_close(lp.running_var, 0.9 + 0.1 * d**2, rtol=0, atol=1e-12)
+    # eval: (x - running_mean) / (sqrt(running_var) + eps)
+    x2 = torch.randn(shape, dtype=torch.float64)
+    rm, rd = 0.1 * mu, torch.sqrt(0.9 + 0.1 * d**2)
+    cs = (1, 3) + (1,) * (len(shape) - 2)
+    want = lp.weight.detach().reshape(cs) * (x2 - rm.reshape(cs)) / (rd.reshape(cs) + eps) + lp.bias.detach().reshape(cs)
+    torch.testing.assert_close(lp.eval()(x2), want, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(64, 4), (8, 4, 3, 3)])
+def test_lp_normalized_values_have_unit_lp_size(shape):
+    eps = 1e-5
+    x = torch.randn(shape, dtype=torch.float64) * 5 - 2
+    dims = reduction_dims(shape)
+    for p, size in (
+        (1, lambda v: v.abs().mean(dims)),
+        (2, lambda v: v.square().mean(dims).sqrt()),
+        (INF, lambda v: v.abs().amax(dims)),
+    ):
+        lp = LpBatchNorm(4, p=p, eps=eps, affine=False, momentum=1.0).double()
+        x_hat = lp(x).detach()
+        d = torch.sqrt(lp.running_var)  # momentum 1: the batch's d
+        torch.testing.assert_close(size(x_hat), d / (d + eps), rtol=0, atol=1e-6)
+        torch.testing.assert_close(size(x_hat), torch.ones(4, dtype=torch.float64), rtol=0, atol=1e-4)
+        torch.testing.assert_close(x_hat.mean(dims), torch.zeros(4, dtype=torch.float64), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("p", [1, 2, INF])
+def test_lp_eval_with_momentum_one_equals_train_output(p):
+    x = torch.randn(10, 3, 2, 2, dtype=torch.float64) * 2 + 5
+    lp = random_affine(LpBatchNorm(3, p=p, momentum=1.0).double())
+    y_train = lp(x)
+    torch.testing.assert_close(lp.eval()(x), y_train, rtol=0, atol=1e-12)
+    assert int(lp.num_batches_tracked) == 1
+
+
+def test_lp_p2_is_batch_norm_up_to_eps_and_bessel():
+    x = torch.randn(12, 3, 2, 2, dtype=torch.float64) * 3 + 2
+    lp = random_affine(LpBatchNorm(3, p=2, eps=1e-10, momentum=1.0).double())
+    bn = BatchNorm(3, eps=1e-10, momentum=1.0).double()
+    copy_affine(lp, bn)
+    torch.testing.assert_close(lp(x), bn(x), rtol=0, atol=1e-9)
+    m = 12 * 4
+    torch.testing.assert_close(lp.running_var * m / (m - 1), bn.running_var, rtol=1e-12, atol=0)
+    torch.testing.assert_close(lp.running_mean, bn.running_mean, rtol=0, atol=1e-12)
+    # with a large eps the two differ: d + eps vs sqrt(var + eps)
+    lp_big, bn_big = LpBatchNorm(3, p=2, eps=0.5).double(), BatchNorm(3, eps=0.5).double()
+    assert (lp_big(x) - bn_big(x)).abs().max() > 1e-3
+
+
+def test_lp_momentum_none_is_cumulative_average():
+    lp = LpBatchNorm(2, p=1, momentum=None).double()
+    xs = [torch.randn(8, 2, dtype=torch.float64) * (k + 1) for k in range(3)]
+    ds = []
+    for x in xs:
+        lp(x)
+        ds.append((x - x.mean(0)).abs().mean(0))
+    torch.testing.assert_close(lp.running_var, torch.stack(ds).square().mean(0), rtol=0, atol=1e-12)
+    torch.testing.assert_close(lp.running_mean, torch.stack([x.mean(0) for x in xs]).mean(0), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("p", [1, 2, INF])
+def test_lp_gradients(p):
+    lp = random_affine(LpBatchNorm(2, p=p, eps=1e-3).double())
+    x = torch.randn(5, 2, 2, 1, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: lp(t), (x,))
+    # a constant channel: d = 0 gets a zero (not nan) gradient, so dx = (dy - mean dy) / eps
+    xc = torch.randn(6, 2, dtype=torch.float64)
+    xc[:, 1] = 3.0
+    xc.requires_grad_()
+    lp2 = LpBatchNorm(2, p=p, eps=1e-3).double()
+    dy = torch.randn(6, 2, dtype=torch.float64)
+    (lp2(xc) * dy).sum().backward()
+    assert torch.isfinite(xc.grad).all()
+    torch.testing.assert_close(xc.grad[:, 1], (dy[:, 1] - dy[:, 1].mean()) / 1e-3, rtol=1e-12, atol=1e-9)
+
+
+def test_lp_accepts_p_spellings_and_half_precision():
+    assert LpBatchNorm(3, p="inf").p == INF and LpBatchNorm(3, p=1.0).p == 1.0 and LpBatchNorm(3).p == 2.0
+    assert repr(LpBatchNorm(3, p=1)) == "LpBatchNorm(3, p=1, eps=1e-05, momentum=0.1, affine=True)"
+    assert LpBatchNorm(3, p=INF)(torch.randn(8, 3, dtype=torch.bfloat16)).dtype == torch.float32
+
+
+def test_noisy_and_lp_bad_arguments():
+    for bad in (3, 0, "two", "l1", None, True):
+        with pytest.raises(ValueError, match=r"p must be one of 1, 2, float\('inf'\) \(or 'inf'\), got "):
+            LpBatchNorm(4, p=bad)
+    with pytest.raises(ValueError, match=r"got 3: the norm"):
+        LpBatchNorm(4, p=3)
+    with pytest.raises(ValueError, match=r"mean_range must be >= 0, got -1.*mean_range=0.5"):
+        NoisyBatchNorm(4, mean_range=-1)
+    with pytest.raises(
+        ValueError, match=r"std_range must satisfy 0 < std_range\[0\] <= std_range\[1\], got \(1.25, 1.0\)"
+    ):
+        NoisyBatchNorm(4, std_range=(1.25, 1.0))
+    with pytest.raises(ValueError, match=r"std_range must satisfy .*got \(0.0, 1.0\)"):
+        NoisyBatchNorm(4, std_range=(0.0, 1.0))
+    with pytest.raises(ValueError, match=r"std_range must be a pair \(low, high\) of numbers, got 1.0"):
+        NoisyBatchNorm(4, std_range=1.0)
+    with pytest.raises(ValueError, match=r"std_range must be a pair .*got \(1.0, 1.1, 1.2\)"):
+        NoisyBatchNorm(4, std_range=(1.0, 1.1, 1.2))
+    with pytest.raises(ValueError, match=r"mean_spread must be >= 0, got -0.1"):
+        NoisyBatchNorm(4, mean_spread=-0.1)
+    with pytest.raises(ValueError, match=r"std_spread must be >= 0, got -1"):
+        NoisyBatchNorm(4, std_spread=-1)
+    for layer in (NoisyBatchNorm(3), LpBatchNorm(3, p=1)):
+        with pytest.raises(ValueError, match=r"\(4, 3, 5\)"):
+            layer(torch.randn(4, 3, 5))
+        with pytest.raises(ValueError, match="expected 3 channels"):
+            layer(torch.randn(4, 5))
+        with pytest.raises(ValueError, match="more than 1 value per channel"):
+            layer(torch.randn(1, 3))
+
+
+def test_noisy_and_lp_state_dict_matches_torch():
+    want = list(nn.BatchNorm2d(4).state_dict())
+    for layer in (NoisyBatchNorm(4), LpBatchNorm(4, p=INF)):
+        assert list(layer.state_dict()) == want
+        layer.load_state_dict(nn.BatchNorm2d(4).state_dict())
+        nn.BatchNorm2d(4).load_state_dict(layer.state_dict())
+    for cls in (NoisyBatchNorm, LpBatchNorm):
+        assert list(cls(4, affine=False).state_dict()) == list(nn.BatchNorm2d(4, affine=False).state_dict())
+
+
+def test_norm_layer_noisy_and_lp_kinds():
+    noisy = norm_layer("noisy_bn", 4, mean_range=1.0)
+    assert isinstance(noisy, NoisyBatchNorm) and not isinstance(noisy, BatchNorm)
+    assert (noisy.mean_range, noisy.std_range, noisy.mean_spread, noisy.std_spread) == (1.0, (1.0, 1.25), 0.1, 0.1)
+    for kind, p in (("l1", 1.0), ("l2", 2.0), ("linf", INF)):
+        lp = norm_layer(kind, 4, eps=1e-3, momentum=None)
+        assert isinstance(lp, LpBatchNorm) and lp.p == p and lp.eps == 1e-3 and lp.momentum is None
+    assert repr(norm_layer("linf", 8)) == "LpBatchNorm(8, p=inf, eps=1e-05, momentum=0.1, affine=True)"
+    assert repr(noisy) == (
+        "NoisyBatchNorm(4, mean_range=1.0, std_range=(1.0, 1.25), mean_spread=0.1, std_spread=0.1, "
+        "eps=1e-05, momentum=0.1, affine=True)"
     )
