@@ -257,6 +257,12 @@ class _BatchStatsNorm(nn.Module):
                 f"got input size {x.size()}"
             )
 
+    def _checked(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Every forward's start: input checks, float32 for half-precision input, and (gamma, beta)."""
+        self._check_input(x)
+        x = _float32(x)
+        return (x, *self._gamma_beta(x))
+
     def _gamma_beta(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """The affine parameters, or constant ones/zeros when ``affine=False``."""
         if self.affine:
@@ -331,9 +337,7 @@ class BatchNorm(_BatchStatsNorm):
 
     def forward(self, x: Tensor) -> Tensor:
         """Normalize ``x`` with batch statistics (train) or running ones (eval); half-precision input is computed in float32."""
-        self._check_input(x)
-        x = _float32(x)
-        gamma, beta = self._gamma_beta(x)
+        x, gamma, beta = self._checked(x)
         if not self.training:
             return self._eval_forward(x, gamma, beta)
         y, mean, var = BatchNormFunction.apply(x, gamma, beta, self.eps)
@@ -541,9 +545,7 @@ class RigidBatchNorm(_BatchStatsNorm):
 
     def forward(self, x: Tensor) -> Tensor:
         """Normalize ``x`` with inlier statistics (train) or running ones (eval); sets ``self.penalty``."""
-        self._check_input(x)
-        x = _float32(x)
-        gamma, beta = self._gamma_beta(x)
+        x, gamma, beta = self._checked(x)
         if self.training:
             x_hat = self._train_x_hat(x)
         else:
@@ -644,9 +646,7 @@ class KLBatchNorm(_BatchStatsNorm):
 
     def forward(self, x: Tensor) -> Tensor:
         """Batch norm of ``x`` (or ``gamma * x + beta``); in training also sets ``self.penalty``."""
-        self._check_input(x)
-        x = _float32(x)
-        gamma, beta = self._gamma_beta(x)
+        x, gamma, beta = self._checked(x)
         shape = _channel_shape(x)
         if not self.training:
             self.penalty = torch.zeros((), dtype=x.dtype, device=x.device)
@@ -768,9 +768,7 @@ class NoisyBatchNorm(_BatchStatsNorm):
 
     def forward(self, x: Tensor) -> Tensor:
         """Batch norm of ``x``; in training plus fresh noise ``s * y + m`` (sets ``self.last_noise``)."""
-        self._check_input(x)
-        x = _float32(x)
-        gamma, beta = self._gamma_beta(x)
+        x, gamma, beta = self._checked(x)
         shape = _channel_shape(x)
         if not self.training:
             return gamma.reshape(shape) * self._running_x_hat(x) + beta.reshape(shape)
@@ -861,9 +859,7 @@ class LpBatchNorm(_BatchStatsNorm):
 
     def forward(self, x: Tensor) -> Tensor:
         """Normalize ``x`` by the batch (train) or running (eval) mean and l_p distance ``d``."""
-        self._check_input(x)
-        x = _float32(x)
-        gamma, beta = self._gamma_beta(x)
+        x, gamma, beta = self._checked(x)
         shape = _channel_shape(x)
         if self.training:
             dims = _reduction_dims(x)

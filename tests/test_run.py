@@ -84,41 +84,17 @@ def test_bad_value_fails_naming_parameter_and_cell(toy, tmp_path):
     assert "| 99_toy | failed |" in summary and "lr must be > 0, got -1" in summary
 
 
-def test_notebook_01_bad_value_names_the_parameter(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "bnlib.run", "01", "--preset", "smoke", "-p", "seeds", "0", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 1
-    assert "ValueError: seeds must be an integer >= 1, got 0" in proc.stderr
-
-
-@pytest.mark.parametrize("name, value, message", [("steps", "0", "steps must be an integer >= 1, got 0"),
-                                                  ("activation", "swish", "activation must be one of 'sigmoid', 'relu', 'tanh', got 'swish'")])
-def test_notebook_02_bad_values_name_the_parameter(tmp_path, name, value, message):
-    proc = subprocess.run(
-        [sys.executable, "-m", "bnlib.run", "02", "--preset", "smoke", "-p", name, value, "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 1 and f"ValueError: {message}" in proc.stderr
-
-
-@pytest.mark.parametrize("name, value, message", [
-    ("model", "vgg12", "model must be one of 'small_cnn', 'small_resnet', 'vgg11', 'vgg13', 'vgg16', 'vgg19', got 'vgg12'"),
-    ("batch_sizes", "[1, 8]", "batch_sizes must all be >= 2, got 1 in [1, 8]: with one example per batch, BN's batch mean"),
+@pytest.mark.parametrize("notebook, name, value, message", [
+    ("01", "seeds", "0", "seeds must be an integer >= 1, got 0"),
+    ("02", "steps", "0", "steps must be an integer >= 1, got 0"),
+    ("02", "activation", "swish", "activation must be one of 'sigmoid', 'relu', 'tanh', got 'swish'"),
+    ("03", "model", "vgg12", "model must be one of 'small_cnn', 'small_resnet', 'vgg11', 'vgg13', 'vgg16', 'vgg19', got 'vgg12'"),
+    ("03", "batch_sizes", "[1, 8]", "batch_sizes must all be >= 2, got 1 in [1, 8]: with one example per batch, BN's batch mean"),
+    ("04", "bound", "0", "bound must be > 0 (the |z| beyond which rigid BN treats a value as an outlier), got 0"),
 ])
-def test_notebook_03_bad_values_name_the_parameter(tmp_path, name, value, message):
+def test_notebook_bad_values_name_the_parameter(tmp_path, notebook, name, value, message):
     proc = subprocess.run(
-        [sys.executable, "-m", "bnlib.run", "03", "--preset", "smoke", "-p", name, value, "--out", str(tmp_path)],
+        [sys.executable, "-m", "bnlib.run", notebook, "--preset", "smoke", "-p", name, value, "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 1 and f"ValueError: {message}" in proc.stderr, proc.stderr[-2000:]
-
-
-def test_notebook_04_bound_zero_names_the_parameter(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "bnlib.run", "04", "--preset", "smoke", "-p", "bound", "0", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 1
-    assert "ValueError: bound must be > 0 (the |z| beyond which rigid BN treats a value as an outlier), got 0" in proc.stderr
