@@ -362,6 +362,31 @@ def small_resnet(
     return _init_(nn.Sequential(layers), init_scale, init_std)
 
 
+def deep_linear_network(layers: int = 25, dim: int = 10, *, norm: str = "none", init_std: float | None = None) -> nn.Sequential:
+    """Santurkar et al. 2018's deep linear network (DLN): ``layers`` bias-free linear maps of width ``dim``.
+
+    With ``norm`` other than "none", a norm layer follows every linear map but the last. Weights from
+    N(0, init_std^2); the default ``init_std = 1 / sqrt(dim)`` keeps the scale of the product of the layers
+    (with PyTorch's default initialization a product of 25 layers all but vanishes).
+
+    Example:
+        >>> net = deep_linear_network(layers=3, dim=4, norm="bn")
+        >>> [type(m).__name__ for m in net], net(torch.randn(8, 4)).shape
+        (['Linear', 'BatchNorm', 'Linear', 'BatchNorm', 'Linear'], torch.Size([8, 4]))
+    """
+    if layers < 1 or dim < 1:
+        raise ValueError(f"layers and dim must be >= 1, got layers={layers}, dim={dim}")
+    std = dim**-0.5 if init_std is None else init_std
+    modules: list[nn.Module] = []
+    for i in range(layers):
+        linear = nn.Linear(dim, dim, bias=False)
+        nn.init.normal_(linear.weight, 0.0, std)
+        modules.append(linear)
+        if norm != "none" and i < layers - 1:
+            modules.append(norm_layer(norm, dim))
+    return nn.Sequential(*modules)
+
+
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "mlp": mlp, "small_cnn": small_cnn, "small_resnet": small_resnet, **{depth: partial(vgg, depth) for depth in VGG_LAYERS}
 }

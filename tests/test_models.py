@@ -123,3 +123,20 @@ def test_he_init_scale_multiplies_every_layers_std(builder):
                 assert module.weight.std().item() == pytest.approx(expected, rel=0.1)
     with pytest.raises(ValueError, match="scale must be > 0"):
         vgg("vgg11", init_scale=0)
+
+
+def test_deep_linear_network_keeps_the_product_scale():
+    from bnlib.models import deep_linear_network
+
+    torch.manual_seed(0)
+    net = deep_linear_network(25, 10)
+    assert len(net) == 25 and all(m.bias is None for m in net)
+    x = torch.randn(2000, 10)
+    ratio = net(x).pow(2).mean().sqrt().item() / x.pow(2).mean().sqrt().item()
+    assert 0.05 < ratio < 20  # N(0, 1/dim) keeps the scale within a small factor over 25 layers
+    torch.manual_seed(0)
+    tiny = deep_linear_network(25, 10, init_std=0.1)
+    assert tiny(x).abs().max().item() < 1e-6  # a smaller scale shrinks the product geometrically
+    assert len(deep_linear_network(4, 3, norm="bn")) == 7
+    with pytest.raises(ValueError, match="layers and dim must be >= 1"):
+        deep_linear_network(0, 3)
