@@ -20,6 +20,8 @@ Network Training by Reducing Internal Covariate Shift", ICML 2015
 * ``LpBatchNorm``         -- batch norm that divides by the average l_p
   distance to the mean, p = 1, 2 or inf (Santurkar et al. 2018, Sec. 3.3).
 * ``model_penalty``       -- the sum of those layers' penalties, to add to the loss.
+* ``group_norm``, ``layer_norm``, ``instance_norm`` -- normalizations that do
+  not use the batch (``nn.GroupNorm`` with 32, 1 or C groups).
 * ``NORM_KINDS`` / ``norm_layer`` -- build a norm layer from a name.
 
 >>> layer = norm_layer("bn", 3)
@@ -32,6 +34,7 @@ m = N (resp. m = N*H*W) values that share a channel.
 This file depends only on ``torch`` and can be copied into a project alone.
 """
 
+import math
 from functools import partial
 from typing import Callable, NamedTuple
 
@@ -51,6 +54,9 @@ __all__ = [
     "NoisyBatchNorm",
     "LpBatchNorm",
     "model_penalty",
+    "group_norm",
+    "layer_norm",
+    "instance_norm",
     "NORM_KINDS",
     "norm_layer",
 ]
@@ -915,6 +921,45 @@ def model_penalty(model: nn.Module) -> Tensor:
     return torch.zeros((), device=first.device if first is not None else "cpu")
 
 
+def group_norm(num_features: int, num_groups: int | None = None, eps: float = 1e-5, affine: bool = True) -> nn.GroupNorm:
+    """Group normalization (Wu & He 2018): statistics per example over each group of channels (and all positions).
+
+    It does not use the batch, so it behaves the same for any batch size, in training and in eval.
+    ``num_groups`` defaults to gcd(num_features, 32) (Wu & He's 32 groups when the width allows).
+    ``num_groups=1`` is layer normalization, ``num_groups=num_features`` instance normalization.
+
+    >>> gn = group_norm(64)
+    >>> gn.num_groups, group_norm(8).num_groups
+    (32, 8)
+    """
+    groups = math.gcd(num_features, 32) if num_groups is None else num_groups
+    if groups < 1 or num_features % groups:
+        raise ValueError(f"num_groups must divide num_features={num_features}, got {groups}")
+    return nn.GroupNorm(groups, num_features, eps=eps, affine=affine)
+
+
+def layer_norm(num_features: int, eps: float = 1e-5, affine: bool = True) -> nn.GroupNorm:
+    """Layer normalization (Ba et al. 2016) for (N, C) and (N, C, H, W): per example over all channels and positions.
+
+    >>> y = layer_norm(4)(torch.randn(3, 4, 5, 5) * 7 + 2)
+    >>> bool(y[0].mean().abs() < 1e-5), bool((y[0].var(unbiased=False) - 1).abs() < 1e-3)
+    (True, True)
+    """
+    return group_norm(num_features, 1, eps, affine)
+
+
+def instance_norm(num_features: int, eps: float = 1e-5, affine: bool = True) -> nn.GroupNorm:
+    """Instance normalization (Ulyanov et al. 2016) for (N, C, H, W): per example and channel over positions.
+
+    On (N, C) input every "instance" is a single value, which normalizes to 0: use it for conv layers only.
+
+    >>> y = instance_norm(2)(torch.randn(3, 2, 4, 4) * 5)
+    >>> bool(y[1, 0].mean().abs() < 1e-5)
+    True
+    """
+    return group_norm(num_features, num_features, eps, affine)
+
+
 # Norm kind name -> factory ``(num_features, **kwargs) -> nn.Module``.
 # To add a kind, add an entry: ``NORM_KINDS["my_bn"] = MyBatchNorm``.
 NORM_KINDS: dict[str, Callable[..., nn.Module]] = {
@@ -929,6 +974,9 @@ NORM_KINDS: dict[str, Callable[..., nn.Module]] = {
     "l1": partial(LpBatchNorm, p=1),
     "l2": partial(LpBatchNorm, p=2),
     "linf": partial(LpBatchNorm, p=float("inf")),
+    "ln": layer_norm,
+    "in": instance_norm,
+    "gn": group_norm,
 }
 
 

@@ -321,7 +321,7 @@ def test_unknown_kind_lists_valid_kinds():
         norm_layer("xyz", 4)
     assert str(info.value) == (
         "unknown norm kind 'xyz'; valid kinds: none, bn, torch_bn, rigid, rigid_clip, kl_bn, kl_only, "
-        "noisy_bn, l1, l2, linf"
+        "noisy_bn, l1, l2, linf, ln, in, gn"
     )
 
 
@@ -995,3 +995,24 @@ def test_norm_layer_noisy_and_lp_kinds():
         "NoisyBatchNorm(4, mean_range=1.0, std_range=(1.0, 1.25), mean_spread=0.1, std_spread=0.1, "
         "eps=1e-05, momentum=0.1, affine=True)"
     )
+
+
+@pytest.mark.parametrize("kind, group_of", [("ln", lambda c: c), ("in", lambda c: 1), ("gn", lambda c: c // 8)])
+def test_batch_independent_norms_normalize_their_groups_per_example(kind, group_of):
+    torch.manual_seed(0)
+    c = 64
+    layer = norm_layer(kind, c)
+    x = torch.randn(6, c, 5, 5) * 4 + 3
+    y = layer(x)
+    size = group_of(c)  # channels per group: ln all 64, in 1, gn gcd(64, 32) = 32 groups of 2
+    groups = y.reshape(6, c // size, -1)
+    assert groups.mean(-1).abs().max() < 1e-4
+    assert (groups.var(-1, unbiased=False) - 1).abs().max() < 1e-2
+    assert torch.allclose(layer(x[:1]), y[:1], atol=1e-6)  # an example's output does not depend on the rest of the batch
+    layer.eval()
+    assert torch.allclose(layer(x), y, atol=1e-6)  # and train and eval mode agree
+
+
+def test_group_norm_rejects_groups_that_do_not_divide_the_channels():
+    with pytest.raises(ValueError, match="num_groups must divide num_features=12, got 5"):
+        norm_layer("gn", 12, num_groups=5)
