@@ -657,19 +657,6 @@ def test_penalty_layer_bad_arguments():
         RigidBatchNorm(4, recompute="median")
     with pytest.raises(ValueError, match=r"kl must be one of 'correct', 'original', got 'forward'"):
         KLBatchNorm(4, kl="forward")
-    for layer in (RigidBatchNorm(3), KLBatchNorm(3)):
-        with pytest.raises(ValueError, match=r"\(4, 3, 5\)"):
-            layer(torch.randn(4, 3, 5))
-        with pytest.raises(ValueError, match="expected 3 channels"):
-            layer(torch.randn(4, 5))
-        with pytest.raises(ValueError, match="more than 1 value per channel"):
-            layer(torch.randn(1, 3))
-
-
-def test_penalty_layers_state_dict_matches_torch():
-    want = list(nn.BatchNorm2d(4).state_dict())
-    for layer in (RigidBatchNorm(4, clip=True), KLBatchNorm(4, normalize=False)):
-        assert list(layer.state_dict()) == want
         layer.load_state_dict(nn.BatchNorm2d(4).state_dict())
     assert list(RigidBatchNorm(4, affine=False).state_dict()) == list(
         nn.BatchNorm2d(4, affine=False).state_dict()
@@ -964,19 +951,6 @@ def test_noisy_and_lp_bad_arguments():
         NoisyBatchNorm(4, mean_spread=-0.1)
     with pytest.raises(ValueError, match=r"std_spread must be >= 0, got -1"):
         NoisyBatchNorm(4, std_spread=-1)
-    for layer in (NoisyBatchNorm(3), LpBatchNorm(3, p=1)):
-        with pytest.raises(ValueError, match=r"\(4, 3, 5\)"):
-            layer(torch.randn(4, 3, 5))
-        with pytest.raises(ValueError, match="expected 3 channels"):
-            layer(torch.randn(4, 5))
-        with pytest.raises(ValueError, match="more than 1 value per channel"):
-            layer(torch.randn(1, 3))
-
-
-def test_noisy_and_lp_state_dict_matches_torch():
-    want = list(nn.BatchNorm2d(4).state_dict())
-    for layer in (NoisyBatchNorm(4), LpBatchNorm(4, p=INF)):
-        assert list(layer.state_dict()) == want
         layer.load_state_dict(nn.BatchNorm2d(4).state_dict())
         nn.BatchNorm2d(4).load_state_dict(layer.state_dict())
     for cls in (NoisyBatchNorm, LpBatchNorm):
@@ -1016,3 +990,21 @@ def test_batch_independent_norms_normalize_their_groups_per_example(kind, group_
 def test_group_norm_rejects_groups_that_do_not_divide_the_channels():
     with pytest.raises(ValueError, match="num_groups must divide num_features=12, got 5"):
         norm_layer("gn", 12, num_groups=5)
+
+
+VARIANT_LAYERS = [
+    lambda n: RigidBatchNorm(n, clip=True), lambda n: KLBatchNorm(n, normalize=False), NoisyBatchNorm, lambda n: LpBatchNorm(n, p=1),
+    lambda n: LpBatchNorm(n, p=INF),
+]
+
+
+@pytest.mark.parametrize("make", VARIANT_LAYERS)
+def test_variant_layers_check_their_input_and_match_torchs_state_dict(make):
+    layer = make(3)
+    with pytest.raises(ValueError, match=r"\(4, 3, 5\)"):
+        layer(torch.randn(4, 3, 5))
+    with pytest.raises(ValueError, match="expected 3 channels"):
+        layer(torch.randn(4, 5))
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        layer(torch.randn(1, 3))
+    assert list(make(4).state_dict()) == list(nn.BatchNorm2d(4).state_dict())
