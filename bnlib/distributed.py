@@ -139,6 +139,12 @@ def _worker(rank: int, world_size: int, folder: str) -> None:
         for name, layer in [("local", nn.BatchNorm2d(x.shape[1], eps=eps) if x.dim() == 4 else nn.BatchNorm1d(x.shape[1], eps=eps)),
                             ("synced", CrossProcessBatchNorm(x.shape[1], eps=eps))]:
             inp = shard.clone().requires_grad_(True)
+            if name == "local":
+                dims = [d for d in range(shard.dim()) if d != 1]
+                batch_mean, batch_var = shard.mean(dims), shard.var(dims, unbiased=False)
+            else:
+                batch_mean, batch_var, _ = all_reduce_batch_stats(shard)
+            result.update({f"{name}_batch_mean": batch_mean.detach(), f"{name}_batch_var": batch_var.detach()})
             out = layer(inp)
             out.backward(grad)
             result.update({f"{name}_out": out.detach(), f"{name}_grad_x": inp.grad, f"{name}_grad_weight": layer.weight.grad,
@@ -166,7 +172,8 @@ def compare_shards(x: Tensor, upstream: Tensor | None = None, world_size: int = 
 
     Returns a dict: ``local_*`` and ``synced_*`` for ``out``, ``grad_x`` (shards concatenated back
     in batch order), ``grad_weight``, ``grad_bias`` (summed over processes: the full-batch loss's
-    gradient), ``running_mean`` and ``running_var`` (one row per process), and ``sync_batchnorm_cpu``
+    gradient), ``batch_mean`` and ``batch_var`` (the biased variance each process normalized with),
+    ``running_mean`` and ``running_var`` (one row per process for these four), and ``sync_batchnorm_cpu``
     (one message per process). ``timeout``: seconds to wait for the processes.
 
     Example:

@@ -29,7 +29,9 @@ def test_two_processes_match_the_full_batch(shape):
         assert (r[f"synced_{key}"] - ref[key]).abs().max() < 1e-5, key
         if key != "grad_bias":  # sum of the upstream gradient: the same for every normalization
             assert (r[f"local_{key}"] - ref[key]).abs().max() > 1e-2, key
-    for key in ("running_mean", "running_var"):
+    dims = [d for d in range(x.dim()) if d != 1]
+    ref["batch_mean"], ref["batch_var"] = x.mean(dims), x.var(dims, unbiased=False)
+    for key in ("batch_mean", "batch_var", "running_mean", "running_var"):
         assert r[f"synced_{key}"].shape == (2, shape[1])
         assert (r[f"synced_{key}"] - ref[key]).abs().max() < 1e-5, key  # every process holds the full-batch statistics
         assert (r[f"local_{key}"] - ref[key]).abs().max() > 1e-2, key
