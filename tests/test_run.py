@@ -91,6 +91,10 @@ def test_bad_value_fails_naming_parameter_and_cell(toy, tmp_path):
     ("03", "model", "vgg12", "model must be one of 'small_cnn', 'small_resnet', 'vgg11', 'vgg13', 'vgg16', 'vgg19', got 'vgg12'"),
     ("03", "batch_sizes", "[1, 8]", "batch_sizes must all be >= 2, got 1 in [1, 8]: with one example per batch, BN's batch mean"),
     ("04", "bound", "0", "bound must be > 0 (the |z| beyond which rigid BN treats a value as an outlier), got 0"),
+    ("06", "dist_batch", "5", "dist_batch must be an even integer >= 4 (two processes get at least 2 images each), got 5"),
+    ("06", "small_batch_sizes", "[1, 8]", "small_batch_sizes and port_batch_sizes must be integers >= 2, got 1"),
+    ("06", "bn_momenta", "[0.99, 1.5]", "bn_momenta must lie in (0, 1] (PyTorch's convention: the weight of the new batch), got 1.5"),
+    ("06", "search_lr_range", "[1.0, 0.1]", "search_lr_range must be [low, high] with 0 < low < high, got [1.0, 0.1]"),
 ])
 def test_notebook_bad_values_name_the_parameter(tmp_path, notebook, name, value, message):
     proc = subprocess.run(
