@@ -10,7 +10,7 @@ deviations from that mean (the global variance), and the reductions are
 differentiable (the backward all-reduces the gradients), so the gradients
 also equal those of full-batch BN.
 
-:func:`compare_shards` spawns the processes and returns everything each one
+:func:`compare_shards` starts the processes (``python -m bnlib.distributed``) and returns everything each one
 computed, for a comparison against single-process BN on the full batch.
 
 Example (two processes on CPU, a few seconds):
