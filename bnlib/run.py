@@ -1,6 +1,6 @@
 """Execute the notebooks with papermill: ``python -m bnlib.run``.
 
-    python -m bnlib.run [NOTEBOOK ...] [--preset smoke|quick|full] [-p NAME VALUE ...] [--out DIR]
+    python -m bnlib.run [NOTEBOOK ...] [--preset smoke|quick|full] [-p NAME VALUE ...] [--out DIR] [--jobs N]
 
 No notebook named: all of ``notebooks/``, in order. A notebook is named by its
 number (``01``), its stem or a path. Every ``-p`` name is checked against the
@@ -16,6 +16,12 @@ notebook failed, naming the notebook and the cell.
 The kernel is the Python running this module, whatever kernelspecs are
 installed (a temporary kernelspec is put first on ``JUPYTER_PATH``).
 
+``--jobs N`` executes N notebooks at a time, each in its own process and kernel, with
+``cpu_count // N`` threads per kernel (``OMP_NUM_THREADS``, which torch reads at import), so
+that N kernels do not oversubscribe the cores. The notebooks that took longest in an
+earlier run into the same ``DIR`` (its ``runs.json``) start first. ``runs.json`` and
+``SUMMARY.md`` are updated as each notebook finishes.
+
 Example (Python):
     >>> from bnlib.run import resolve_notebooks
     >>> [p.stem for p in resolve_notebooks(["01"])]
@@ -27,10 +33,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
+import multiprocessing
 import os
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -195,6 +204,36 @@ def execute(path: Path, out: Path, preset: str, overrides: dict, kernel: str) ->
     return RunResult(path.stem, "failed" if error else "ok", time.perf_counter() - start, preset, params, error)
 
 
+@contextlib.contextmanager
+def threads_per_kernel(threads: int | None) -> Iterator[None]:
+    """Set ``OMP_NUM_THREADS`` (and MKL's) for the kernels started inside the block; ``None`` leaves them alone."""
+    names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    old = {n: os.environ.get(n) for n in names}
+    if threads is not None:
+        for n in names:
+            os.environ[n] = str(threads)
+    try:
+        yield
+    finally:
+        for n, value in old.items():
+            if value is None:
+                os.environ.pop(n, None)
+            else:
+                os.environ[n] = value
+
+
+def longest_first(paths: Sequence[Path], out: Path) -> list[Path]:
+    """``paths`` ordered by their wall time in ``out/runs.json`` (longest first; unknown ones keep their order, first).
+
+    Example:
+        >>> [p.name for p in longest_first([Path("a"), Path("b")], Path("/nonexistent"))]
+        ['a', 'b']
+    """
+    log_path = out / "runs.json"
+    previous = json.loads(log_path.read_text()) if log_path.exists() else {}
+    return sorted(paths, key=lambda p: -previous.get(p.stem, {}).get("wall_s", math.inf))
+
+
 def write_summary(out: Path, results: Sequence[RunResult]) -> Path:
     """Merge ``results`` into ``out/runs.json`` and write ``out/SUMMARY.md`` from it and each ``metrics.json``."""
     log_path = out / "runs.json"
@@ -226,15 +265,23 @@ def write_summary(out: Path, results: Sequence[RunResult]) -> Path:
 
 
 def run_notebooks(
-    names: Sequence[str] = (), preset: str = "quick", parameters: dict | None = None, out: str | os.PathLike = "outputs"
+    names: Sequence[str] = (),
+    preset: str = "quick",
+    parameters: dict | None = None,
+    out: str | os.PathLike = "outputs",
+    jobs: int = 1,
 ) -> list[RunResult]:
     """Execute notebooks (all if ``names`` is empty) and write ``SUMMARY.md``; the Python API of the CLI.
 
+    ``jobs`` > 1 runs that many notebooks at a time in separate processes, each kernel with
+    ``cpu_count // jobs`` threads. Results come back in the order of ``names``.
     Raises ``ValueError`` before running anything for an unknown notebook,
-    preset or parameter name.
+    preset or parameter name, or for ``jobs`` < 1.
     """
     if preset not in PRESET_NAMES:
         raise ValueError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESET_NAMES)}")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
     paths = resolve_notebooks(names)
     overrides = dict(parameters or {})
     for name in ("preset", "out_dir"):
@@ -246,16 +293,30 @@ def run_notebooks(
     out.mkdir(parents=True, exist_ok=True)
     if os.environ.get("BNLIB_DATA"):  # kernels run in notebooks/, so a relative data path must not depend on cwd
         os.environ["BNLIB_DATA"] = str(Path(os.environ["BNLIB_DATA"]).expanduser().resolve())
-    results = []
+    jobs = min(jobs, len(paths))
+    done: dict[str, RunResult] = {}
+
+    def finished(result: RunResult) -> None:
+        print(f"[bnlib.run] {result.notebook}: {result.status} in {result.wall_s:.0f} s", flush=True)
+        done[result.notebook] = result
+        write_summary(out, [result])  # a finished notebook is on record even if a later one crashes the runner
+
     with current_python_kernel() as kernel:
-        for path in paths:
-            print(f"[bnlib.run] {path.stem} (preset {preset}) ...", flush=True)
-            result = execute(path, out, preset, overrides, kernel)
-            print(f"[bnlib.run] {path.stem}: {result.status} in {result.wall_s:.0f} s", flush=True)
-            results.append(result)
-    summary = write_summary(out, results)
-    print(f"[bnlib.run] summary: {summary}", flush=True)
-    return results
+        if jobs == 1:
+            for path in paths:
+                print(f"[bnlib.run] {path.stem} (preset {preset}) ...", flush=True)
+                finished(execute(path, out, preset, overrides, kernel))
+        else:
+            threads = max(1, (os.cpu_count() or 1) // jobs)
+            with threads_per_kernel(threads), ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+                futures = []
+                for path in longest_first(paths, out):
+                    print(f"[bnlib.run] {path.stem} (preset {preset}, {jobs} jobs x {threads} threads) ...", flush=True)
+                    futures.append(pool.submit(execute, path, out, preset, overrides, kernel))
+                for future in as_completed(futures):
+                    finished(future.result())
+    print(f"[bnlib.run] summary: {out / 'SUMMARY.md'}", flush=True)
+    return [done[p.stem] for p in paths]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -267,10 +328,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"), help="override a parameter"
     )
     parser.add_argument("--out", default="outputs", help="output directory (default: outputs)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="notebooks run at a time, each in its own process with cpu_count/N threads (default: 1)")
     args = parser.parse_args(argv)
     params = {name: parse_value(value) for name, value in args.parameter}
     try:
-        results = run_notebooks(args.notebooks, args.preset, params, args.out)
+        results = run_notebooks(args.notebooks, args.preset, params, args.out, jobs=args.jobs)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,6 +1,7 @@
 """bnlib.run: parameter checks before running, failures naming notebook and cell, SUMMARY.md."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -102,3 +103,35 @@ def test_notebook_bad_values_name_the_parameter(tmp_path, notebook, name, value,
         capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 1 and f"ValueError: {message}" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_jobs_run_notebooks_side_by_side_with_fewer_threads(tmp_path):
+    record = (
+        "import os, time, torch\n"
+        "from bnlib.results import Results\n"
+        "start = time.time()\n"
+        "time.sleep(3)\n"
+        "r = Results(out_dir)\n"
+        "r.number('threads', torch.get_num_threads())\n"
+        "r.number('interval', [start, time.time()])\n"
+        "r.verdict('ran', 'supported', 'yes')\n"
+        "r.save()"
+    )
+    paths = [write_notebook(tmp_path / f"{n}.ipynb", [PARAMS, record]) for n in ("98_first", "99_second")]
+    out = tmp_path / "out"
+    results = run_notebooks([str(p) for p in paths], preset="smoke", out=out, jobs=2)
+    assert [(r.notebook, r.status) for r in results] == [("98_first", "ok"), ("99_second", "ok")]  # in the order asked
+    numbers = [json.loads((out / n / "metrics.json").read_text())["numbers"] for n in ("98_first", "99_second")]
+    expected_threads = max(1, (os.cpu_count() or 1) // 2)
+    assert [n["threads"] for n in numbers] == [expected_threads] * 2
+    (s1, e1), (s2, e2) = (n["interval"] for n in numbers)
+    assert max(s1, s2) < min(e1, e2)  # the two kernels ran at the same time
+    runs = json.loads((out / "runs.json").read_text())
+    assert sorted(runs) == ["98_first", "99_second"]
+
+
+def test_jobs_must_be_a_positive_integer(tmp_path):
+    with pytest.raises(ValueError, match="jobs must be an integer >= 1, got 0"):
+        run_notebooks(["01"], jobs=0, out=tmp_path)
+    assert main(["01", "--jobs", "0", "--out", str(tmp_path)]) == 2
+    assert not list(tmp_path.iterdir())  # nothing ran
