@@ -1,7 +1,9 @@
 # The two commands of the README. Each creates the virtual environment .venv on first use.
-#   make reproduce   every notebook through papermill at the quick preset into outputs/
+#   make reproduce   every notebook through papermill at the quick preset into outputs/ (2 at a time)
 #   make test        the whole test suite (notebooks included, at the smoke preset)
 PYTHON ?= python3
+# notebooks run side by side (each with cpu_count / JOBS threads); JOBS=1 runs them one after another
+JOBS ?= 2
 VENV ?= .venv
 BIN := $(VENV)/bin
 
@@ -14,7 +16,7 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 reproduce: $(BIN)/.installed
-	$(BIN)/python -m bnlib.run --preset quick --out outputs
+	$(BIN)/python -m bnlib.run --preset quick --out outputs --jobs $(JOBS)
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest

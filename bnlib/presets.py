@@ -13,6 +13,17 @@ from __future__ import annotations
 
 PRESET_NAMES = ("smoke", "quick", "full")
 
+# Wall seconds of each notebook at ``quick``, one at a time on a 2-core CPU (2026-11-24). ``bnlib.run --jobs N``
+# starts the costliest notebooks first when the output folder holds no earlier run to go by.
+QUICK_SECONDS: dict[str, float] = {
+    "01_internal_covariate_shift": 60,
+    "02_mnist_reproduction": 187,
+    "03_cifar10_experiments": 531,
+    "04_failed_variants": 599,
+    "05_loss_landscape": 387,
+    "06_batchnorm_in_practice": 400,
+}
+
 PRESETS: dict[str, dict[str, dict]] = {
     "01_internal_covariate_shift": {
         "smoke": {

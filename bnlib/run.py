@@ -18,9 +18,9 @@ installed (a temporary kernelspec is put first on ``JUPYTER_PATH``).
 
 ``--jobs N`` executes N notebooks at a time, each in its own process and kernel, with
 ``cpu_count // N`` threads per kernel (``OMP_NUM_THREADS``, which torch reads at import), so
-that N kernels do not oversubscribe the cores. The notebooks that took longest in an
-earlier run into the same ``DIR`` (its ``runs.json``) start first. ``runs.json`` and
-``SUMMARY.md`` are updated as each notebook finishes.
+that N kernels do not oversubscribe the cores. The notebooks expected to take longest start
+first (wall times of an earlier run into the same ``DIR``, else ``bnlib.presets.QUICK_SECONDS``).
+``runs.json`` and ``SUMMARY.md`` are updated as each notebook finishes.
 
 Example (Python):
     >>> from bnlib.run import resolve_notebooks
@@ -44,7 +44,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bnlib.presets import PRESET_NAMES, preset_parameters
+from bnlib.presets import PRESET_NAMES, QUICK_SECONDS, preset_parameters
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO / "notebooks"
@@ -191,6 +191,7 @@ def execute(path: Path, out: Path, preset: str, overrides: dict, kernel: str) ->
     params["preset"] = preset
     params["out_dir"] = kernel_path(out / path.stem, path.parent)
     output = out / path.name
+    print(f"[bnlib.run] {path.stem} (preset {preset}) ...", flush=True)
     start = time.perf_counter()
     error = ""
     try:
@@ -223,15 +224,20 @@ def threads_per_kernel(threads: int | None) -> Iterator[None]:
 
 
 def longest_first(paths: Sequence[Path], out: Path) -> list[Path]:
-    """``paths`` ordered by their wall time in ``out/runs.json`` (longest first; unknown ones keep their order, first).
+    """``paths`` ordered by expected wall time, longest first: from an earlier run's ``out/runs.json``, else from
+    ``bnlib.presets.QUICK_SECONDS``; notebooks known to neither come first, in their order.
 
     Example:
-        >>> [p.name for p in longest_first([Path("a"), Path("b")], Path("/nonexistent"))]
-        ['a', 'b']
+        >>> [p.name for p in longest_first([Path("01_internal_covariate_shift"), Path("04_failed_variants")], Path("/no"))]
+        ['04_failed_variants', '01_internal_covariate_shift']
     """
     log_path = out / "runs.json"
     previous = json.loads(log_path.read_text()) if log_path.exists() else {}
-    return sorted(paths, key=lambda p: -previous.get(p.stem, {}).get("wall_s", math.inf))
+
+    def expected(p: Path) -> float:
+        return float(previous.get(p.stem, {}).get("wall_s", QUICK_SECONDS.get(p.stem, math.inf)))
+
+    return sorted(paths, key=lambda p: -expected(p))
 
 
 def write_summary(out: Path, results: Sequence[RunResult]) -> Path:
@@ -244,11 +250,12 @@ def write_summary(out: Path, results: Sequence[RunResult]) -> Path:
     lines = ["# Run summary", "", "| notebook | status | preset | wall time |", "|---|---|---|---|"]
     for name in sorted(log):
         r = log[name]
-        lines.append(f"| {name} | {r['status']} | {r['preset']} | {r['wall_s']:.0f} s |")
+        wall = f"{r['wall_s']:.0f} s" if isinstance(r.get("wall_s"), (int, float)) else "?"
+        lines.append(f"| {name} | {r.get('status', '?')} | {r.get('preset', '?')} | {wall} |")
     for name in sorted(log):
         r = log[name]
         lines += ["", f"## {name}", ""]
-        if r["error"]:
+        if r.get("error"):
             lines += [f"**Failed**: {r['error']}", ""]
         metrics = out / name / "metrics.json"
         verdicts = json.loads(metrics.read_text()).get("verdicts", []) if metrics.exists() else []
@@ -304,15 +311,14 @@ def run_notebooks(
     with current_python_kernel() as kernel:
         if jobs == 1:
             for path in paths:
-                print(f"[bnlib.run] {path.stem} (preset {preset}) ...", flush=True)
                 finished(execute(path, out, preset, overrides, kernel))
         else:
             threads = max(1, (os.cpu_count() or 1) // jobs)
             with threads_per_kernel(threads), ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-                futures = []
-                for path in longest_first(paths, out):
-                    print(f"[bnlib.run] {path.stem} (preset {preset}, {jobs} jobs x {threads} threads) ...", flush=True)
-                    futures.append(pool.submit(execute, path, out, preset, overrides, kernel))
+                order = longest_first(paths, out)
+                print(f"[bnlib.run] {len(order)} notebooks, {jobs} at a time with {threads} thread(s) each, in this order: "
+                      + ", ".join(p.stem for p in order), flush=True)
+                futures = [pool.submit(execute, path, out, preset, overrides, kernel) for path in order]
                 for future in as_completed(futures):
                     finished(future.result())
     print(f"[bnlib.run] summary: {out / 'SUMMARY.md'}", flush=True)

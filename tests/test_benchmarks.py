@@ -2,7 +2,7 @@
 
 import csv
 
-from benchmarks import cifar_vgg_epoch, mnist_fig1
+from benchmarks import cifar_vgg_epoch, mnist_fig1, probe_overhead
 
 
 def test_mnist_fig1_benchmark_runs(data_root, tmp_path):
@@ -23,3 +23,13 @@ def test_cifar_vgg_epoch_benchmark_runs(data_root, tmp_path):
     assert rows[0]["speedup_vs_0_workers"] > 0 and rows[0]["fast_epoch_s"] > 0
     saved = list(csv.DictReader(results.open()))
     assert len(saved) == 1 and saved[0]["benchmark"] == "cifar_vgg_epoch" and saved[0]["model"] == "vgg11 x0.0625"
+
+
+def test_probe_overhead_benchmark_runs(data_root, tmp_path):
+    results = tmp_path / "results.csv"
+    rows = probe_overhead.main(["--width", "0.0625", "--batch-size", "8", "--probe-size", "8", "--hessian-iters", "2",
+                                "--repeats", "1", "--probe-every", "10", "--results", str(results)])
+    assert [r["model"] for r in rows] == ["vgg11 x0.0625 torch_bn", "vgg11 x0.0625 none"]
+    assert all(r["step_ms"] > 0 and r["ics_steps"] > 0 and r["probe_overhead"] > 0 for r in rows)
+    saved = list(csv.DictReader(results.open()))
+    assert [r["benchmark"] for r in saved] == ["probe_overhead"] * 2 and saved[0]["hessian_iters"] == "2"

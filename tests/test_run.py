@@ -105,7 +105,7 @@ def test_notebook_bad_values_name_the_parameter(tmp_path, notebook, name, value,
     assert proc.returncode == 1 and f"ValueError: {message}" in proc.stderr, proc.stderr[-2000:]
 
 
-def test_jobs_run_notebooks_side_by_side_with_fewer_threads(tmp_path):
+def test_jobs_run_notebooks_side_by_side_with_fewer_threads(tmp_path, capsys):
     record = (
         "import os, time, torch\n"
         "from bnlib.results import Results\n"
@@ -119,7 +119,10 @@ def test_jobs_run_notebooks_side_by_side_with_fewer_threads(tmp_path):
     )
     paths = [write_notebook(tmp_path / f"{n}.ipynb", [PARAMS, record]) for n in ("98_first", "99_second")]
     out = tmp_path / "out"
+    out.mkdir()
+    (out / "runs.json").write_text(json.dumps({"99_second": {"wall_s": 500}, "98_first": {"wall_s": 5}}))  # an older run's log
     results = run_notebooks([str(p) for p in paths], preset="smoke", out=out, jobs=2)
+    assert "in this order: 99_second, 98_first" in capsys.readouterr().out  # the longest earlier run starts first
     assert [(r.notebook, r.status) for r in results] == [("98_first", "ok"), ("99_second", "ok")]  # in the order asked
     numbers = [json.loads((out / n / "metrics.json").read_text())["numbers"] for n in ("98_first", "99_second")]
     expected_threads = max(1, (os.cpu_count() or 1) // 2)
