@@ -13,12 +13,23 @@ import torch
 RESULTS = Path(__file__).resolve().parent / "results.csv"
 
 
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine_row() -> dict:
     """Date, CPU, core count, GPU (if any), torch version and threads: the columns every result row starts with."""
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else ""
     return {
         "date": datetime.date.today().isoformat(),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores" + (f", {gpu}" if gpu else ""),
+        "machine": f"{cpu_model()}, {os.cpu_count()} cores" + (f", {gpu}" if gpu else ""),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
     }
