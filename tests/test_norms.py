@@ -409,14 +409,19 @@ def copy_affine(src: nn.Module, *dsts: nn.Module) -> None:
         dst.load_state_dict(src.state_dict())
 
 
+def random_affine(layer: nn.Module) -> nn.Module:
+    """Give ``layer`` a random gamma in [0.5, 1.5] and a standard-normal beta; returns it."""
+    with torch.no_grad():
+        layer.weight.uniform_(0.5, 1.5)
+        layer.bias.normal_()
+    return layer
+
+
 @pytest.mark.parametrize("recompute", ["mean", "mean_var"])
 @pytest.mark.parametrize("shape", [(16, 3), (4, 3, 5, 5)])
 def test_rigid_without_outliers_equals_batch_norm(recompute, shape):
-    ref = BatchNorm(3).double()
+    ref = random_affine(BatchNorm(3).double())
     rigid = RigidBatchNorm(3, bound=50.0, recompute=recompute).double()
-    with torch.no_grad():
-        ref.weight.uniform_(0.5, 1.5)
-        ref.bias.normal_()
     copy_affine(ref, rigid)
     for _ in range(4):
         x = torch.randn(shape, dtype=torch.float64) * 2 + 1
@@ -569,11 +574,8 @@ def test_kl_original_penalty_is_the_literal_expression(shape):
 
 @pytest.mark.parametrize("shape", [(16, 3), (4, 3, 5, 5)])
 def test_kl_normalize_output_equals_batch_norm(shape):
-    ref = BatchNorm(3).double()
+    ref = random_affine(BatchNorm(3).double())
     kl = KLBatchNorm(3, normalize=True).double()
-    with torch.no_grad():
-        ref.weight.uniform_(0.5, 1.5)
-        ref.bias.normal_()
     copy_affine(ref, kl)
     for _ in range(3):
         x = torch.randn(shape, dtype=torch.float64) * 3 + 1
@@ -687,13 +689,6 @@ from bnlib.norms import LpBatchNorm, NoisyBatchNorm  # noqa: E402
 
 NO_NOISE = dict(mean_range=0.0, std_range=(1.0, 1.0), mean_spread=0.0, std_spread=0.0)
 INF = float("inf")
-
-
-def random_affine(layer: nn.Module) -> nn.Module:
-    with torch.no_grad():
-        layer.weight.uniform_(0.5, 1.5)
-        layer.bias.normal_()
-    return layer
 
 
 def test_noisy_bn_is_not_a_batch_norm_subclass():
