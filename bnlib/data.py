@@ -168,6 +168,54 @@ def load_dataset(
     return _load_cifar(found, "fine_labels", None)
 
 
+VALIDATION_SIZES = {"mnist": 10_000, "fashion_mnist": 10_000, "cifar10": 5_000, "cifar100": 5_000}
+
+
+def validation_split(
+    data: tuple[torch.Tensor, torch.Tensor], size: int
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """Split a training set into (train, validation): the validation set is its **last** ``size`` examples.
+
+    Hyperparameters are chosen on the validation split, never on the test set. The split is fixed (no shuffle),
+    so every notebook and seed holds out the same images; :data:`VALIDATION_SIZES` gives the series' sizes.
+
+    Example:
+        >>> x, y = torch.zeros(10, 1, 2, 2, dtype=torch.uint8), torch.arange(10)
+        >>> (tx, ty), (vx, vy) = validation_split((x, y), 3)
+        >>> ty.tolist(), vy.tolist()
+        ([0, 1, 2, 3, 4, 5, 6], [7, 8, 9])
+    """
+    x, y = data
+    n = _check_pair(x, y)
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 < size < n:
+        raise ValueError(f"validation size must be an integer in [1, {n - 1}] for {n} training examples, got {size!r}")
+    return (x[: n - size], y[: n - size]), (x[n - size :], y[n - size :])
+
+
+def fixed_subset(
+    data: tuple[torch.Tensor, torch.Tensor], n: int | None, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` examples of a fixed shuffle (by ``seed``); the whole set when ``n`` is None or too large.
+
+    The subset depends only on ``n`` and ``seed``, not on the runs' seeds: every run sees the same examples.
+
+    Example:
+        >>> x, y = torch.zeros(10, 1, 2, 2, dtype=torch.uint8), torch.arange(10)
+        >>> fixed_subset((x, y), 3, seed=0)[1].tolist() == fixed_subset((x, y), 3, seed=0)[1].tolist()
+        True
+        >>> len(fixed_subset((x, y), None, seed=0)[1])
+        10
+    """
+    x, y = data
+    total = _check_pair(x, y)
+    if n is None or n >= total:
+        return x, y
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"subset size must be a positive integer or None, got {n!r}")
+    idx = torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:n]
+    return x[idx], y[idx]
+
+
 def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and population std (float64, [0, 1] units) of uint8 images (N, C, H, W).
 

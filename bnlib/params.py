@@ -1,11 +1,12 @@
-"""Checks for the notebooks' parameter-validation cells.
+"""Checks for the notebooks' parameter-validation cells, by keyword.
 
-Each check raises ``ValueError`` with a message that names the parameter, what
-it must be and what it got, e.g. ``lr must be > 0, got -1``.
+Each check takes the parameters as keywords (``P.positive_int(seeds=seeds,
+steps=steps)``) and raises ``ValueError`` with a message that names the
+parameter, what it must be and what it got, e.g. ``lr must be > 0, got -1``.
 
 Example:
-    >>> positive("lr", 0.1)
-    >>> positive("lr", -1)
+    >>> positive(lr=0.1, eps=1e-5)
+    >>> positive(lr=-1)
     Traceback (most recent call last):
     ...
     ValueError: lr must be > 0, got -1
@@ -16,47 +17,108 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 
 
-def positive(name: str, value: float) -> None:
-    """``value`` must be a number > 0.
+def _number(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float))
+
+
+def positive(*, none_ok: bool = False, **named: float | None) -> None:
+    """Every value must be a number > 0 (or None when ``none_ok``).
 
     Example:
-        >>> positive("eps", 1e-5)
+        >>> positive(none_ok=True, base_lr=None)
     """
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
+    for name, value in named.items():
+        if none_ok and value is None:
+            continue
+        if not _number(value) or not value > 0:
+            raise ValueError(f"{name} must be > 0{' or None' if none_ok else ''}, got {value!r}")
 
 
-def positive_int(name: str, value: int, minimum: int = 1) -> None:
-    """``value`` must be an integer >= ``minimum``.
+def positive_int(*, minimum: int = 1, none_ok: bool = False, **named: int | None) -> None:
+    """Every value must be an integer >= ``minimum`` (or None when ``none_ok``).
 
     Example:
-        >>> positive_int("steps", 10)
+        >>> positive_int(steps=10, seeds=3)
+        >>> positive_int(minimum=2, test_size=1)
+        Traceback (most recent call last):
+        ...
+        ValueError: test_size must be an integer >= 2, got 1
     """
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    for name, value in named.items():
+        if none_ok and value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"{name} must be an integer >= {minimum}{' or None' if none_ok else ''}, got {value!r}")
 
 
-def all_positive(name: str, values: Iterable[float]) -> None:
-    """``values`` must be a non-empty list of numbers > 0.
+def nonnegative_int(**named: int) -> None:
+    """Every value must be an integer >= 0 (``first_seed``).
 
     Example:
-        >>> all_positive("lrs", [0.1, 1.0])
+        >>> nonnegative_int(first_seed=0)
     """
-    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
-        raise ValueError(f"{name} must be a list of numbers > 0, got {values!r}")
-    values = list(values)
-    if not values:
-        raise ValueError(f"{name} must be a non-empty list of numbers > 0, got []")
-    for v in values:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-            raise ValueError(f"{name} must be a list of numbers > 0, got {values!r} (bad entry {v!r})")
+    positive_int(minimum=0, **named)
 
 
-def one_of(name: str, value: object, options: Collection) -> None:
-    """``value`` must be one of ``options``.
+def all_positive(**named: Iterable[float]) -> None:
+    """Every value must be a non-empty list of numbers > 0.
 
     Example:
-        >>> one_of("activation", "relu", ["relu", "sigmoid"])
+        >>> all_positive(lrs=[0.1, 1.0])
+        >>> all_positive(lrs=[0.1, 0])
+        Traceback (most recent call last):
+        ...
+        ValueError: lrs must be a list of numbers > 0, got [0.1, 0] (bad entry 0)
     """
-    if value not in options:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}, got {value!r}")
+    for name, values in named.items():
+        if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+            raise ValueError(f"{name} must be a list of numbers > 0, got {values!r}")
+        values = list(values)
+        if not values:
+            raise ValueError(f"{name} must be a non-empty list of numbers > 0, got []")
+        for v in values:
+            if not _number(v) or not v > 0:
+                raise ValueError(f"{name} must be a list of numbers > 0, got {values!r} (bad entry {v!r})")
+
+
+def in_range(low: float, high: float, *, closed_high: bool = False, **named: float) -> None:
+    """Every value must be a number in ``[low, high)`` (``[low, high]`` with ``closed_high``).
+
+    Example:
+        >>> in_range(0, 1, dropout=0.5)
+        >>> in_range(0, 1, dropout=1)
+        Traceback (most recent call last):
+        ...
+        ValueError: dropout must be in [0, 1), got 1
+    """
+    for name, value in named.items():
+        ok = _number(value) and low <= value and (value <= high if closed_high else value < high)
+        if not ok:
+            raise ValueError(f"{name} must be in [{low:g}, {high:g}{']' if closed_high else ')'}, got {value!r}")
+
+
+def one_of(options: Collection, **named: object) -> None:
+    """Every value must be one of ``options``.
+
+    Example:
+        >>> one_of(["relu", "sigmoid"], activation="relu")
+        >>> one_of(["cpu", "cuda"], device="tpu")
+        Traceback (most recent call last):
+        ...
+        ValueError: device must be one of 'cpu', 'cuda', got 'tpu'
+    """
+    for name, value in named.items():
+        if value not in options:
+            raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}, got {value!r}")
+
+
+def seeds_from(first_seed: int, seeds: int) -> list[int]:
+    """The seeds of a notebook: ``first_seed, ..., first_seed + seeds - 1``.
+
+    Example:
+        >>> seeds_from(100, 3)
+        [100, 101, 102]
+    """
+    nonnegative_int(first_seed=first_seed)
+    positive_int(seeds=seeds)
+    return list(range(first_seed, first_seed + seeds))

@@ -1,4 +1,9 @@
-"""One seaborn theme and figure helpers: mean with a 95% band over seeds.
+"""One seaborn theme and figure helpers whose bands are the verdicts' Student-t intervals.
+
+``t_interval`` is the interval of :func:`bnlib.verdicts.one_sample`, usable as
+seaborn's ``errorbar=`` anywhere (bar plots, ``relplot``); ``seed_band`` draws
+the mean over seeds with that interval as a band, or, with 3 seeds or fewer,
+each seed as a thin line (an interval from 2 or 3 values says little).
 
 Example:
     >>> import pandas as pd
@@ -12,12 +17,18 @@ Example:
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
+
+from bnlib.verdicts import LEVEL, t_quantile
+
+THIN_UP_TO = 3  # seeds: at most this many are drawn one line each instead of a band
 
 
 def set_theme() -> None:
@@ -28,6 +39,59 @@ def set_theme() -> None:
     """
     sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
     plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 120, "axes.titlesize": "medium"})
+
+
+def t_interval(values, level: float = LEVEL) -> tuple[float, float]:
+    """The Student-t interval of the mean of ``values`` (NaN values dropped): the verdicts' interval.
+
+    Pass it as seaborn's ``errorbar=t_interval``. With fewer than two values the interval is the mean itself.
+
+    Example:
+        >>> lo, hi = t_interval([1.0, 2.0, 3.0])
+        >>> round(lo, 3), round(hi, 3)
+        (-0.484, 4.484)
+    """
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return math.nan, math.nan
+    mean = float(v.mean())
+    if v.size < 2:
+        return mean, mean
+    half = t_quantile(v.size - 1, level) * float(v.std(ddof=1)) / math.sqrt(v.size)
+    return mean - half, mean + half
+
+
+def band_caption(n: int) -> str:
+    """What a ``seed_band`` shows, for a title or caption.
+
+    Example:
+        >>> band_caption(5), band_caption(2)
+        ('mean and 95% t-interval over 5 seeds', 'mean (thick) and each of 2 seeds (thin)')
+    """
+    if n <= THIN_UP_TO:
+        return f"mean (thick) and each of {n} seed{'s' if n != 1 else ''} (thin)"
+    return f"mean and {LEVEL:.0%} t-interval over {n} seeds"
+
+
+def band_table(df: pd.DataFrame, x: str, y: str, hue: str | None = None) -> pd.DataFrame:
+    """Mean, t-interval (``low``, ``high``) and n of ``y`` per ``x`` (and ``hue``): the numbers ``seed_band`` draws.
+
+    Example:
+        >>> t = band_table(pd.DataFrame({"x": [0, 0, 0], "y": [1.0, 2.0, 3.0]}), "x", "y")
+        >>> t[["mean", "n"]].to_dict("records")
+        [{'mean': 2.0, 'n': 3}]
+    """
+    keys = [hue, x] if hue else [x]
+    rows = []
+    for key, g in df.groupby(keys, sort=True):
+        vals = g[y].to_numpy(dtype=float)
+        vals = vals[np.isfinite(vals)]
+        lo, hi = t_interval(vals)
+        key = key if isinstance(key, tuple) else (key,)
+        rows.append({**dict(zip(keys, key)), "mean": float(vals.mean()) if vals.size else math.nan,
+                     "low": lo, "high": hi, "n": int(vals.size)})
+    return pd.DataFrame(rows)
 
 
 def seed_band(
@@ -41,14 +105,18 @@ def seed_band(
     ylabel: str | None = None,
     title: str | None = None,
     logx: bool = False,
-    **kwargs,
+    hue_order: list | None = None,
+    palette=None,
+    marker: str | None = None,
+    units: str = "seed",
+    linestyle: str = "-",
 ) -> plt.Axes:
-    """Line of the mean of ``y`` over seeds against ``x``, with a 95% confidence band.
+    """The mean of ``y`` over seeds against ``x`` with the verdicts' 95% t-interval as a band.
 
-    Every row of ``df`` is one (run, x) measurement; rows with the same ``x``
-    (and ``hue``) are averaged. If ``df`` has a boolean ``diverged`` column,
-    the diverged rows are marked with a red x at their ``x`` (their ``y`` is
-    usually NaN, so they are drawn at the bottom of the axes).
+    Every row of ``df`` is one (run, x) measurement. With at most 3 seeds per point (counted by ``units``), each
+    seed is drawn as a thin line instead of a band. If ``df`` has a boolean ``diverged`` column, diverged rows are
+    left out of the mean and marked with a red x at the bottom of the axes; give them a value (e.g. chance) in ``y``
+    beforehand to count them instead, as the verdicts do.
 
     Example:
         >>> df = pd.DataFrame({"lr": [0.1, 1.0], "acc": [0.9, 0.8]})
@@ -57,13 +125,30 @@ def seed_band(
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 4))
-    ok = df[~df["diverged"].astype(bool)] if "diverged" in df else df
-    sns.lineplot(data=ok, x=x, y=y, hue=hue, errorbar=("ci", 95), estimator="mean", ax=ax, **kwargs)
-    if "diverged" in df and df["diverged"].astype(bool).any():
-        bad = df[df["diverged"].astype(bool)]
+    bad_mask = df["diverged"].astype(bool) if "diverged" in df else pd.Series(False, index=df.index)
+    bad_mask = bad_mask & ~np.isfinite(pd.to_numeric(df[y], errors="coerce"))
+    ok = df[~bad_mask]
+    groups = (hue_order or list(dict.fromkeys(ok[hue]))) if hue else [None]
+    colors = sns.color_palette(palette, len(groups)) if not isinstance(palette, dict) else [palette[g] for g in groups]
+    for group, color in zip(groups, colors):
+        part = ok if hue is None else ok[ok[hue] == group]
+        if part.empty:
+            continue
+        table = band_table(part, x, y).sort_values(x)
+        label = None if group is None else str(group)
+        ax.plot(table[x], table["mean"], color=color, marker=marker, linestyle=linestyle, label=label, lw=2)
+        if table["n"].max() <= THIN_UP_TO and units in part:
+            for _, run in part.groupby(units):
+                run = run.groupby(x, as_index=False)[y].mean().sort_values(x)
+                ax.plot(run[x], run[y], color=color, lw=0.8, alpha=0.45, linestyle=linestyle)
+        else:
+            ax.fill_between(table[x], table["low"], table["high"], color=color, alpha=0.2, lw=0)
+    if bad_mask.any():
+        bad = df[bad_mask]
         bottom = ax.get_ylim()[0]
         ax.scatter(bad[x], [bottom] * len(bad), marker="x", color="red", zorder=5, label="diverged", clip_on=False)
-        ax.legend()
+    if hue or bad_mask.any():
+        ax.legend(title=hue if hue else None)
     if logx:
         ax.set_xscale("log")
     ax.set_xlabel(xlabel or x)

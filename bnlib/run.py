@@ -262,9 +262,9 @@ def write_summary(out: Path, results: Sequence[RunResult]) -> Path:
         if not verdicts:
             lines.append("No verdicts recorded.")
             continue
-        lines += ["| claim | source | verdict | evidence |", "|---|---|---|---|"]
+        lines += ["| claim | source | outcome | evidence |", "|---|---|---|---|"]
         for v in verdicts:
-            cells = [v["claim"], v.get("source", ""), f"**{v['verdict']}**", v["evidence"]]
+            cells = [v["claim"], v.get("source", ""), f"**{v.get('outcome', v.get('verdict', '?'))}**", v["evidence"]]
             lines.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
     path = out / "SUMMARY.md"
     path.write_text("\n".join(lines) + "\n")

@@ -108,3 +108,71 @@ def run_sweep(
             atomic_write_text(csv, df.to_csv(index=False))
         frames.append(df)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def cached_frames(
+    out_dir: str | os.PathLike, name: str, config: Mapping, compute: Callable[[], Mapping[str, pd.DataFrame]]
+) -> dict[str, pd.DataFrame]:
+    """Tables computed once per ``(name, config)`` and kept as CSV under ``out_dir``; later calls read them back.
+
+    ``compute()`` returns named DataFrames. They are written atomically, a JSON marker last (its presence means
+    the set is complete), and returned **as read back from the CSV files**, so a first run and a re-run see the
+    same dtypes and numbers. ``config`` must hold everything that changes the result (a changed setting recomputes).
+
+    Example:
+        >>> import tempfile
+        >>> d, calls = tempfile.mkdtemp(), []
+        >>> def compute():
+        ...     calls.append(1); return {"rows": pd.DataFrame({"x": [1.5]})}
+        >>> cached_frames(d, "demo", {"lr": 0.1}, compute)["rows"]["x"].tolist()
+        [1.5]
+        >>> _ = cached_frames(d, "demo", {"lr": 0.1}, compute); len(calls)
+        1
+    """
+    out = Path(out_dir)
+    key = run_key(name, config, 0)
+    marker = out / f"{key}.json"
+    if not marker.exists():
+        frames = compute()
+        for part, df in frames.items():
+            atomic_write_text(out / f"{key}_{part}.csv", df.to_csv(index=False))
+        atomic_write_text(marker, json.dumps({"fn": name, "config": dict(config), "parts": list(frames)}, default=str))
+    parts = json.loads(marker.read_text())["parts"]
+    return {part: pd.read_csv(out / f"{key}_{part}.csv") for part in parts}
+
+
+def cached_checkpoint(
+    out_dir: str | os.PathLike, name: str, config: Mapping, seed: int, model, train: Callable[[], pd.DataFrame]
+) -> pd.DataFrame:
+    """Load ``model``'s trained weights (``state_dict``) for ``(name, config, seed)``, or call ``train()`` and save them.
+
+    ``train()`` trains ``model`` in place and returns its training table; the table is saved beside the weights and
+    returned in both cases. Loading uses ``torch.load(..., weights_only=True)``; files are written atomically.
+
+    Example:
+        >>> import tempfile, torch
+        >>> d, net = tempfile.mkdtemp(), torch.nn.Linear(2, 1)
+        >>> def train():
+        ...     torch.nn.init.ones_(net.weight); return pd.DataFrame({"step": [1]})
+        >>> _ = cached_checkpoint(d, "demo", {}, 0, net, train)
+        >>> fresh = torch.nn.Linear(2, 1)
+        >>> _ = cached_checkpoint(d, "demo", {}, 0, fresh, lambda: 1 / 0)  # loaded, not trained
+        >>> fresh.weight.tolist()
+        [[1.0, 1.0]]
+    """
+    import torch
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    key = run_key(name, config, seed)
+    weights, table = out / f"{key}.pt", out / f"{key}.csv"
+    if weights.exists() and table.exists():
+        model.load_state_dict(torch.load(weights, weights_only=True))
+        return pd.read_csv(table)
+    curve = train()
+    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{key}.", suffix=".pt.tmp")
+    os.close(fd)
+    torch.save(model.state_dict(), tmp)
+    os.replace(tmp, weights)
+    atomic_write_text(table, curve.to_csv(index=False))
+    return pd.read_csv(table)

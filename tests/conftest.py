@@ -19,3 +19,22 @@ def mnist(data_root):
     from bnlib.data import load_dataset
 
     return load_dataset("mnist", "train", data_root), load_dataset("mnist", "test", data_root)
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory, data_root):
+    """The notebooks executed once at the smoke preset into a temporary folder: (folder, completed process).
+
+    ``BNLIB_SMOKE_ONLY=03`` (numbers separated by commas) runs only those notebooks, for work on one of them; the
+    tests of the others are skipped then.
+    """
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("smoke")
+    only = [n for n in os.environ.get("BNLIB_SMOKE_ONLY", "").split(",") if n]
+    proc = subprocess.run(
+        [sys.executable, "-m", "bnlib.run", *only, "--preset", "smoke", "--out", str(out)],
+        capture_output=True, text=True, timeout=1800,
+    )
+    return out, proc

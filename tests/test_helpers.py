@@ -1,6 +1,5 @@
-"""bnlib.models, bnlib.probes, bnlib.results, bnlib.params and bnlib.plots."""
+"""bnlib.models, bnlib.probes, bnlib.params and bnlib.plots (bnlib.verdicts: test_verdicts.py)."""
 
-import json
 
 import matplotlib
 
@@ -15,7 +14,6 @@ from bnlib.models import mlp  # noqa: E402
 from bnlib.norms import BatchNorm  # noqa: E402
 from bnlib.plots import save_figure, seed_band  # noqa: E402
 from bnlib.probes import QuantileProbe, layer_outputs  # noqa: E402
-from bnlib.results import Results, spread  # noqa: E402
 
 
 def test_mlp_structure_follows_the_paper():
@@ -77,32 +75,29 @@ def test_layer_outputs_conv_gives_values_per_channel():
     assert out.shape == (1, 2 * 3 * 3, 4)
 
 
-def test_results_save_and_validation(tmp_path):
-    r = Results(tmp_path, notebook="x")
-    r.number("acc", torch.tensor(0.5).item())
-    r.number("nan", float("nan"))
-    r.verdict("claim", "mixed", "a")
-    r.verdict("claim", "supported", "b")  # replaces
-    data = json.loads(r.save().read_text())
-    assert data["verdicts"] == [{"claim": "claim", "verdict": "supported", "evidence": "b", "source": ""}]
-    assert data["numbers"] == {"acc": 0.5, "nan": None} and data["info"] == {"notebook": "x"}
-    with pytest.raises(ValueError, match="verdict must be one of"):
-        r.verdict("c", "probably", "")
-    assert spread([1.0, 2.0, 3.0], 1) == "2.0 ± 1.0 (n=3)" and spread([float("nan")]).startswith("n/a")
-
-
 @pytest.mark.parametrize(
-    "check, args, message",
-    [(P.positive, ("lr", -1), "lr must be > 0, got -1"),
-     (P.positive_int, ("steps", 0), "steps must be an integer >= 1, got 0"),
-     (P.positive_int, ("steps", 2.5), "steps must be an integer >= 1, got 2.5"),
-     (P.all_positive, ("lrs", [0.1, -1]), r"lrs must be a list of numbers > 0, got \[0.1, -1\] \(bad entry -1\)"),
-     (P.all_positive, ("lrs", []), "lrs must be a non-empty list"),
-     (P.one_of, ("activation", "swish", ["relu"]), "activation must be one of 'relu', got 'swish'")],
+    "check, kwargs, message",
+    [(P.positive, dict(lr=-1), "lr must be > 0, got -1"),
+     (P.positive, dict(none_ok=True, base_lr=0), "base_lr must be > 0 or None, got 0"),
+     (P.positive_int, dict(seeds=3, steps=0), "steps must be an integer >= 1, got 0"),
+     (P.positive_int, dict(steps=2.5), "steps must be an integer >= 1, got 2.5"),
+     (P.positive_int, dict(steps=True), "steps must be an integer >= 1, got True"),
+     (P.nonnegative_int, dict(first_seed=-1), "first_seed must be an integer >= 0, got -1"),
+     (P.all_positive, dict(lrs=[0.1, -1]), r"lrs must be a list of numbers > 0, got \[0.1, -1\] \(bad entry -1\)"),
+     (P.all_positive, dict(lrs=[]), "lrs must be a non-empty list"),
+     (P.in_range, dict(low=0, high=1, dropout=1.0), r"dropout must be in \[0, 1\), got 1.0"),
+     (P.one_of, dict(options=["relu"], activation="swish"), "activation must be one of 'relu', got 'swish'")],
 )
-def test_param_checks_name_the_parameter(check, args, message):
+def test_param_checks_name_the_parameter(check, kwargs, message):
     with pytest.raises(ValueError, match=message):
-        check(*args)
+        check(**kwargs)
+
+
+def test_param_checks_pass_good_values_and_seeds_from():
+    P.positive(lr=0.1, eps=1e-5)
+    P.positive_int(minimum=2, none_ok=True, test_size=None, batch_size=2)
+    P.one_of(["cpu", "cuda"], device="cpu")
+    assert P.seeds_from(100, 3) == [100, 101, 102] and P.seeds_from(0, 1) == [0]
 
 
 def test_seed_band_marks_diverged_runs(tmp_path):

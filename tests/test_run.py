@@ -23,9 +23,9 @@ def write_notebook(path, code_cells):
 PARAMS = 'preset = "quick"\nout_dir = "out"\nlr = 0.1'
 VALIDATE = 'if not lr > 0:\n    raise ValueError(f"lr must be > 0, got {lr}")'
 VERDICT = (
-    "from bnlib.results import Results\n"
+    "from bnlib.verdicts import Claim, Results, exact\n"
     "r = Results(out_dir)\n"
-    "r.verdict('lr is positive', 'supported', f'lr = {lr}')\n"
+    "r.verdict(Claim('lr is positive', 'toy', predicts='higher', min_effect=0), exact(lr, label='lr'), note=f'lr = {lr}')\n"
     "r.save()"
 )
 
@@ -67,7 +67,7 @@ def test_good_run_writes_notebook_metrics_and_summary(toy, tmp_path):
     executed = nbformat.read(out / "99_toy.ipynb", as_version=4)
     assert executed.metadata["kernelspec"]["name"] == "python3"  # the reader's kernel, not the temporary one
     metrics = json.loads((out / "99_toy" / "metrics.json").read_text())
-    assert metrics["verdicts"][0]["evidence"] == "lr = 0.5"
+    assert metrics["verdicts"][0]["note"] == "lr = 0.5" and metrics["verdicts"][0]["estimate"] == 0.5
     summary = (out / "SUMMARY.md").read_text()
     assert "| 99_toy | ok | smoke |" in summary and "lr is positive" in summary and "**supported**" in summary
 
@@ -108,13 +108,13 @@ def test_notebook_bad_values_name_the_parameter(tmp_path, notebook, name, value,
 def test_jobs_run_notebooks_side_by_side_with_fewer_threads(tmp_path, capsys):
     record = (
         "import os, time, torch\n"
-        "from bnlib.results import Results\n"
+        "from bnlib.verdicts import Claim, Results, exact\n"
         "start = time.time()\n"
         "time.sleep(3)\n"
         "r = Results(out_dir)\n"
         "r.number('threads', torch.get_num_threads())\n"
         "r.number('interval', [start, time.time()])\n"
-        "r.verdict('ran', 'supported', 'yes')\n"
+        "r.verdict(Claim('ran', 'toy', predicts='higher', min_effect=0), exact(1.0), note='yes')\n"
         "r.save()"
     )
     paths = [write_notebook(tmp_path / f"{n}.ipynb", [PARAMS, record]) for n in ("98_first", "99_second")]

@@ -1,0 +1,594 @@
+"""From per-seed numbers to a verdict, and the verdicts of a notebook in ``metrics.json``.
+
+A claim predicts a direction and declares ``min_effect``, the smallest effect
+that would matter, in its own unit. The evidence is one number per seed and
+arm; arms that share seeds (same initial weights and data order) are compared
+**paired**, others with Welch's t. The outcome:
+
+- **supported**: the whole 95% t-interval lies on the predicted side of the
+  reference (zero, unless the claim names another) and the estimate reaches
+  ``min_effect``;
+- **not supported**: the whole interval lies short of ``min_effect`` (the
+  effect is absent, negligible or reversed);
+- **inconclusive**: neither; the evidence says about how many seeds would
+  decide it, from the observed spread;
+- **mixed**: only for a compound claim whose parts reach different decisive
+  outcomes.
+
+Example:
+    >>> bn = pd.Series([0.981, 0.979, 0.980, 0.982, 0.978], index=range(5))
+    >>> plain = pd.Series([0.975, 0.973, 0.976, 0.974, 0.972], index=range(5))
+    >>> e = difference(bn, plain, label="BN − plain test accuracy")
+    >>> e.test, e.n
+    ('paired t', 5)
+    >>> claim = Claim("BN reaches a higher accuracy", "paper Fig. 1(a)", predicts="higher", min_effect=0.002)
+    >>> claim.decide(e)
+    'supported'
+    >>> e.text()
+    'BN − plain test accuracy: +0.0060 [95% CI +0.0042, +0.0078], paired t, n=5'
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+OUTCOMES = ("supported", "not supported", "inconclusive", "mixed")
+LEVEL = 0.95
+
+
+# ---------------------------------------------------------------- numbers
+
+def t_quantile(dof: float, level: float = LEVEL) -> float:
+    """The two-sided Student-t quantile for a ``level`` interval with ``dof`` degrees of freedom.
+
+    Example:
+        >>> round(t_quantile(4), 3)
+        2.776
+    """
+    from scipy import stats
+
+    return float(stats.t.ppf(0.5 + level / 2, dof))
+
+
+def fmt(x: float, scale: float | None = None, sign: bool = False) -> str:
+    """``x`` with as many decimals as ``scale`` (an interval's half-width) warrants: two significant digits of it.
+
+    Without ``scale`` (or a zero one): three significant digits. Very small or large numbers use exponent form.
+
+    Example:
+        >>> fmt(0.98034, 0.0014), fmt(6312.4, 274), fmt(1.4e-12), fmt(0.05, sign=True)
+        ('0.9803', '6312', '1.4e-12', '+0.0500')
+    """
+    if x is None or not math.isfinite(x):
+        return str(x)
+    s = "+" if sign else ""
+    if x != 0 and (abs(x) < 1e-3 or abs(x) >= 1e6):
+        return f"{x:{s}.2g}" if scale is None or not scale else f"{x:{s}.2e}"
+    ref = scale if scale and math.isfinite(scale) and scale > 0 else (abs(x) if x else 1.0)
+    digits = 2 if scale and math.isfinite(scale) and scale > 0 else 3
+    decimals = int(min(max(digits - 1 - math.floor(math.log10(ref)), 0), 8))
+    return f"{x:{s}.{decimals}f}"
+
+
+def _values(x, name: str) -> pd.Series:
+    """Per-seed values as a float Series (a plain sequence is indexed 0..n-1); NaN is refused with advice."""
+    s = x.astype(float) if isinstance(x, pd.Series) else pd.Series(np.asarray(list(x), dtype=float))
+    bad = s.index[~np.isfinite(s.to_numpy())].tolist()
+    if bad:
+        raise ValueError(
+            f"{name} has non-finite values at seeds {bad}: give diverged or never-learning runs a value first "
+            "(chance accuracy for a diverged run, the run's length for a target never reached) and count them in the note"
+        )
+    if len(s) == 0:
+        raise ValueError(f"{name} is empty: a verdict needs at least one per-seed value")
+    return s
+
+
+def mean_sd(values, digits: int | None = None) -> str:
+    """``"mean (SD sd, n=k)"`` of the finite values, for tables; non-finite values are counted, not dropped silently.
+
+    Example:
+        >>> mean_sd([0.97, 0.98, 0.99])
+        '0.980 (SD 0.010, n=3)'
+        >>> mean_sd([0.5, float("nan")], digits=2)
+        '0.50 (n=1; 1 not finite)'
+    """
+    v = np.asarray(list(values), dtype=float)
+    finite = v[np.isfinite(v)]
+    missing = f"; {len(v) - len(finite)} not finite" if len(finite) < len(v) else ""
+    if finite.size == 0:
+        return f"n/a (no finite values of {len(v)})"
+    sd = float(finite.std(ddof=1)) if finite.size > 1 else None
+    mean = f"{finite.mean():.{digits}f}" if digits is not None else fmt(float(finite.mean()), sd)
+    if sd is None:
+        return f"{mean} (n=1{missing})"
+    sd_text = f"{sd:.{digits}f}" if digits is not None else fmt(sd, sd)
+    return f"{mean} (SD {sd_text}, n={finite.size}{missing})"
+
+
+@dataclass(frozen=True)
+class Effect:
+    """An effect estimate over seeds with its Student-t interval.
+
+    ``values`` are the per-seed numbers behind it (the paired differences for
+    ``paired t``); ``sd`` their sample SD (Welch: the SD a single seed's
+    difference would have, ``sqrt(sd_a² + sd_b²)``). ``low``/``high`` are NaN
+    when n < 2. ``test`` is ``"paired t"``, ``"Welch t"``, ``"one-sample t"``
+    or ``"exact"`` (one deterministic computation: the interval is the value).
+
+    Example:
+        >>> e = one_sample([1.0, 2.0, 3.0], label="x")
+        >>> round(e.low, 3), round(e.high, 3), e.dof
+        (-0.484, 4.484, 2.0)
+    """
+
+    estimate: float
+    low: float
+    high: float
+    n: int
+    test: str
+    sd: float
+    dof: float
+    label: str = ""
+    n_b: int | None = None
+    level: float = LEVEL
+    values: tuple = ()
+
+    @property
+    def half_width(self) -> float:
+        """Half the interval's width (NaN when it is undefined)."""
+        return (self.high - self.low) / 2
+
+    def n_text(self) -> str:
+        """``"n=5"``, or ``"n=3+3"`` for Welch."""
+        return f"n={self.n}" if self.n_b is None else f"n={self.n}+{self.n_b}"
+
+    def text(self) -> str:
+        """One line that always says what the interval is.
+
+        Example:
+            >>> exact(2.4e-7, label="max |error|").text()
+            'max |error|: 2.4e-07 (exact: one deterministic computation)'
+        """
+        head = f"{self.label}: " if self.label else ""
+        if self.test == "exact":
+            return f"{head}{fmt(self.estimate)} (exact: one deterministic computation)"
+        scale = self.half_width if math.isfinite(self.half_width) and self.half_width > 0 else None
+        est = fmt(self.estimate, scale, sign=True)
+        if not math.isfinite(self.low):
+            return f"{head}{est} (no interval: {self.test}, {self.n_text()})"
+        ci = f"[{self.level:.0%} CI {fmt(self.low, scale, sign=True)}, {fmt(self.high, scale, sign=True)}]"
+        return f"{head}{est} {ci}, {self.test}, {self.n_text()}"
+
+    def record(self) -> dict:
+        """The JSON-friendly fields of ``metrics.json``."""
+        return {"estimate": _plain(self.estimate), "ci": [_plain(self.low), _plain(self.high)], "n": self.n,
+                "n_b": self.n_b, "test": self.test, "sd": _plain(self.sd), "dof": _plain(self.dof),
+                "label": self.label, "values": _plain(list(self.values))}
+
+
+def _t_effect(values: np.ndarray, test: str, label: str, level: float, estimate: float | None = None) -> Effect:
+    n = len(values)
+    mean = float(values.mean()) if estimate is None else estimate
+    if n < 2:
+        return Effect(mean, math.nan, math.nan, n, test, math.nan, math.nan, label, level=level, values=tuple(values))
+    sd = float(values.std(ddof=1))
+    half = t_quantile(n - 1, level) * sd / math.sqrt(n)
+    return Effect(mean, mean - half, mean + half, n, test, sd, float(n - 1), label, level=level, values=tuple(values))
+
+
+def one_sample(x, *, label: str = "", level: float = LEVEL) -> Effect:
+    """The mean of per-seed values with its Student-t interval.
+
+    Example:
+        >>> one_sample([0.5, 0.7], label="gain").text()
+        'gain: +0.6 [95% CI -0.7, +1.9], one-sample t, n=2'
+    """
+    return _t_effect(_values(x, "x").to_numpy(), "one-sample t", label, level)
+
+
+def paired(a, b, *, label: str = "", level: float = LEVEL, relative: bool = False) -> Effect:
+    """``a − b`` over shared seeds (paired t); ``relative=True``: the per-seed ratio ``a / b − 1``.
+
+    Series are aligned on their index (the seed); plain sequences by position.
+
+    Example:
+        >>> paired([3.0, 5.0, 4.0], [2.0, 3.0, 3.5]).text()
+        '+1.2 [95% CI -0.7, +3.1], paired t, n=3'
+        >>> paired(pd.Series([1.0], index=[0]), pd.Series([1.0], index=[1]))
+        Traceback (most recent call last):
+        ...
+        ValueError: paired comparison needs the same seeds in both arms; only in a: [0]; only in b: [1]
+    """
+    a, b = _values(a, "a"), _values(b, "b")
+    if set(a.index) != set(b.index):
+        raise ValueError(
+            "paired comparison needs the same seeds in both arms; "
+            f"only in a: {sorted(set(a.index) - set(b.index))}; only in b: {sorted(set(b.index) - set(a.index))}"
+        )
+    b = b.loc[a.index]
+    if relative:
+        if (b.to_numpy() == 0).any():
+            raise ValueError("relative=True needs b != 0 for every seed")
+        d = a.to_numpy() / b.to_numpy() - 1
+    else:
+        d = a.to_numpy() - b.to_numpy()
+    return _t_effect(d, "paired t", label, level)
+
+
+def welch(a, b, *, label: str = "", level: float = LEVEL) -> Effect:
+    """``mean(a) − mean(b)`` for arms that do not share seeds (Welch's t, Welch–Satterthwaite dof).
+
+    Example:
+        >>> welch([0.98, 0.97, 0.99], [0.95, 0.96, 0.94]).text()
+        '+0.030 [95% CI +0.007, +0.053], Welch t, n=3+3'
+    """
+    x, y = _values(a, "a").to_numpy(), _values(b, "b").to_numpy()
+    diff = float(x.mean() - y.mean())
+    values = tuple(np.concatenate([x - x.mean(), y - y.mean()]) + diff)  # not per-seed differences: kept for plots only
+    if len(x) < 2 or len(y) < 2:
+        return Effect(diff, math.nan, math.nan, len(x), "Welch t", math.nan, math.nan, label, len(y), level, values)
+    vx, vy = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
+    se = math.sqrt(vx + vy)
+    sd = math.sqrt(x.var(ddof=1) + y.var(ddof=1))
+    if se == 0:
+        return Effect(diff, diff, diff, len(x), "Welch t", 0.0, math.inf, label, len(y), level, values)
+    dof = se**4 / (vx**2 / (len(x) - 1) + vy**2 / (len(y) - 1))
+    half = t_quantile(dof, level) * se
+    return Effect(diff, diff - half, diff + half, len(x), "Welch t", sd, float(dof), label, len(y), level, values)
+
+
+def difference(a, b, *, label: str = "", level: float = LEVEL, relative: bool = False) -> Effect:
+    """``a − b``: paired when both are Series over the same seeds, Welch otherwise.
+
+    Example:
+        >>> difference(pd.Series([2.0, 3.0]), pd.Series([1.0, 1.5])).test
+        'paired t'
+        >>> difference([2.0, 3.0], [1.0, 1.5, 1.2]).test
+        'Welch t'
+    """
+    if isinstance(a, pd.Series) and isinstance(b, pd.Series) and set(a.index) == set(b.index):
+        return paired(a, b, label=label, level=level, relative=relative)
+    if relative:
+        raise ValueError("relative=True needs two arms over the same seeds (a paired comparison)")
+    return welch(a, b, label=label, level=level)
+
+
+def exact(value: float, *, label: str = "") -> Effect:
+    """A deterministic number (a float64 error, a rank): its interval is the value itself.
+
+    Example:
+        >>> exact(3.0).low
+        3.0
+    """
+    v = float(value)
+    return Effect(v, v, v, 1, "exact", 0.0, math.nan, label, values=(v,))
+
+
+def sign_test(differences) -> tuple[int, int, float]:
+    """Wins (positive differences), non-zero differences and the two-sided sign-test p-value.
+
+    A win count describes; it never decides a verdict alone.
+
+    Example:
+        >>> sign_test([0.1, 0.2, -0.1, 0.3, 0.0])
+        (3, 4, 0.625)
+    """
+    from scipy import stats
+
+    d = np.asarray(list(differences), dtype=float)
+    d = d[np.isfinite(d) & (d != 0)]
+    wins = int((d > 0).sum())
+    p = float(stats.binomtest(wins, len(d)).pvalue) if len(d) else 1.0
+    return wins, int(len(d)), p
+
+
+def seeds_to_decide(effect: Effect, gap: float, level: float = LEVEL, cap: int = 1000) -> int | None:
+    """About how many seeds would make the interval's half-width smaller than ``gap``, from the observed SD.
+
+    ``None`` when it cannot be said (no SD, no gap) or it exceeds ``cap``.
+
+    Example:
+        >>> seeds_to_decide(one_sample([0.0, 0.1, 0.05]), gap=0.02)
+        27
+    """
+    if not (math.isfinite(effect.sd) and effect.sd > 0 and gap > 0):
+        return None
+    for n in range(2, cap + 1):
+        if t_quantile(n - 1, level) * effect.sd / math.sqrt(n) < gap:
+            return n
+    return None
+
+
+# ---------------------------------------------------------------- runs -> per-seed numbers
+
+def steps_to_target(steps: Sequence[float], values: Sequence[float], target: float) -> float:
+    """First step at which ``values`` reach ``target``, linearly interpolated between evaluations; NaN if never.
+
+    Interpolation keeps a tie at the evaluation resolution a tie: two runs that cross the target between the same two
+    evaluations get different steps only as far as their values differ.
+
+    Example:
+        >>> steps_to_target([0, 100, 200], [0.1, 0.4, 0.8], 0.6)
+        150.0
+        >>> steps_to_target([0, 100], [0.1, 0.4], 0.6)
+        nan
+    """
+    s, v = np.asarray(steps, dtype=float), np.asarray(values, dtype=float)
+    order = np.argsort(s, kind="stable")
+    s, v = s[order], v[order]
+    hit = np.flatnonzero(np.nan_to_num(v, nan=-np.inf) >= target)
+    if not len(hit):
+        return math.nan
+    i = int(hit[0])
+    if i == 0 or not math.isfinite(v[i - 1]):
+        return float(s[i])
+    return float(s[i - 1] + (target - v[i - 1]) / (v[i] - v[i - 1]) * (s[i] - s[i - 1]))
+
+
+def final_rows(df: pd.DataFrame, keys: Sequence[str], *, column: str = "test_acc", diverged_value: float | None = None,
+               step: str = "step", seed: str = "seed") -> pd.DataFrame:
+    """The last row of every run (``keys`` + ``seed``), with ``value``: ``column``, or ``diverged_value`` for a run
+    that diverged (``diverged`` column true in its last row). Diverged runs stay in the table and are counted.
+
+    Example:
+        >>> runs = pd.DataFrame({"norm": ["bn"] * 4, "seed": [0, 0, 1, 1], "step": [0, 10, 0, 5],
+        ...                      "test_acc": [0.1, 0.9, 0.1, float("nan")], "diverged": [False, False, False, True]})
+        >>> final_rows(runs, ["norm"], diverged_value=0.1)[["seed", "value", "diverged"]].to_dict("records")
+        [{'seed': 0, 'value': 0.9, 'diverged': False}, {'seed': 1, 'value': 0.1, 'diverged': True}]
+    """
+    last = df.sort_values(step, kind="stable").groupby(list(keys) + [seed], sort=False).tail(1)
+    last = last.sort_values(list(keys) + [seed], kind="stable").reset_index(drop=True)
+    diverged = last["diverged"].astype(bool) if "diverged" in last else pd.Series(False, index=last.index)
+    last["diverged"] = diverged
+    value = last[column].astype(float)
+    if diverged_value is not None:
+        value = value.where(~diverged, diverged_value)
+    last["value"] = value
+    return last
+
+
+def per_seed(df: pd.DataFrame, where: Mapping | None = None, *, value: str = "value", seed: str = "seed") -> pd.Series:
+    """The ``value`` column of the rows matching ``where`` (column -> value) as a Series indexed by seed.
+
+    Example:
+        >>> t = pd.DataFrame({"net": ["a", "a", "b"], "seed": [0, 1, 0], "value": [1.0, 2.0, 3.0]})
+        >>> per_seed(t, {"net": "a"}).to_dict()
+        {0: 1.0, 1: 2.0}
+    """
+    rows = df
+    for k, v in (where or {}).items():
+        rows = rows[rows[k] == v]
+    if rows[seed].duplicated().any():
+        raise ValueError(f"more than one row per seed for {dict(where or {})}: add the missing keys to `where`")
+    if rows.empty:
+        raise ValueError(f"no rows match {dict(where or {})}")
+    return rows.set_index(seed)[value].astype(float).sort_index()
+
+
+# ---------------------------------------------------------------- claims and outcomes
+
+@dataclass(frozen=True)
+class Claim:
+    """A claim: the direction it predicts and the smallest effect that would matter, declared once.
+
+    ``predicts`` is ``"higher"`` or ``"lower"``: the sign of the effect (measured from ``reference``, zero by
+    default) if the claim is right. ``min_effect`` >= 0 is in the effect's own unit; with 0, an absent effect
+    can never be "not supported", so set it whenever the claim is about a size.
+
+    Example:
+        >>> c = Claim("BN trains faster", "paper Fig. 1(a)", predicts="lower", min_effect=0.1, unit="relative steps")
+        >>> c.decide(paired([50.0, 60.0, 55.0], [100.0, 110.0, 105.0], relative=True))
+        'supported'
+        >>> c.rule()
+        'supported if the 95% CI of relative steps lies below 0 and the estimate reaches -0.1; not supported if it lies above -0.1'
+    """
+
+    text: str
+    source: str
+    predicts: str
+    min_effect: float
+    unit: str = "the effect"
+    reference: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.predicts not in ("higher", "lower"):
+            raise ValueError(f"predicts must be 'higher' or 'lower', got {self.predicts!r}")
+        if not (isinstance(self.min_effect, (int, float)) and self.min_effect >= 0):
+            raise ValueError(f"min_effect must be a number >= 0 (in the effect's unit), got {self.min_effect!r}")
+
+    @property
+    def sign(self) -> int:
+        return 1 if self.predicts == "higher" else -1
+
+    @property
+    def threshold(self) -> float:
+        """The value the estimate must reach: ``reference ± min_effect``."""
+        return self.reference + self.sign * self.min_effect
+
+    def rule(self) -> str:
+        """The rule in words, with its numbers."""
+        side = "above" if self.sign > 0 else "below"
+        other = "below" if self.sign > 0 else "above"
+        return (f"supported if the {LEVEL:.0%} CI of {self.unit} lies {side} {self.reference:g} and the estimate reaches "
+                f"{self.threshold:g}; not supported if it lies {other} {self.threshold:g}")
+
+    def decide(self, effect: Effect) -> str:
+        """``"supported"``, ``"not supported"`` or ``"inconclusive"`` for ``effect`` (see the module docstring)."""
+        if not math.isfinite(effect.low):
+            return "inconclusive"
+        lo, hi = sorted(self.sign * (v - self.reference) for v in (effect.low, effect.high))
+        est = self.sign * (effect.estimate - self.reference)
+        if lo > 0 and est >= self.min_effect:
+            return "supported"
+        if hi < self.min_effect:
+            return "not supported"
+        return "inconclusive"
+
+    def explain(self, effect: Effect) -> str:
+        """Why ``effect`` gets its outcome, in words; for an inconclusive one, about how many seeds would decide."""
+        outcome = self.decide(effect)
+        if outcome == "supported":
+            return f"the CI lies {'above' if self.sign > 0 else 'below'} {self.reference:g} and the estimate reaches {self.threshold:g}"
+        if outcome == "not supported":
+            return f"the CI lies {'below' if self.sign > 0 else 'above'} {self.threshold:g}, the smallest effect that would matter"
+        if effect.test == "exact" or effect.n < 2:
+            return "one value cannot decide: run more seeds" if effect.test != "exact" else "the value sits on the threshold"
+        est = self.sign * (effect.estimate - self.reference)
+        gap = est if est >= self.min_effect else self.min_effect - est
+        n = seeds_to_decide(effect, gap, effect.level)
+        per = " per arm" if effect.n_b is not None else ""
+        more = f"about {n} seeds{per} would decide it" if n else "more seeds than is practical would be needed to decide it"
+        return f"the CI reaches both sides of {self.threshold:g} or of {self.reference:g}; {more} (from the observed SD)"
+
+
+def combine(outcomes: Iterable[str]) -> str:
+    """One outcome for a compound claim: the parts' common decisive outcome, ``"mixed"`` when decisive parts
+    disagree, else ``"inconclusive"``.
+
+    Example:
+        >>> combine(["supported", "supported"]), combine(["supported", "not supported"]), combine(["supported", "inconclusive"])
+        ('supported', 'mixed', 'inconclusive')
+    """
+    outcomes = list(outcomes)
+    decisive = {o for o in outcomes if o in ("supported", "not supported")}
+    if len(decisive) > 1 or "mixed" in outcomes:
+        return "mixed"
+    if outcomes and len(decisive) == 1 and all(o in decisive for o in outcomes):
+        return decisive.pop()
+    return "inconclusive"
+
+
+@dataclass
+class Verdict:
+    """A claim, its evidence and its outcome (``parts`` for a compound claim)."""
+
+    claim: Claim
+    outcome: str
+    effects: dict[str, Effect]
+    note: str = ""
+    parts: dict[str, str] = field(default_factory=dict)
+
+    def evidence(self) -> str:
+        """The evidence as one string: every effect with its interval, the decision, the note."""
+        lines = []
+        for name, e in self.effects.items():
+            prefix = f"{name}: " if len(self.effects) > 1 or name else ""
+            lines.append(f"{prefix}{e.text()} → {self.claim.decide(e)} ({self.claim.explain(e)})")
+        if self.note:
+            lines.append(self.note)
+        return "; ".join(lines)
+
+    def record(self) -> dict:
+        """The dict stored in ``metrics.json``."""
+        rec = {"claim": self.claim.text, "source": self.claim.source, "outcome": self.outcome,
+               "predicts": self.claim.predicts, "min_effect": self.claim.min_effect, "reference": self.claim.reference,
+               "unit": self.claim.unit, "rule": self.claim.rule(), "evidence": self.evidence(), "note": self.note}
+        if len(self.effects) == 1:
+            rec.update(next(iter(self.effects.values())).record())
+        else:
+            rec["parts"] = [{"part": name, "outcome": self.parts[name], **e.record()} for name, e in self.effects.items()]
+        return rec
+
+    def __str__(self) -> str:
+        lines = [f"{self.outcome.upper()}: {self.claim.text} ({self.claim.source})", f"  rule: {self.claim.rule()}"]
+        for name, e in self.effects.items():
+            head = f"  {name}: " if name else "  "
+            lines.append(f"{head}{e.text()} → {self.claim.decide(e)}: {self.claim.explain(e)}")
+        if self.note:
+            lines.append(f"  {self.note}")
+        return "\n".join(lines)
+
+
+def judge(claim: Claim, effect: Effect | Mapping[str, Effect], note: str = "") -> Verdict:
+    """The verdict on ``claim`` from one effect, or from named parts (a compound claim, combined by :func:`combine`).
+
+    Example:
+        >>> c = Claim("x is higher", "test", predicts="higher", min_effect=0.1)
+        >>> judge(c, {"A": exact(0.5), "B": exact(0.01)}).outcome
+        'mixed'
+    """
+    effects = dict(effect) if isinstance(effect, Mapping) else {"": effect}
+    if not effects:
+        raise ValueError(f"no evidence for {claim.text!r}: pass an Effect or a non-empty mapping of parts")
+    parts = {name: claim.decide(e) for name, e in effects.items()}
+    outcome = next(iter(parts.values())) if len(parts) == 1 else combine(parts.values())
+    return Verdict(claim, outcome, effects, note, parts)
+
+
+# ---------------------------------------------------------------- metrics.json
+
+def _plain(value):
+    """numpy scalars/arrays and tuples as JSON-friendly Python values; NaN as None, infinities as strings."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, (np.ndarray, list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else str(value)
+    return value
+
+
+class Results:
+    """A notebook's numbers and verdicts, saved as ``out_dir/metrics.json``.
+
+    ``verdict`` decides, prints the claim, the outcome and the evidence under the cell, and records it.
+
+    Example:
+        >>> import tempfile
+        >>> r = Results(tempfile.mkdtemp(), notebook="demo")
+        >>> r.verdict(Claim("BN is higher", "demo", predicts="higher", min_effect=0.01),
+        ...           paired([0.9, 0.92, 0.91], [0.8, 0.83, 0.81], label="BN − plain"))
+        SUPPORTED: BN is higher (demo)
+          rule: supported if the 95% CI of the effect lies above 0 and the estimate reaches 0.01; not supported if it lies below 0.01
+          BN − plain: +0.097 [95% CI +0.082, +0.111], paired t, n=3 → supported: the CI lies above 0 and the estimate reaches 0.01
+        >>> r.outcome("BN is higher"), r.save().name
+        ('supported', 'metrics.json')
+    """
+
+    def __init__(self, out_dir: str | os.PathLike, **info) -> None:
+        self.out_dir = Path(out_dir)
+        self.info = dict(info)
+        self.numbers: dict = {}
+        self.verdicts: list[dict] = []
+
+    def number(self, name: str, value) -> None:
+        """Record a measured number (or a list or dict of numbers) under ``name``."""
+        self.numbers[name] = _plain(value)
+
+    def verdict(self, claim: Claim, effect: Effect | Mapping[str, Effect], note: str = "") -> None:
+        """Decide ``claim`` from ``effect`` (or named parts), print it, and record it (replacing an earlier one)."""
+        v = judge(claim, effect, note)
+        self.verdicts = [r for r in self.verdicts if r["claim"] != claim.text] + [v.record()]
+        print(v)
+
+    def outcome(self, claim_text: str) -> str:
+        """The recorded outcome of the claim with this text."""
+        for r in self.verdicts:
+            if r["claim"] == claim_text:
+                return r["outcome"]
+        raise KeyError(f"no verdict recorded for {claim_text!r}")
+
+    def table(self) -> pd.DataFrame:
+        """The verdicts as a DataFrame (for display in the notebook)."""
+        return pd.DataFrame(self.verdicts, columns=["claim", "source", "outcome", "evidence"])
+
+    def save(self) -> Path:
+        """Write ``metrics.json`` atomically; returns its path."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        path = self.out_dir / "metrics.json"
+        tmp = path.with_suffix(".json.tmp")
+        payload = {"info": _plain(self.info), "verdicts": self.verdicts, "numbers": self.numbers}
+        tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False))
+        os.replace(tmp, path)
+        return path

@@ -1,0 +1,13 @@
+"""Which notebooks the session's smoke run executed (``BNLIB_SMOKE_ONLY``), for the notebook tests."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+def smoke_ran(out: Path, name: str) -> None:
+    """Skip a test of notebook ``name`` (stem or number) that ``BNLIB_SMOKE_ONLY`` left out."""
+    only = [n for n in os.environ.get("BNLIB_SMOKE_ONLY", "").split(",") if n]
+    if only and name[:2] not in only:
+        pytest.skip(f"BNLIB_SMOKE_ONLY={','.join(only)} left out {name}")
