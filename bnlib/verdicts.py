@@ -384,12 +384,19 @@ class Claim:
     default) if the claim is right. ``min_effect`` >= 0 is in the effect's own unit; with 0, an absent effect
     can never be "not supported", so set it whenever the claim is about a size.
 
+    ``predicts="same"`` is a claim of *no* effect (equivalence): supported when the whole interval lies within
+    ``reference ± min_effect`` (``min_effect`` > 0: the largest effect that would not matter), not supported when it
+    lies wholly outside that band, inconclusive otherwise.
+
     Example:
         >>> c = Claim("BN trains faster", "paper Fig. 1(a)", predicts="lower", min_effect=0.1, unit="relative steps")
         >>> c.decide(paired([50.0, 60.0, 55.0], [100.0, 110.0, 105.0], relative=True))
         'supported'
         >>> c.rule()
         'supported if the 95% CI of relative steps lies below 0 and the estimate reaches -0.1; not supported if it lies above -0.1'
+        >>> same = Claim("eps does not matter", "note 003", predicts="same", min_effect=0.005, unit="accuracy difference")
+        >>> same.decide(paired([0.91, 0.92, 0.90], [0.912, 0.918, 0.901])), same.decide(exact(0.02))
+        ('supported', 'not supported')
     """
 
     text: str
@@ -400,10 +407,12 @@ class Claim:
     reference: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.predicts not in ("higher", "lower"):
-            raise ValueError(f"predicts must be 'higher' or 'lower', got {self.predicts!r}")
+        if self.predicts not in ("higher", "lower", "same"):
+            raise ValueError(f"predicts must be 'higher', 'lower' or 'same', got {self.predicts!r}")
         if not (isinstance(self.min_effect, (int, float)) and self.min_effect >= 0):
             raise ValueError(f"min_effect must be a number >= 0 (in the effect's unit), got {self.min_effect!r}")
+        if self.predicts == "same" and not self.min_effect > 0:
+            raise ValueError("a claim of no effect (predicts='same') needs min_effect > 0: the largest effect that would not matter")
 
     @property
     def sign(self) -> int:
@@ -416,6 +425,10 @@ class Claim:
 
     def rule(self) -> str:
         """The rule in words, with its numbers."""
+        if self.predicts == "same":
+            band = f"{self.reference:g} ± {self.min_effect:g}"
+            return (f"supported if the {LEVEL:.0%} CI of {self.unit} lies within {band}; "
+                    f"not supported if it lies wholly outside {band}")
         side = "above" if self.sign > 0 else "below"
         other = "below" if self.sign > 0 else "above"
         return (f"supported if the {LEVEL:.0%} CI of {self.unit} lies {side} {self.reference:g} and the estimate reaches "
@@ -424,6 +437,13 @@ class Claim:
     def decide(self, effect: Effect) -> str:
         """``"supported"``, ``"not supported"`` or ``"inconclusive"`` for ``effect`` (see the module docstring)."""
         if not math.isfinite(effect.low):
+            return "inconclusive"
+        if self.predicts == "same":
+            lo, hi = effect.low - self.reference, effect.high - self.reference
+            if -self.min_effect < lo and hi < self.min_effect:
+                return "supported"
+            if lo >= self.min_effect or hi <= -self.min_effect:
+                return "not supported"
             return "inconclusive"
         lo, hi = sorted(self.sign * (v - self.reference) for v in (effect.low, effect.high))
         est = self.sign * (effect.estimate - self.reference)
@@ -436,6 +456,19 @@ class Claim:
     def explain(self, effect: Effect) -> str:
         """Why ``effect`` gets its outcome, in words; for an inconclusive one, about how many seeds would decide."""
         outcome = self.decide(effect)
+        if self.predicts == "same":
+            band = f"{self.reference:g} ± {self.min_effect:g}"
+            if outcome == "supported":
+                return f"the CI lies within {band}"
+            if outcome == "not supported":
+                return f"the CI lies outside {band}"
+            if effect.test == "exact" or effect.n < 2:
+                return "one value cannot decide: run more seeds" if effect.test != "exact" else "the value sits on the band's edge"
+            dist = abs(effect.estimate - self.reference)
+            n = seeds_to_decide(effect, abs(self.min_effect - dist), effect.level)
+            per = " per arm" if effect.n_b is not None else ""
+            more = f"about {n} seeds{per} would decide it" if n else "more seeds than is practical would be needed to decide it"
+            return f"the CI crosses an edge of {band}; {more} (from the observed SD)"
         if outcome == "supported":
             return f"the CI lies {'above' if self.sign > 0 else 'below'} {self.reference:g} and the estimate reaches {self.threshold:g}"
         if outcome == "not supported":
