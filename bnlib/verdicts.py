@@ -395,7 +395,7 @@ class Claim:
         >>> c.rule()
         'supported if the 95% CI of relative steps lies below 0 and the estimate reaches -0.1; not supported if it lies above -0.1'
         >>> same = Claim("eps does not matter", "note 003", predicts="same", min_effect=0.005, unit="accuracy difference")
-        >>> same.decide(paired([0.91, 0.92, 0.90], [0.912, 0.918, 0.901])), same.decide(exact(0.02))
+        >>> same.decide(paired([0.910, 0.920, 0.900, 0.915], [0.911, 0.919, 0.901, 0.914])), same.decide(exact(0.02))
         ('supported', 'not supported')
     """
 
