@@ -2,7 +2,8 @@
 
 ``quick`` is each notebook's own defaults (its ``parameters`` cell), so it is
 empty here. ``smoke`` is for tests and CI (every cell runs, every figure is
-drawn, each notebook <= 60 s on 2 CPU cores); ``full`` is the papers' scale.
+drawn, each notebook <= 60 s on 2 CPU cores); ``full`` is the papers' scale, with >= 5 seeds for every
+comparison that carries a verdict.
 
 Example:
     >>> preset_parameters("01_internal_covariate_shift", "quick")
@@ -94,8 +95,8 @@ PRESETS: dict[str, dict[str, dict]] = {
         "full": {
             "width": 1.0,
             "test_size": None,
-            "seeds": 3,
-            "sweep_seeds": 3,
+            "seeds": 5,
+            "sweep_seeds": 5,
             "sweep_steps": 1000,
             "steps": 3000,
             "eval_every": 200,
@@ -129,7 +130,7 @@ PRESETS: dict[str, dict[str, dict]] = {
             "eval_every": 250,
             "probe_every": 250,
             "test_size": None,
-            "sweep_seeds": 3,
+            "sweep_seeds": 5,
             "sweep_steps": 1000,
         },
     },
@@ -151,7 +152,7 @@ PRESETS: dict[str, dict[str, dict]] = {
         "quick": {},
         "full": {
             "width": 1.0,
-            "seeds": 3,
+            "seeds": 5,
             "steps": 15000,
             "probe_every": 500,
             "test_size": None,
@@ -189,8 +190,8 @@ PRESETS: dict[str, dict[str, dict]] = {
         "quick": {},
         "full": {
             "width": 1.0,
-            "seeds": 3,
-            "sweep_seeds": 3,
+            "seeds": 5,
+            "sweep_seeds": 5,
             "test_size": None,
             "steps": 5000,
             "lag_steps": 1000,

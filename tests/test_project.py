@@ -42,7 +42,7 @@ def test_notebook_stored_without_outputs_and_with_parameters(path):
     assert all(not c.outputs and c.execution_count is None for c in code)
     assert "parameters" in code[0].metadata.get("tags", [])
     params = notebook_parameters(path)
-    assert {"preset", "out_dir", "data_root", "seeds"} <= set(params)
+    assert {"preset", "out_dir", "data_root", "seeds", "first_seed"} <= set(params)
     for preset in PRESET_NAMES:
         unknown = set(PRESETS.get(path.stem, {}).get(preset, {})) - set(params)
         assert not unknown, f"preset {preset} sets parameters {unknown} that {path.stem} does not declare"
@@ -50,3 +50,12 @@ def test_notebook_stored_without_outputs_and_with_parameters(path):
 
 def test_presets_cover_every_notebook():
     assert sorted(PRESETS) == sorted(p.stem for p in resolve_notebooks())
+
+
+def test_full_presets_have_at_least_five_seeds():
+    """At `full` every comparison that carries a verdict has >= 5 seeds (DESIGN.md, Verdicts)."""
+    for stem in PRESETS:
+        params = {**{k: v for k, v in notebook_parameters(resolve_notebooks([stem])[0]).items()}, **PRESETS[stem]["full"]}
+        for name in ("seeds", "sweep_seeds"):
+            if name in params:
+                assert int(params[name]) >= 5, f"{stem}: {name} = {params[name]} at full"

@@ -1,0 +1,137 @@
+"""The README's verdict tables, generated from the reference run: ``python -m bnlib.report``.
+
+    python -m bnlib.report [--check] [--readme README.md] [--reference outputs/reference]
+
+Every notebook's verdicts are read from ``REFERENCE/NN_name/metrics.json`` and
+written into ``README.md`` between the markers ``<!-- bnlib.report:begin NAME -->``
+and ``<!-- bnlib.report:end NAME -->`` (``NAME`` is ``overview`` for the table of
+outcome counts, or a notebook's stem). Nothing between the markers is typed by
+hand, so the README cannot drift from the data. ``--check`` writes nothing and
+exits 1 when the README is out of date (the tests run it).
+
+Example:
+    >>> table = verdict_table([{"claim": "c", "source": "s", "outcome": "supported", "estimate": 0.05,
+    ...     "ci": [0.02, 0.08], "n": 5, "test": "paired t", "min_effect": 0.01, "predicts": "higher",
+    ...     "unit": "accuracy", "note": "", "label": "BN − plain"}])
+    >>> table.splitlines()[2]
+    '| c (s) | **supported** | BN − plain: +0.050 [95% CI +0.020, +0.080], paired t, n=5 | higher by ≥ 0.01 (accuracy) |  |'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+from bnlib.verdicts import OUTCOMES, Effect
+
+REPO = Path(__file__).resolve().parents[1]
+BEGIN, END = "<!-- bnlib.report:begin {} -->", "<!-- bnlib.report:end {} -->"
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "&#124;").replace("\n", " ")
+
+
+def _effect_text(rec: dict) -> str:
+    low, high = rec["ci"]
+    nan = float("nan")
+    e = Effect(rec["estimate"], nan if low is None else low, nan if high is None else high, rec["n"], rec["test"],
+               nan, nan, rec.get("label", ""), rec.get("n_b"))
+    return e.text()
+
+
+def _rule_text(rec: dict) -> str:
+    unit = f" ({rec['unit']})" if rec.get("unit") else ""
+    ref = rec.get("reference", 0) or 0
+    if rec["predicts"] == "same":
+        return f"within {ref:g} ± {rec['min_effect']:g}{unit}"
+    base = f" from {ref:g}" if ref else ""
+    return f"{rec['predicts']} by ≥ {rec['min_effect']:g}{base}{unit}"
+
+
+def verdict_table(verdicts: Sequence[dict]) -> str:
+    """A markdown table of verdict records (as in ``metrics.json``): claim, outcome, effect with its interval, rule, note."""
+    lines = ["| claim | outcome | effect [95% CI], test, n | predicted | note |", "|---|---|---|---|---|"]
+    for v in verdicts:
+        if "parts" in v:
+            effect = "<br>".join(f"{p['part']}: {_effect_text(p)} → {p['outcome']}" for p in v["parts"])
+        else:
+            effect = _effect_text(v)
+        claim = f"{v['claim']} ({v['source']})" if v.get("source") else v["claim"]
+        lines.append("| " + " | ".join(_cell(c) for c in [claim, f"**{v['outcome']}**", effect, _rule_text(v),
+                                                              v.get("note", "")]) + " |")
+    return "\n".join(lines)
+
+
+def _setting(info: dict) -> str:
+    seeds, first = info.get("seeds"), info.get("first_seed")
+    parts = [f"preset **{info.get('preset', '?')}**"]
+    if isinstance(seeds, int) and isinstance(first, int):
+        parts.append(f"{seeds} seeds ({first}–{first + seeds - 1})")
+    return ", ".join(parts)
+
+
+def notebook_block(stem: str, metrics: dict) -> str:
+    """The generated block of one notebook: its setting line and its verdict table."""
+    path = f"outputs/reference/{stem}/metrics.json"
+    head = f"Notebook {stem[:2]}: {_setting(metrics.get('info', {}))}; numbers from [`{path}`]({path})."
+    return head + "\n\n" + verdict_table(metrics.get("verdicts", []))
+
+
+def overview(all_metrics: dict[str, dict]) -> str:
+    """Outcome counts per notebook."""
+    lines = ["| notebook | preset | " + " | ".join(OUTCOMES) + " |", "|---|---|" + "---|" * len(OUTCOMES)]
+    for stem, m in all_metrics.items():
+        counts = Counter(v["outcome"] for v in m.get("verdicts", []))
+        lines.append(f"| {stem} | {m.get('info', {}).get('preset', '?')} | " + " | ".join(str(counts.get(o, 0)) for o in OUTCOMES) + " |")
+    return "\n".join(lines)
+
+
+def load_reference(reference: Path) -> dict[str, dict]:
+    """``{notebook stem: metrics}`` for every ``reference/NN_*/metrics.json``, in order."""
+    return {p.parent.name: json.loads(p.read_text()) for p in sorted(reference.glob("[0-9][0-9]_*/metrics.json"))}
+
+
+def render(readme_text: str, all_metrics: dict[str, dict]) -> str:
+    """``readme_text`` with every generated block replaced; raises ``ValueError`` naming a missing marker."""
+    blocks = {"overview": overview(all_metrics), **{s: notebook_block(s, m) for s, m in all_metrics.items()}}
+    text = readme_text
+    for name, body in blocks.items():
+        begin, end = BEGIN.format(name), END.format(name)
+        pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
+        if not pattern.search(text):
+            raise ValueError(f"README has no block for {name!r}: add the lines {begin} and {end} where its table goes")
+        text = pattern.sub(lambda _: f"{begin}\n{body}\n{end}", text)
+    return text
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m bnlib.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--readme", default=str(REPO / "README.md"))
+    parser.add_argument("--reference", default=str(REPO / "outputs" / "reference"))
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if the README is out of date")
+    args = parser.parse_args(argv)
+    readme = Path(args.readme)
+    try:
+        new = render(readme.read_text(), load_reference(Path(args.reference)))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.check:
+        if new != readme.read_text():
+            print(f"{readme} is out of date with {args.reference}: run `python -m bnlib.report`", file=sys.stderr)
+            return 1
+        return 0
+    readme.write_text(new)
+    print(f"[bnlib.report] wrote the verdict tables of {readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

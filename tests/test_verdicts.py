@@ -1,0 +1,199 @@
+"""bnlib.verdicts: the statistics against scipy, each outcome on constructed data, and the figure bands."""
+
+import json
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from scipy import stats  # noqa: E402
+
+from bnlib import verdicts as V  # noqa: E402
+from bnlib.plots import band_table, seed_band, t_interval  # noqa: E402
+
+A = [0.912, 0.905, 0.921, 0.899, 0.917]
+B = [0.901, 0.899, 0.905, 0.893, 0.902]
+
+
+def test_paired_matches_scipy_ttest_rel():
+    e = V.paired(A, B)
+    ref = stats.ttest_rel(A, B).confidence_interval(0.95)
+    assert e.test == "paired t" and e.n == 5 and e.dof == 4
+    assert e.estimate == pytest.approx(np.mean(np.subtract(A, B)))
+    assert (e.low, e.high) == pytest.approx((ref.low, ref.high), rel=1e-12)
+    assert e.sd == pytest.approx(np.std(np.subtract(A, B), ddof=1))
+
+
+def test_welch_matches_scipy_ttest_ind():
+    b = B[:3] + [0.95]
+    e = V.welch(A, b)
+    ref = stats.ttest_ind(A, b, equal_var=False)
+    ci = ref.confidence_interval(0.95)
+    assert e.test == "Welch t" and (e.n, e.n_b) == (5, 4) and e.n_text() == "n=5+4"
+    assert (e.low, e.high) == pytest.approx((ci.low, ci.high), rel=1e-12)
+    assert e.dof == pytest.approx(ref.df, rel=1e-12)
+
+
+def test_one_sample_and_t_quantiles_match_scipy():
+    e = V.one_sample(A)
+    ci = stats.ttest_1samp(A, 0).confidence_interval(0.95)
+    assert (e.low, e.high) == pytest.approx((ci.low, ci.high), rel=1e-12)
+    for dof in (1, 2, 4, 9, 30):
+        assert V.t_quantile(dof) == pytest.approx(stats.t.ppf(0.975, dof), rel=1e-12)
+    assert V.t_quantile(4, level=0.9) == pytest.approx(stats.t.ppf(0.95, 4))
+
+
+def test_difference_pairs_by_seed_not_by_position():
+    a = pd.Series([1.0, 2.0, 3.0], index=[10, 11, 12])
+    b = pd.Series([2.5, 1.5, 0.5], index=[12, 11, 10])  # same seeds, other order
+    e = V.difference(a, b)
+    assert e.test == "paired t" and e.values == pytest.approx((0.5, 0.5, 0.5))
+    assert V.difference(a, pd.Series([1.0, 2.0], index=[0, 1])).test == "Welch t"
+    with pytest.raises(ValueError, match="only in a: \\[12\\]"):
+        V.paired(a, pd.Series([1.0, 2.0], index=[10, 11]))
+
+
+def test_relative_paired_difference_is_ratio_minus_one():
+    e = V.paired([50.0, 90.0], [100.0, 100.0], relative=True)
+    assert e.values == pytest.approx((-0.5, -0.1)) and e.estimate == pytest.approx(-0.3)
+
+
+def test_nan_is_refused_with_advice():
+    with pytest.raises(ValueError, match="give diverged or never-learning runs a value first"):
+        V.paired([1.0, math.nan], [1.0, 2.0])
+
+
+CLAIM = V.Claim("BN is better", "test", predicts="higher", min_effect=0.01, unit="accuracy difference")
+
+
+def test_clear_effect_is_supported():
+    e = V.paired([0.95, 0.96, 0.955, 0.952, 0.958], [0.90, 0.91, 0.905, 0.899, 0.907])
+    assert CLAIM.decide(e) == "supported"
+    assert V.Claim("x", "t", predicts="lower", min_effect=0.01).decide(e) == "not supported"
+
+
+def test_tight_interval_around_zero_is_not_supported():
+    e = V.paired([0.900, 0.910, 0.905, 0.903], [0.901, 0.909, 0.905, 0.902])
+    assert e.low < 0 < e.high and CLAIM.decide(e) == "not supported"
+    assert "smallest effect that would matter" in CLAIM.explain(e)
+
+
+def test_real_but_negligible_effect_is_not_supported():
+    e = V.paired([0.903, 0.904, 0.9035], [0.900, 0.901, 0.9005])  # +0.003, well determined, below min_effect 0.01
+    assert e.low > 0 and CLAIM.decide(e) == "not supported"
+
+
+def test_n2_with_wide_interval_is_inconclusive_and_says_how_many_seeds():
+    e = V.paired([0.95, 0.80], [0.90, 0.90])
+    assert CLAIM.decide(e) == "inconclusive"
+    text = CLAIM.explain(e)
+    n = int(text.split("about ")[1].split(" seeds")[0])
+    assert n > 2 and V.t_quantile(n - 1) * e.sd / math.sqrt(n) < abs(e.estimate - 0.01) + 0.01
+    assert CLAIM.decide(V.one_sample([0.5])) == "inconclusive"  # one seed never decides
+
+
+def test_estimate_short_of_min_effect_with_ci_above_zero_is_inconclusive():
+    e = V.one_sample([0.003, 0.013, 0.005, 0.011, 0.008, 0.008, 0.006, 0.010])  # CI above 0, estimate 0.008, CI reaches 0.01
+    assert e.low > 0 and e.estimate < 0.01 < e.high and CLAIM.decide(e) == "inconclusive"
+
+
+def test_reference_and_tolerance_claims():
+    tol = V.Claim("error below 1e-6", "t", predicts="lower", min_effect=0, reference=1e-6)
+    assert tol.decide(V.exact(1e-9)) == "supported" and tol.decide(V.exact(1e-3)) == "not supported"
+
+
+def test_same_claims_use_an_equivalence_band():
+    same = V.Claim("no effect", "t", predicts="same", min_effect=0.01)
+    assert same.decide(V.paired([0.90, 0.91, 0.905, 0.902], [0.901, 0.909, 0.905, 0.902])) == "supported"
+    assert same.decide(V.paired([0.95, 0.96, 0.955], [0.90, 0.91, 0.905])) == "not supported"
+    assert same.decide(V.paired([0.95, 0.85], [0.90, 0.90])) == "inconclusive"
+    with pytest.raises(ValueError, match="needs min_effect > 0"):
+        V.Claim("no effect", "t", predicts="same", min_effect=0)
+
+
+def test_parts_that_disagree_are_mixed_and_undecided_parts_inconclusive():
+    clear = V.paired([0.95, 0.96, 0.955], [0.90, 0.91, 0.905])
+    none = V.paired([0.900, 0.910, 0.905, 0.903], [0.901, 0.909, 0.905, 0.902])
+    wide = V.paired([0.95, 0.80], [0.90, 0.90])
+    assert V.judge(CLAIM, {"MNIST": clear, "CIFAR": none}).outcome == "mixed"
+    assert V.judge(CLAIM, {"MNIST": clear, "CIFAR": clear}).outcome == "supported"
+    assert V.judge(CLAIM, {"MNIST": clear, "CIFAR": wide}).outcome == "inconclusive"
+    with pytest.raises(ValueError, match="no evidence"):
+        V.judge(CLAIM, {})
+
+
+def test_claim_input_errors():
+    with pytest.raises(ValueError, match="predicts must be"):
+        V.Claim("x", "t", predicts="up", min_effect=0.1)
+    with pytest.raises(ValueError, match="min_effect must be a number >= 0"):
+        V.Claim("x", "t", predicts="higher", min_effect=-1)
+
+
+def test_sign_test_matches_scipy_and_ignores_ties():
+    wins, n, p = V.sign_test([0.1, 0.2, 0.3, 0.4, -0.1, 0.0])
+    assert (wins, n) == (4, 5) and p == pytest.approx(stats.binomtest(4, 5).pvalue)
+
+
+def test_steps_to_target_interpolates_on_a_hand_made_curve():
+    steps, acc = [0, 500, 1000, 1500], [0.10, 0.90, 0.95, 0.99]
+    assert V.steps_to_target(steps, acc, 0.96) == pytest.approx(1000 + 0.01 / 0.04 * 500)  # 1125
+    assert V.steps_to_target(steps, acc, 0.90) == 500  # reached exactly at an evaluation
+    assert V.steps_to_target(steps, acc, 0.05) == 0
+    assert math.isnan(V.steps_to_target(steps, acc, 0.995))
+    # two runs that cross between the same evaluations are no longer a tie at the resolution
+    assert V.steps_to_target(steps, [0.1, 0.9, 0.97, 0.99], 0.96) < V.steps_to_target(steps, acc, 0.96)
+
+
+def test_final_rows_keep_diverged_runs_at_the_given_value():
+    df = pd.DataFrame({"net": ["a"] * 4 + ["b"] * 2, "seed": [0, 0, 1, 1, 0, 0], "step": [0, 10, 0, 3, 0, 10],
+                       "test_acc": [0.1, 0.8, 0.1, np.nan, 0.1, 0.7], "diverged": [False, False, False, True, False, False]})
+    f = V.final_rows(df, ["net"], diverged_value=0.1)
+    assert f[["net", "seed", "value", "diverged"]].values.tolist() == [["a", 0, 0.8, False], ["a", 1, 0.1, True],
+                                                                      ["b", 0, 0.7, False]]
+    assert V.per_seed(f, {"net": "a"}).to_dict() == {0: 0.8, 1: 0.1}
+
+
+def test_results_record_every_field_and_print_the_verdict(tmp_path, capsys):
+    r = V.Results(tmp_path, notebook="x", first_seed=0)
+    e = V.paired([0.95, 0.96, 0.955], [0.90, 0.905, 0.906], label="BN − plain")
+    r.verdict(CLAIM, e, note="3 seeds")
+    r.verdict(CLAIM, e, note="again")  # replaces
+    printed = capsys.readouterr().out
+    assert "SUPPORTED: BN is better (test)" in printed and "paired t, n=3" in printed and "95% CI" in printed
+    data = json.loads(r.save().read_text())
+    (v,) = data["verdicts"]
+    assert v["outcome"] == "supported" and v["note"] == "again" and v["test"] == "paired t" and v["n"] == 3
+    assert v["min_effect"] == 0.01 and v["predicts"] == "higher" and v["ci"][0] < v["estimate"] < v["ci"][1]
+    assert "paired t, n=3" in v["evidence"] and v["source"] == "test"
+    r.verdict(V.Claim("parts", "t", predicts="higher", min_effect=0.01), {"A": e, "B": V.exact(0.0)})
+    parts = json.loads(r.save().read_text())["verdicts"][1]
+    assert parts["outcome"] == "mixed" and [p["outcome"] for p in parts["parts"]] == ["supported", "not supported"]
+    assert r.outcome("parts") == "mixed"
+
+
+def test_text_always_says_what_the_interval_is():
+    assert V.paired(A, B, label="d").text().startswith("d: +0.0") and "[95% CI " in V.paired(A, B).text()
+    assert V.mean_sd([1.0, 2.0, 3.0]) == "2.0 (SD 1.0, n=3)"
+    assert "(no interval: one-sample t, n=1)" in V.one_sample([1.0]).text()
+
+
+def test_seed_band_draws_the_verdicts_interval():
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"step": np.repeat([0, 1, 2], 5), "acc": rng.normal(0.5, 0.05, 15), "seed": np.tile(range(5), 3)})
+    table = band_table(df, "step", "acc")
+    for _, row in table.iterrows():
+        e = V.one_sample(df[df["step"] == row["step"]]["acc"])
+        assert (row["low"], row["high"]) == pytest.approx((e.low, e.high), rel=1e-12)
+        assert t_interval(df[df["step"] == row["step"]]["acc"]) == pytest.approx((e.low, e.high), rel=1e-12)
+    ax = seed_band(df, "step", "acc")
+    band = ax.collections[0].get_paths()[0].vertices  # fill_between polygon: low and high edges
+    assert band[:, 1].min() == pytest.approx(table["low"].min()) and band[:, 1].max() == pytest.approx(table["high"].max())
+
+
+def test_seed_band_draws_each_seed_when_n_is_small():
+    df = pd.DataFrame({"step": [0, 1, 0, 1], "acc": [0.1, 0.5, 0.2, 0.6], "seed": [0, 0, 1, 1]})
+    ax = seed_band(df, "step", "acc")
+    assert len(ax.lines) == 3 and not ax.collections  # the mean and one thin line per seed, no band
