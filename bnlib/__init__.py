@@ -8,10 +8,11 @@ Each module has one job and can be copied on its own:
 - ``bnlib.train``: ``fit``, one training loop by steps that returns a tidy DataFrame
 - ``bnlib.probes``: measurements taken during training (activation quantiles, ...)
 - ``bnlib.sweep``: grids of runs x seeds, each finished run saved to disk and skipped on re-run
-- ``bnlib.plots``: one seaborn theme, mean with a 95% band over seeds
-- ``bnlib.results``: verdicts and numbers written to ``metrics.json``
+- ``bnlib.verdicts``: per-seed numbers -> effect, Student-t interval and outcome against a declared minimum effect; ``metrics.json``
+- ``bnlib.plots``: one seaborn theme, mean with the verdicts' 95% t-interval over seeds
 - ``bnlib.params``: parameter checks for the notebooks' validation cells
 - ``bnlib.run``: ``python -m bnlib.run``, executes the notebooks with papermill
+- ``bnlib.report``: ``python -m bnlib.report``, the README's verdict tables from the reference run
 
 Nothing is imported here, so ``import bnlib`` is cheap and each module stays independent.
 """
