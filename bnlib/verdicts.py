@@ -64,18 +64,21 @@ def fmt(x: float, scale: float | None = None, sign: bool = False) -> str:
     Without ``scale`` (or a zero one): three significant digits. Very small or large numbers use exponent form.
 
     Example:
-        >>> fmt(0.98034, 0.0014), fmt(6312.4, 274), fmt(1.4e-12), fmt(0.05, sign=True)
-        ('0.9803', '6312', '1.4e-12', '+0.0500')
+        >>> fmt(0.98034, 0.0014), fmt(6312.4, 274), fmt(1.4e-12), fmt(0.05, sign=True), fmt(9.3e-4, 0.005)
+        ('0.9803', '6312', '1.4e-12', '+0.0500', '0.0009')
     """
     if x is None or not math.isfinite(x):
         return str(x)
     s = "+" if sign else ""
+    if scale is not None and math.isfinite(scale) and scale > 0:
+        decimals = 1 - math.floor(math.log10(scale))
+        if decimals <= 6 and abs(x) < 1e6:
+            return f"{x:{s}.{max(decimals, 0)}f}"
+        return f"{x:{s}.2e}"
     if x != 0 and (abs(x) < 1e-3 or abs(x) >= 1e6):
-        return f"{x:{s}.2g}" if scale is None or not scale else f"{x:{s}.2e}"
-    ref = scale if scale and math.isfinite(scale) and scale > 0 else (abs(x) if x else 1.0)
-    digits = 2 if scale and math.isfinite(scale) and scale > 0 else 3
-    decimals = int(min(max(digits - 1 - math.floor(math.log10(ref)), 0), 8))
-    return f"{x:{s}.{decimals}f}"
+        return f"{x:{s}.2g}"
+    decimals = 2 - math.floor(math.log10(abs(x))) if x else 2
+    return f"{x:{s}.{min(max(decimals, 0), 8)}f}"
 
 
 def _values(x, name: str) -> pd.Series:
