@@ -52,7 +52,7 @@ def test_notebook_outputs(smoke_run, name):
     assert metrics["verdicts"], "a notebook must record verdicts"
     for v in metrics["verdicts"]:
         assert v["outcome"] in OUTCOMES and v["evidence"] and v["source"], v["claim"]
-        assert isinstance(v["min_effect"], (int, float)) and v["min_effect"] >= 0 and v["predicts"] in ("higher", "lower")
+        assert isinstance(v["min_effect"], (int, float)) and v["min_effect"] >= 0 and v["predicts"] in ("higher", "lower", "same")
         if "parts" in v:
             assert len(v["parts"]) >= 2, v["claim"]
             for part in v["parts"]:
