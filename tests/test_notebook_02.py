@@ -5,61 +5,130 @@ import shutil
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
 from smoke import smoke_ran
+
+CLAIMS = {  # claim -> (predicts, min_effect, test of its effect or of every part)
+    "BN lowers the sensitivity to the learning rate": ("higher", 0.02, "paired t"),
+    "BN lowers the sensitivity to weight initialization": ("higher", 0.02, "paired t"),
+    "BN trains faster": ("lower", 0.1, "paired t"),
+    "BN reaches a higher test accuracy": ("higher", 0.003, "paired t"),
+    "With BN the sigmoid-input distribution is stable; without BN it shifts": ("lower", 0.2, "paired t"),
+    "The Figure 1 picture (BN faster and higher) holds on Fashion-MNIST and with ReLU": ("higher", 0.005, "paired t"),
+}
+
+
+def _metrics(out):
+    return json.loads((out / "02_mnist_reproduction" / "metrics.json").read_text())
 
 
 def test_notebook_02_numbers(smoke_run):
     out, _ = smoke_run
     smoke_ran(out, "02")
-    m = json.loads((out / "02_mnist_reproduction" / "metrics.json").read_text())
+    m = _metrics(out)
     n = m["numbers"]
-    assert len(m["verdicts"]) == 6 and m["info"]["batched"] is True
+    assert m["info"]["batched"] is True and m["info"]["first_seed"] == 0 and m["info"]["seeds"] == 2
     assert n["chosen_lr"] in (0.1, 1.0)  # one of the smoke preset's sweep_lrs
     assert len(n["final_acc_bn"]) == len(n["final_acc_plain"]) == 2
     assert all(0.5 < a <= 1 for a in n["final_acc_bn"])  # 200 steps on real MNIST learn something
+    assert len(n["steps_to_target_bn"]) == len(n["steps_to_target_plain"]) == 2
+    assert all(0 < s <= 200 for s in n["steps_to_target_bn"] + n["steps_to_target_plain"])  # censored at the run's length
     moves = n["percentile_moves_per_seed"]  # layer -> measure -> network -> one value per seed
     assert sorted(moves) == ["hidden 1", "hidden 2", "hidden 3"]
     for by_measure in moves.values():
         assert sorted(by_measure) == ["early", "moved", "wandered"]
         assert all(len(per_seed) == 2 for by_network in by_measure.values() for per_seed in by_network.values())
-    assert sorted(n["lr_sweep_early_bn_vs_plain"]) == ["0.1", "1"]  # one comparison per swept learning rate
-    assert set(n["lr_sweep_early_bn_vs_plain"].values()) <= {"higher", "lower", "no clear difference"}
+    early = n["lr_sweep_early_bn_minus_plain"]  # one paired mean difference per swept learning rate
+    assert sorted(early) == ["0.1", "1"] and all(-1 <= v <= 1 for v in early.values())
+    for knob in ("lr", "init_std"):
+        assert sorted(n[f"worst_{knob}_acc"]) == ["with BN", "without BN"]
+        assert all(len(v) == 2 and all(0 <= a <= 1 for a in v) for v in n[f"worst_{knob}_acc"].values())
     table = (out / "02_mnist_reproduction" / "fig1a_table.csv").read_text()
-    assert "steps to 95%" in table and "with BN" in table and "nan" not in table
+    assert "steps to 97%" in table and "with BN" in table and "nan" not in table
+
+
+def test_notebook_02_verdicts_follow_their_declared_rules(smoke_run):
+    """Every claim is declared with its direction and minimum effect, judged on paired per-seed effects."""
+    out, _ = smoke_run
+    smoke_ran(out, "02")
+    verdicts = {v["claim"]: v for v in _metrics(out)["verdicts"]}
+    assert sorted(verdicts) == sorted(CLAIMS)
+    for claim, (predicts, min_effect, test) in CLAIMS.items():
+        v = verdicts[claim]
+        assert (v["predicts"], v["min_effect"]) == (predicts, min_effect), claim
+        effects = v.get("parts", [v])
+        assert all(e["test"] == test for e in effects), claim
+    stable = verdicts["With BN the sigmoid-input distribution is stable; without BN it shifts"]
+    assert sorted(p["part"] for p in stable["parts"]) == sorted(
+        f"hidden {i}, {m}" for i in (1, 2, 3) for m in ("moved", "early"))  # "wandered" does not decide
+    picture = verdicts["The Figure 1 picture (BN faster and higher) holds on Fashion-MNIST and with ReLU"]
+    assert len(picture["parts"]) == 8 and all(p["n"] == 2 for p in picture["parts"])
+    higher = verdicts["BN reaches a higher test accuracy"]
+    n = _metrics(out)["numbers"]
+    diffs = [a - b for a, b in zip(n["final_acc_bn"], n["final_acc_plain"])]
+    assert higher["values"] == pytest.approx(diffs) and higher["estimate"] == pytest.approx(sum(diffs) / 2)
+    # the worst setting is named for each network, seed by seed
+    for claim, name in [("BN lowers the sensitivity to the learning rate", "lr ="),
+                        ("BN lowers the sensitivity to weight initialization", "σ =")]:
+        note = verdicts[claim]["note"]
+        assert f"with BN {name}" in note and f"without BN {name}" in note, note
+    # at 200 steps no run reaches 97% test accuracy: "faster" cannot be decided, and says why
+    faster = verdicts["BN trains faster"]
+    assert faster["outcome"] == "inconclusive" and "neither network reached 97%" in faster["note"]
+
+
+def test_notebook_02_learning_rate_is_chosen_on_the_validation_split(smoke_run):
+    out, _ = smoke_run
+    smoke_ran(out, "02")
+    m = _metrics(out)
+    sweep = pd.read_csv(out / "02_mnist_reproduction" / "lr_sweep.csv")
+    plain = sweep[sweep["network"] == "without BN"]
+    assert {"val_acc", "val_value", "value"} <= set(sweep.columns) and len(plain) == 4  # 2 learning rates x 2 seeds
+    by_lr = plain.groupby("lr")["val_value"].mean()
+    assert m["numbers"]["chosen_lr"] == by_lr.idxmax()
+    assert m["numbers"]["lr_sweep_validation_plain"] == pytest.approx({f"{k:g}": v for k, v in by_lr.items()})
+    assert not (plain["val_acc"] == plain["test_acc"]).all()  # two different image sets
 
 
 def test_notebook_02_separate_runs_give_the_batched_numbers(smoke_run, tmp_path):
     """batched=False trains the seeds one after another with bnlib.train.fit: the same numbers as the batched smoke run."""
     out, _ = smoke_run
+    smoke_ran(out, "02")
     proc = subprocess.run(
         [sys.executable, "-m", "bnlib.run", "02", "--preset", "smoke", "-p", "batched", "false", "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    batched = json.loads((out / "02_mnist_reproduction" / "metrics.json").read_text())
+    batched = _metrics(out)
     separate = json.loads((tmp_path / "02_mnist_reproduction" / "metrics.json").read_text())
     assert batched["info"]["batched"] is True and separate["info"]["batched"] is False
     a, b = batched["numbers"], separate["numbers"]
     assert a["chosen_lr"] == b["chosen_lr"]
+    assert a["lr_sweep_validation_plain"] == pytest.approx(b["lr_sweep_validation_plain"], abs=2e-4)
     for key in ("final_acc_bn", "final_acc_plain"):
         assert a[key] == pytest.approx(b[key], abs=2e-4), key
 
 
 def test_notebook_02_rerun_loads_the_finished_runs(smoke_run, tmp_path):
-    """The trained groups saved under runs/ are loaded, not retrained, when the notebook runs again into the same folder."""
+    """The groups saved under runs/ (bnlib.sweep.cached_frames) are loaded, not retrained, when the notebook runs again."""
     out, _ = smoke_run
+    smoke_ran(out, "02")
     runs = tmp_path / "02_mnist_reproduction" / "runs"
     shutil.copytree(out / "02_mnist_reproduction" / "runs", runs)
     saved = {p.name: p.stat().st_mtime_ns for p in runs.iterdir()}
-    assert len([n for n in saved if n.endswith("_quantiles.csv")]) == 2 and len(saved) == 16  # 7 groups x 2 networks, 2 percentile files
+    # 14 groups (lr sweep 2, init sweep 2, Figure 1 2, variants 8), each a marker and its rows; percentiles for Figure 1's
+    # 2 groups; validation accuracies for the 10 groups that choose a learning rate
+    kinds = [name.split("_", 1)[1] if "_" in name else "marker" for name in saved]
+    assert (kinds.count("marker"), kinds.count("rows.csv"), kinds.count("quantiles.csv"), kinds.count("validation.csv")) == (
+        14, 14, 2, 10) and len(saved) == 40
     proc = subprocess.run(
         [sys.executable, "-m", "bnlib.run", "02", "--preset", "smoke", "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert {p.name: p.stat().st_mtime_ns for p in runs.iterdir()} == saved  # nothing retrained, nothing added
-    first = json.loads((out / "02_mnist_reproduction" / "metrics.json").read_text())["numbers"]
-    again = json.loads((tmp_path / "02_mnist_reproduction" / "metrics.json").read_text())["numbers"]
-    assert again == first
+    first = _metrics(out)
+    again = json.loads((tmp_path / "02_mnist_reproduction" / "metrics.json").read_text())
+    assert again["numbers"] == first["numbers"] and again["verdicts"] == first["verdicts"]
