@@ -77,7 +77,9 @@ def fmt(x: float, scale: float | None = None, sign: bool = False) -> str:
         return f"{x:{s}.2e}"
     if x != 0 and (abs(x) < 1e-3 or abs(x) >= 1e6):
         return f"{x:{s}.2g}"
-    decimals = 2 - math.floor(math.log10(abs(x))) if x else 2
+    if x == 0:
+        return f"{x:{s}.0f}"
+    decimals = 2 - math.floor(math.log10(abs(x)))
     return f"{x:{s}.{min(max(decimals, 0), 8)}f}"
 
 
@@ -434,6 +436,8 @@ class Claim:
                     f"not supported if it lies wholly outside {band}")
         side = "above" if self.sign > 0 else "below"
         other = "below" if self.sign > 0 else "above"
+        if self.min_effect == 0:
+            return f"supported if the {LEVEL:.0%} CI of {self.unit} lies {side} {self.reference:g}; not supported if it lies {other} it"
         return (f"supported if the {LEVEL:.0%} CI of {self.unit} lies {side} {self.reference:g} and the estimate reaches "
                 f"{self.threshold:g}; not supported if it lies {other} {self.threshold:g}")
 
@@ -473,7 +477,8 @@ class Claim:
             more = f"about {n} seeds{per} would decide it" if n else "more seeds than is practical would be needed to decide it"
             return f"the CI crosses an edge of {band}; {more} (from the observed SD)"
         if outcome == "supported":
-            return f"the CI lies {'above' if self.sign > 0 else 'below'} {self.reference:g} and the estimate reaches {self.threshold:g}"
+            reach = f" and the estimate reaches {self.threshold:g}" if self.min_effect else ""
+            return f"the CI lies {'above' if self.sign > 0 else 'below'} {self.reference:g}{reach}"
         if outcome == "not supported":
             return f"the CI lies {'below' if self.sign > 0 else 'above'} {self.threshold:g}, the smallest effect that would matter"
         if effect.test == "exact" or effect.n < 2:
