@@ -1,19 +1,71 @@
-"""Notebook 01 (internal covariate shift) at the smoke preset: its numbers and files (the run is the session fixture `smoke_run`)."""
+"""Notebook 01 (internal covariate shift) at the smoke preset: its numbers, verdicts and files (the run is the session fixture `smoke_run`)."""
 
 import json
 
+import pandas as pd
+
 from smoke import smoke_ran
+
+NAME = "01_internal_covariate_shift"
+
+
+def _metrics(out):
+    return json.loads((out / NAME / "metrics.json").read_text())
 
 
 def test_notebook_01_numbers(smoke_run):
     out, _ = smoke_run
     smoke_ran(out, "01")
-    m = json.loads((out / "01_internal_covariate_shift" / "metrics.json").read_text())
+    m = _metrics(out)
     n = m["numbers"]
-    assert len(m["verdicts"]) == 8
+    assert m["info"]["first_seed"] == 0 and m["info"]["seeds"] == 2
     assert n["gd_steps_h1"] > n["gd_steps_h2"] > 0
-    assert n["manual_backward_max_abs_error_float64"] < 1e-10
-    assert n["torch_agreement_max_abs_diff_float32"] < 1e-4
-    assert n["bn_bias_grad_max_abs"] < 1e-6 and n["bias_loss_change"] < 1e-4 and n["bias_norm_final"] > 0.1
+    assert n["gd_steps_equal_predicted"] is True  # the rate (κ−1)/(κ+1) from h0 = (c0 + c1)/2 predicts every measured count
+    assert 0.8 < n["gd_steps_vs_kappa_loglog_slope"] < 1.2
+    assert n["manual_backward_max_rel_error_float64"] < 1e-10
+    assert n["torch_agreement_max_rel_diff_float32"] < 1e-4
+    assert n["identity_max_rel_error"] < 1e-5
+    assert n["buggy_backward_min_rel_error_random_upstream"] > 1e-2  # the negative control is caught
+    assert n["bias_loss_change_relative"] < 1e-5 and n["bias_grad_change_relative"] < 1e-5
+    assert n["bn_bias_grad_relative"] < 1e-5 and n["bias_norm_final"] > 0.1
     assert n["constant_pixels"] == 67 and n["covariance_rank_full_train"] < 784
     assert n["keras099_vs_torch001_max_diff"] < 1e-12
+
+
+def test_notebook_01_verdicts(smoke_run):
+    out, _ = smoke_run
+    smoke_ran(out, "01")
+    verdicts = {v["claim"]: v for v in _metrics(out)["verdicts"]}
+    assert len(verdicts) == 10
+    by_start = {text.split(" ")[0] + " " + text.split(" ")[1]: v for text, v in verdicts.items()}
+    # the deterministic checks are decided even at smoke, by one computation each
+    for start in ("Gradient descent", "The Sec.", "A mean", "The batch", "Full (ZCA)"):
+        v = by_start[start]
+        assert v["outcome"] == "supported", (start, v["evidence"])
+        tests = [p["test"] for p in v["parts"]] if "parts" in v else [v["test"]]
+        assert set(tests) == {"exact"}, start
+    assert len(by_start["A mean"]["parts"]) == 3 and len(by_start["The Sec."]["parts"]) == 3
+    # claims of no effect are equivalence claims; the per-seed claims are paired over the same seeds
+    for start in ("Algorithm 2's", "The usual"):
+        v = by_start[start]
+        assert v["predicts"] == "same" and v["min_effect"] == 0.005 and v["test"] == "paired t" and v["n"] == 2
+    ics = by_start["BN keeps"]
+    assert [p["part"] for p in ics["parts"]] == ["|median moved|", "|spread changed|"]
+    assert all(p["test"] == "paired t" and p["n"] == 2 for p in ics["parts"])
+    std = [v for t, v in verdicts.items() if t.startswith("Standardized inputs")]
+    assert len(std) == 2 and all(v["test"] == "paired t" and v["predicts"] == "higher" for v in std)
+
+
+def test_notebook_01_learning_rate_chosen_on_validation(smoke_run):
+    """Each input version's learning rate is the best mean validation accuracy (diverged runs at chance), not the test's."""
+    out, _ = smoke_run
+    smoke_ran(out, "01")
+    n = _metrics(out)["numbers"]
+    lin = pd.read_csv(out / NAME / "linear_classifier.csv")
+    assert sorted(lin["seed"].unique()) == [0, 1]  # seeds first_seed .. first_seed + seeds − 1
+    assert {"val_acc", "test_acc"} <= set(lin.columns)
+    val = lin["val_acc"].where(~lin["diverged"].astype(bool), 0.1)
+    best = lin.assign(v=val).groupby(["inputs", "lr"])["v"].mean().groupby(level="inputs").idxmax()
+    assert n["linear_standardized_chosen_lr"] == best["standardized"][1]
+    assert n["linear_raw_chosen_lr"] == best["raw 0–255"][1]
+    assert (out / NAME / "linear_classifier_summary.csv").exists()
