@@ -110,13 +110,14 @@ def seed_band(
     marker: str | None = None,
     units: str = "seed",
     linestyle: str = "-",
+    label: str | None = None,
 ) -> plt.Axes:
     """The mean of ``y`` over seeds against ``x`` with the verdicts' 95% t-interval as a band.
 
     Every row of ``df`` is one (run, x) measurement. With at most 3 seeds per point (counted by ``units``), each
     seed is drawn as a thin line instead of a band. If ``df`` has a boolean ``diverged`` column, diverged rows are
     left out of the mean and marked with a red x at the bottom of the axes; give them a value (e.g. chance) in ``y``
-    beforehand to count them instead, as the verdicts do.
+    beforehand to count them instead, as the verdicts do. ``label`` names a single series (no ``hue``) in the legend.
 
     Example:
         >>> df = pd.DataFrame({"lr": [0.1, 1.0], "acc": [0.9, 0.8]})
@@ -135,8 +136,8 @@ def seed_band(
         if part.empty:
             continue
         table = band_table(part, x, y).sort_values(x)
-        label = None if group is None else str(group)
-        ax.plot(table[x], table["mean"], color=color, marker=marker, linestyle=linestyle, label=label, lw=2)
+        label_ = label if group is None else str(group)
+        ax.plot(table[x], table["mean"], color=color, marker=marker, linestyle=linestyle, label=label_, lw=2)
         if table["n"].max() <= THIN_UP_TO and units in part:
             for _, run in part.groupby(units):
                 run = run.groupby(x, as_index=False)[y].mean().sort_values(x)
@@ -147,7 +148,7 @@ def seed_band(
         bad = df[bad_mask]
         bottom = ax.get_ylim()[0]
         ax.scatter(bad[x], [bottom] * len(bad), marker="x", color="red", zorder=5, label="diverged", clip_on=False)
-    if hue or bad_mask.any():
+    if hue or label or bad_mask.any():
         ax.legend(title=hue if hue else None)
     if logx:
         ax.set_xscale("log")

@@ -488,7 +488,9 @@ class Claim:
         n = seeds_to_decide(effect, gap, effect.level)
         per = " per arm" if effect.n_b is not None else ""
         more = f"about {n} seeds{per} would decide it" if n else "more seeds than is practical would be needed to decide it"
-        return f"the CI reaches both sides of {self.threshold:g} or of {self.reference:g}; {more} (from the observed SD)"
+        where = (f"the CI contains {self.reference:g}" if self.min_effect == 0
+                 else f"the CI reaches both sides of {self.threshold:g} or of {self.reference:g}")
+        return f"{where}; {more} (from the observed SD)"
 
 
 def combine(outcomes: Iterable[str]) -> str:
