@@ -1,8 +1,31 @@
-"""Notebook 05 (loss landscape) at the smoke preset: its numbers and files (the run is the session fixture `smoke_run`)."""
+"""Notebook 05 (loss landscape) at the smoke preset: its numbers, verdicts and files (the run is the session fixture `smoke_run`)."""
 
 import json
+import math
+
+import pandas as pd
 
 from smoke import smoke_ran
+
+CLAIMS = {  # claim text start -> (predicts, min_effect, reference, parts)
+    "BN trains faster": ("higher", 0.02, 0.0, ["lr 0.1", "lr 0.5"]),
+    "Noisy BN makes the norm layers' outputs drift": ("higher", 0.5, 0.0, ["conv2.norm", "conv7.norm"]),
+    "Noisy BN, with unstable distributions, trains about as well as BN": ("higher", 0.0, -0.02, None),
+    "With BN, internal covariate shift": ("higher", 0.0, -0.1, ["lr 0.1", "lr 0.5"]),
+    "BN makes the loss change less": ("higher", 0.223, 0.0, None),
+    "BN makes the gradient more predictive": ("higher", 0.223, 0.0, ["gradient change", "β-smoothness"]),
+    "BN lowers the top Hessian eigenvalue": ("higher", 0.223, 0.0, None),
+    "l_p normalizations train about as well as BN": ("higher", 0.0, -0.02, ["l1 norm", "l2 norm", "l∞ norm"]),
+    "l_p normalizations smooth the landscape too": ("higher", 0.223, 0.0, ["l1 norm", "l2 norm", "l∞ norm"]),
+    "In the deep linear network, BN's ICS is not lower": ("higher", 0.0, -0.1, None),
+    "In the deep linear network, BN smooths the landscape": ("higher", 0.223, 0.0, ["β-smoothness", "loss range"]),
+}
+
+
+def _verdict(verdicts, start):
+    found = [v for v in verdicts if v["claim"].startswith(start)]
+    assert len(found) == 1, start
+    return found[0]
 
 
 def test_notebook_05_numbers(smoke_run):
@@ -11,14 +34,55 @@ def test_notebook_05_numbers(smoke_run):
     nb_out = out / "05_loss_landscape"
     m = json.loads((nb_out / "metrics.json").read_text())
     n = m["numbers"]
-    assert len(m["verdicts"]) == 9 and m["info"]["lrs"] == [0.1, 0.5]
+    assert m["info"]["lrs"] == [0.1, 0.5] and m["info"]["first_seed"] == 0 and m["info"]["seeds"] == 2
     assert n["probe_overhead"] > 0
-    for lr in ("0.1", "0.5"):
-        lower, layers = n["ics_layers_bn_lower"][lr]
-        assert layers == 9 and 0 <= lower <= 9  # VGG-11 has 8 convolutions and 1 linear layer
+    # VGG-11 has 8 convolutions and 1 linear layer; the first has nothing before it and is left out of the ICS verdict
+    assert len(n["ics_layers"]) == 9 and n["ics_layers"][0] == "conv1.conv"
+    assert "0.1" in n["ics_bn_minus_plain"] and len(n["ics_bn_minus_plain"]["0.1"]) == 2
     assert sorted(n["plain_over_bn_first_probe"]) == ["beta_smoothness", "grad_change", "loss_range", "top"]
     assert all(v > 0 for v in n["plain_over_bn_first_probe"].values())
+    assert all(len(v) == 2 for v in n["log_plain_over_bn"].values())
+    for key, accs in n["final_acc"].items():  # diverged runs count at chance, never dropped
+        assert len(accs) == 2 and all(0 <= a <= 1 for a in accs), key
     assert len(n["noisy_bn_final_acc"]) == 2
+    assert all(len(v) == 2 and all(d > 0 for d in v) for v in n["drift"].values())
     assert all(v >= 1 for v in n["slice_max_over_center"].values())  # the trained weights lie on the slice (alpha = 0)
     dln = (nb_out / "dln.csv").read_text()
     assert "ics_relative" in dln and "beta_smoothness" in dln
+
+
+def test_notebook_05_verdicts_follow_their_rules(smoke_run):
+    out, _ = smoke_run
+    smoke_ran(out, "05")
+    nb_out = out / "05_loss_landscape"
+    verdicts = json.loads((nb_out / "metrics.json").read_text())["verdicts"]
+    assert len(verdicts) == len(CLAIMS)
+    for start, (predicts, min_effect, reference, parts) in CLAIMS.items():
+        v = _verdict(verdicts, start)
+        assert (v["predicts"], v["reference"]) == (predicts, reference), start
+        assert math.isclose(v["min_effect"], min_effect, abs_tol=1e-3), start
+        if parts is None:
+            assert "parts" not in v, start
+        else:
+            assert [p["part"] for p in v["parts"]] == parts, start
+    # claim 1 is paired by seed: its per-seed differences are BN − plain of the recorded final accuracies
+    n = json.loads((nb_out / "metrics.json").read_text())["numbers"]
+    lr01 = _verdict(verdicts, "BN trains faster")["parts"][0]
+    assert lr01["test"] == "paired t" and lr01["n"] == 2
+    expected = [a - b for a, b in zip(n["final_acc"]["BN lr 0.1"], n["final_acc"]["no BN lr 0.1"])]
+    assert all(math.isclose(a, b, abs_tol=1e-9) for a, b in zip(lr01["values"], expected))
+    # the landscape verdicts' per-seed values are the recorded median log ratios
+    loss_range = _verdict(verdicts, "BN makes the loss change less")
+    assert loss_range["test"] == "one-sample t"
+    assert all(math.isclose(a, b, abs_tol=1e-9) for a, b in zip(loss_range["values"], n["log_plain_over_bn"]["loss_range"]))
+
+
+def test_notebook_05_tables(smoke_run):
+    out, _ = smoke_run
+    smoke_ran(out, "05")
+    nb_out = out / "05_loss_landscape"
+    fin = pd.read_csv(nb_out / "final_acc.csv")
+    assert len(fin) == 2 * (2 * 2 + 4)  # seeds x (BN and no BN at two rates + noisy BN and three l_p at lr 0.1)
+    assert (fin.loc[fin["diverged"], "value"] == 0.1).all()  # a diverged run counts at chance
+    ics = pd.read_csv(nb_out / "ics_per_seed.csv")
+    assert {"lr", "seed", "BN", "no BN"} <= set(ics.columns) and (ics[["BN", "no BN"]] >= 0).all().all()
