@@ -1,8 +1,29 @@
-"""Notebook 04 (failed variants) at the smoke preset: its numbers and files (the run is the session fixture `smoke_run`)."""
+"""Notebook 04 (failed variants) at the smoke preset: its numbers, verdicts and files (the run is the session fixture `smoke_run`)."""
 
 import json
+import math
 
 from smoke import smoke_ran
+
+CLAIMS = {  # claim (start of its text) -> (predicts, min_effect, number of parts at smoke: 0 for a single effect)
+    "Rigid BN does no better than BN": ("same", 0.01, 4),  # {mnist, cifar10} x {rigid, rigid_clip}
+    "The KL regularizer without normalization falls short of BN": ("lower", 0.01, 2),
+    "Rigid BN cannot take a large learning rate": ("lower", 0.01, 0),  # smoke sweeps 0.1 and 3: only 3 is >= 10 x lr
+    "Outliers are rare": ("same", 0.05, 2),  # 0.5 / sqrt(batch_size 100)
+    "The rigid penalty is so large early": ("higher", 0.0, 2),
+    "The clip and the penalty limit": ("higher", 0.05, 4),
+    "The pre-activations are not normal": ("higher", 0.0, 4),
+    "The KL term stops decreasing": ("same", 0.1, 2),
+    "The KL variant needs an initialization": ("higher", 0.01, 0),
+    "Without normalization there is no gamma-like term": ("higher", 0.1, 0),  # BN without γ against BN
+    "The KL formula slip explains part of the failure": ("higher", 0.01, 2),
+}
+
+
+def _verdict(metrics, start):
+    found = [v for v in metrics["verdicts"] if v["claim"].startswith(start)]
+    assert len(found) == 1, start
+    return found[0]
 
 
 def test_notebook_04_numbers(smoke_run):
@@ -12,6 +33,7 @@ def test_notebook_04_numbers(smoke_run):
     m = json.loads((nb_out / "metrics.json").read_text())
     n = m["numbers"]
     assert len(m["verdicts"]) == 11 and m["info"]["datasets"] == ["mnist", "cifar10"]
+    assert m["info"]["first_seed"] == 0 and m["info"]["seeds"] == 2
     assert m["info"]["bounds"] == {"mnist": 5.0, "cifar10": 3.0} and m["info"]["reg_cfs"] == {"mnist": 1.0, "cifar10": 0.001}
     assert n["demo_inlier_mean_error"] < 1e-12  # rigid BN's inlier mean ignores the planted outlier exactly
     for d in ("mnist", "cifar10"):
@@ -20,7 +42,30 @@ def test_notebook_04_numbers(smoke_run):
         assert n["ks_after_relu"][d] > n["ks_pre_activation"][d] > 0  # rectified values are further from a normal
     assert set(n["largest_usable_lr"]) == {"none", "bn", "rigid", "rigid_clip", "rigid_reg", "kl_bn", "kl_only"}
     assert set(n["largest_usable_lr"].values()) <= {0.1, 3.0}  # the smoke preset's sweep_lrs
+    assert all(len(per_seed) == 2 for per_seed in n["grad_cv"].values())
     table = (nb_out / "comparison_table.csv").read_text()
-    assert all(v in table for v in ["rigid_clip", "kl_only_original"]) and "nan" not in table
+    assert all(v in table for v in ["rigid_clip", "kl_only_original"]) and "nan" not in table and "(SD " in table
     layer_stats = (nb_out / "layer_stats.csv").read_text()
     assert "conv1.norm" in layer_stats and "stem.norm" in layer_stats and "grad" in layer_stats
+
+
+def test_notebook_04_verdicts(smoke_run):
+    out, _ = smoke_run
+    smoke_ran(out, "04")
+    m = json.loads((out / "04_failed_variants" / "metrics.json").read_text())
+    for start, (predicts, min_effect, n_parts) in CLAIMS.items():
+        v = _verdict(m, start)
+        assert v["predicts"] == predicts and math.isclose(v["min_effect"], min_effect), start
+        assert len(v.get("parts", [])) == n_parts, start
+    # comparisons of variants share seeds: paired over the 2 smoke seeds, never Welch
+    for start in ("Rigid BN does no better", "The KL regularizer without", "The clip and the penalty", "The KL formula slip"):
+        for part in _verdict(m, start)["parts"]:
+            assert part["test"] == "paired t" and part["n"] == 2, (start, part["part"])
+    for start in ("The KL variant needs", "Without normalization"):
+        assert _verdict(m, start)["test"] == "paired t" and _verdict(m, start)["n"] == 2, start
+    assert "BN without γ / BN − 1" in _verdict(m, "Without normalization")["evidence"]
+    # the original KL expression diverges within the first steps on MNIST at lr 0.05: counted at chance, said in the evidence
+    slip = _verdict(m, "The KL formula slip")
+    mnist = next(p for p in slip["parts"] if p["part"] == "mnist")
+    assert mnist["estimate"] > 0.2 and "kl_only_original on mnist 2/2 (at step" in slip["evidence"]
+    assert "diverged" in _verdict(m, "Rigid BN cannot take")["evidence"]
