@@ -18,6 +18,7 @@ def test_check_fails_when_a_metrics_file_changes(tmp_path):
     shutil.copytree(report.REPO / "outputs" / "reference", ref, ignore=shutil.ignore_patterns("*.ipynb", "*.png", "runs"))
     readme = tmp_path / "README.md"
     readme.write_text((report.REPO / "README.md").read_text())
+    assert report.main(["--readme", str(readme), "--reference", str(ref)]) == 0
     assert report.main(["--check", "--readme", str(readme), "--reference", str(ref)]) == 0
     path = sorted(ref.glob("[0-9][0-9]_*/metrics.json"))[0]
     metrics = json.loads(path.read_text())
