@@ -161,11 +161,11 @@ class Effect:
 
         Example:
             >>> exact(2.4e-7, label="max |error|").text()
-            'max |error|: 2.4e-07 (exact: one deterministic computation)'
+            'max |error|: 2.4e-07 (one computation: no interval)'
         """
         head = f"{self.label}: " if self.label else ""
         if self.test == "exact":
-            return f"{head}{fmt(self.estimate)} (exact: one deterministic computation)"
+            return f"{head}{fmt(self.estimate)} (one computation: no interval)"
         scale = self.half_width if math.isfinite(self.half_width) and self.half_width > 0 else None
         est = fmt(self.estimate, scale, sign=True)
         if not math.isfinite(self.low):
@@ -268,7 +268,9 @@ def difference(a, b, *, label: str = "", level: float = LEVEL, relative: bool = 
 
 
 def exact(value: float, *, label: str = "") -> Effect:
-    """A deterministic number (a float64 error, a rank): its interval is the value itself.
+    """A number computed once (a float64 error, a rank, a timing ratio): no interval, so the value itself decides.
+
+    Use it for deterministic checks against a tolerance; for anything that varies with the seed, measure per seed.
 
     Example:
         >>> exact(3.0).low
