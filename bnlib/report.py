@@ -50,6 +50,8 @@ def _rule_text(rec: dict) -> str:
     ref = rec.get("reference", 0) or 0
     if rec["predicts"] == "same":
         return f"within {ref:g} ± {rec['min_effect']:g}{unit}"
+    if not rec["min_effect"]:
+        return f"{'above' if rec['predicts'] == 'higher' else 'below'} {ref:g}{unit}"
     base = f" from {ref:g}" if ref else ""
     return f"{rec['predicts']} by ≥ {rec['min_effect']:g}{base}{unit}"
 

@@ -11,3 +11,10 @@ def smoke_ran(out: Path, name: str) -> None:
     only = [n for n in os.environ.get("BNLIB_SMOKE_ONLY", "").split(",") if n]
     if only and name[:2] not in only:
         pytest.skip(f"BNLIB_SMOKE_ONLY={','.join(only)} left out {name}")
+
+
+def find_verdict(verdicts: list[dict], start: str) -> dict:
+    """The one verdict record whose claim starts with ``start`` (fails if none or several)."""
+    found = [v for v in verdicts if v["claim"].startswith(start)]
+    assert len(found) == 1, f"{len(found)} verdicts start with {start!r}"
+    return found[0]

@@ -3,7 +3,7 @@
 import json
 import math
 
-from smoke import smoke_ran
+from smoke import find_verdict, smoke_ran
 
 CLAIMS = {  # claim (start of its text) -> (predicts, min_effect, number of parts at smoke: 0 for a single effect)
     "Rigid BN does no better than BN": ("same", 0.01, 4),  # {mnist, cifar10} x {rigid, rigid_clip}
@@ -18,12 +18,6 @@ CLAIMS = {  # claim (start of its text) -> (predicts, min_effect, number of part
     "Without normalization there is no gamma-like term": ("higher", 0.1, 0),  # BN without γ against BN
     "The KL formula slip explains part of the failure": ("higher", 0.01, 2),
 }
-
-
-def _verdict(metrics, start):
-    found = [v for v in metrics["verdicts"] if v["claim"].startswith(start)]
-    assert len(found) == 1, start
-    return found[0]
 
 
 def test_notebook_04_numbers(smoke_run):
@@ -54,18 +48,18 @@ def test_notebook_04_verdicts(smoke_run):
     smoke_ran(out, "04")
     m = json.loads((out / "04_failed_variants" / "metrics.json").read_text())
     for start, (predicts, min_effect, n_parts) in CLAIMS.items():
-        v = _verdict(m, start)
+        v = find_verdict(m["verdicts"], start)
         assert v["predicts"] == predicts and math.isclose(v["min_effect"], min_effect), start
         assert len(v.get("parts", [])) == n_parts, start
     # comparisons of variants share seeds: paired over the 2 smoke seeds, never Welch
     for start in ("Rigid BN does no better", "The KL regularizer without", "The clip and the penalty", "The KL formula slip"):
-        for part in _verdict(m, start)["parts"]:
+        for part in find_verdict(m["verdicts"], start)["parts"]:
             assert part["test"] == "paired t" and part["n"] == 2, (start, part["part"])
     for start in ("The KL variant needs", "Without normalization"):
-        assert _verdict(m, start)["test"] == "paired t" and _verdict(m, start)["n"] == 2, start
-    assert "BN without γ / BN − 1" in _verdict(m, "Without normalization")["evidence"]
+        assert find_verdict(m["verdicts"], start)["test"] == "paired t" and find_verdict(m["verdicts"], start)["n"] == 2, start
+    assert "BN without γ / BN − 1" in find_verdict(m["verdicts"], "Without normalization")["evidence"]
     # the original KL expression diverges within the first steps on MNIST at lr 0.05: counted at chance, said in the evidence
-    slip = _verdict(m, "The KL formula slip")
+    slip = find_verdict(m["verdicts"], "The KL formula slip")
     mnist = next(p for p in slip["parts"] if p["part"] == "mnist")
     assert mnist["estimate"] > 0.2 and "kl_only_original on mnist 2/2 (at step" in slip["evidence"]
-    assert "diverged" in _verdict(m, "Rigid BN cannot take")["evidence"]
+    assert "diverged" in find_verdict(m["verdicts"], "Rigid BN cannot take")["evidence"]

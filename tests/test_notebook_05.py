@@ -5,7 +5,7 @@ import math
 
 import pandas as pd
 
-from smoke import smoke_ran
+from smoke import find_verdict, smoke_ran
 
 CLAIMS = {  # claim text start -> (predicts, min_effect, reference, parts)
     "BN trains faster": ("higher", 0.02, 0.0, ["lr 0.1", "lr 0.5"]),
@@ -20,12 +20,6 @@ CLAIMS = {  # claim text start -> (predicts, min_effect, reference, parts)
     "In the deep linear network, BN's ICS is not lower": ("higher", 0.0, -0.1, None),
     "In the deep linear network, BN smooths the landscape": ("higher", 0.223, 0.0, ["β-smoothness", "loss range"]),
 }
-
-
-def _verdict(verdicts, start):
-    found = [v for v in verdicts if v["claim"].startswith(start)]
-    assert len(found) == 1, start
-    return found[0]
 
 
 def test_notebook_05_numbers(smoke_run):
@@ -58,7 +52,7 @@ def test_notebook_05_verdicts_follow_their_rules(smoke_run):
     verdicts = json.loads((nb_out / "metrics.json").read_text())["verdicts"]
     assert len(verdicts) == len(CLAIMS)
     for start, (predicts, min_effect, reference, parts) in CLAIMS.items():
-        v = _verdict(verdicts, start)
+        v = find_verdict(verdicts, start)
         assert (v["predicts"], v["reference"]) == (predicts, reference), start
         assert math.isclose(v["min_effect"], min_effect, abs_tol=1e-3), start
         if parts is None:
@@ -67,12 +61,12 @@ def test_notebook_05_verdicts_follow_their_rules(smoke_run):
             assert [p["part"] for p in v["parts"]] == parts, start
     # claim 1 is paired by seed: its per-seed differences are BN − plain of the recorded final accuracies
     n = json.loads((nb_out / "metrics.json").read_text())["numbers"]
-    lr01 = _verdict(verdicts, "BN trains faster")["parts"][0]
+    lr01 = find_verdict(verdicts, "BN trains faster")["parts"][0]
     assert lr01["test"] == "paired t" and lr01["n"] == 2
     expected = [a - b for a, b in zip(n["final_acc"]["BN lr 0.1"], n["final_acc"]["no BN lr 0.1"])]
     assert all(math.isclose(a, b, abs_tol=1e-9) for a, b in zip(lr01["values"], expected))
     # the landscape verdicts' per-seed values are the recorded median log ratios
-    loss_range = _verdict(verdicts, "BN makes the loss change less")
+    loss_range = find_verdict(verdicts, "BN makes the loss change less")
     assert loss_range["test"] == "one-sample t"
     assert all(math.isclose(a, b, abs_tol=1e-9) for a, b in zip(loss_range["values"], n["log_plain_over_bn"]["loss_range"]))
 
