@@ -264,7 +264,7 @@ def write_summary(out: Path, results: Sequence[RunResult]) -> Path:
             continue
         lines += ["| claim | source | outcome | evidence |", "|---|---|---|---|"]
         for v in verdicts:
-            cells = [v["claim"], v.get("source", ""), f"**{v.get('outcome', v.get('verdict', '?'))}**", v["evidence"]]
+            cells = [v["claim"], v.get("source", ""), f"**{v['outcome']}**", v["evidence"]]
             lines.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
     path = out / "SUMMARY.md"
     path.write_text("\n".join(lines) + "\n")
