@@ -1,4 +1,4 @@
-"""Root pytest configuration: the doctests of bnlib.data need the real datasets."""
+"""Root pytest configuration: the doctests of bnlib.data and bnlib.experiment need the real datasets."""
 
 import os
 from pathlib import Path
@@ -19,5 +19,5 @@ def pytest_collection_modifyitems(config, items):
         return
     skip = pytest.mark.skip(reason="needs the real MNIST files: set BNLIB_DATA (CI uses ../shared/data)")
     for item in items:
-        if isinstance(item, pytest.DoctestItem) and item.name.startswith("bnlib.data"):
+        if isinstance(item, pytest.DoctestItem) and item.name.startswith(("bnlib.data", "bnlib.experiment")):
             item.add_marker(skip)

@@ -1,0 +1,242 @@
+"""A training run as data: ``Run`` (a frozen, JSON-serializable config) and ``execute(run, seed)``.
+
+A ``Run`` holds everything that defines a training run by name and number: the
+data, the model, the optimizer and the schedule of evaluations. ``execute``
+builds all of it from the config inside whatever process calls it (datasets are
+loaded once per process), with one intra-op thread, so the same run and seed
+give the same table in the notebook's kernel, in a worker process or on a
+cluster. ``Run.key(seed)`` is a stable hash of the whole config, the seed and
+:data:`CACHE_VERSION` (bumped whenever what a run computes changes), so a
+cache keyed by it never returns a run made under other settings.
+
+Data: the training images are the dataset's training set minus its validation
+split (the last :data:`bnlib.data.VALIDATION_SIZES` images), optionally the
+first ``train_size`` of a fixed shuffle; ``test_size`` takes the first images of
+a fixed shuffle of the test set (all when None). With ``validate=True`` every
+evaluation row also has ``val_loss``/``val_acc`` on the validation split, which
+is where hyperparameters are chosen.
+
+Example:
+    >>> run = Run(dataset="mnist", model="mlp", norm="bn", steps=20, batch_size=60, lr=0.1, eval_every=10, test_size=500)
+    >>> Run.from_json(run.to_json()) == run
+    True
+    >>> run.key(0) == run.replace(lr=0.1).key(0), run.key(0) == run.replace(lr=0.2).key(0)
+    (True, False)
+    >>> table = execute(run, seed=0)
+    >>> table[["step", "diverged"]].values.tolist()
+    [[0, False], [10, False], [20, False]]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import pandas as pd
+import torch
+
+from bnlib.data import DATASET_NAMES, VALIDATION_SIZES, dataset_stats, fixed_subset, load_dataset, validation_split
+from bnlib.models import MODELS, build_model
+from bnlib.norms import NORM_KINDS
+from bnlib.train import evaluate, fit, resolve_device
+
+CACHE_VERSION = 1  # bump when a change alters what a run computes for the same config and seed
+OPTIMIZERS = ("sgd", "adam")
+TRAIN_SUBSET_SEED, TEST_SUBSET_SEED = 1, 2  # the fixed shuffles behind train_size and test_size
+
+
+@dataclass(frozen=True)
+class Run:
+    """Everything that defines one training run (the seed comes separately).
+
+    Model fields left at ``None`` use the builder's default; a field the model's builder does not take
+    (``hidden`` for a VGG, ``width`` for the MLP) must stay ``None``.
+
+    Example:
+        >>> Run(dataset="cifar10", model="vgg11", width=0.125, steps=10, batch_size=64, lr=0.01).norm
+        'bn'
+        >>> Run(dataset="cifar10", model="vgg12", steps=10, batch_size=64, lr=0.01)
+        Traceback (most recent call last):
+        ...
+        ValueError: Run.model: unknown model 'vgg12'; valid models: mlp, small_cnn, small_resnet, vgg11, vgg13, vgg16, vgg19
+    """
+
+    dataset: str
+    model: str
+    steps: int
+    batch_size: int
+    lr: float
+    # model
+    norm: str = "bn"
+    activation: str | None = None
+    width: float | None = None
+    hidden: tuple[int, ...] | None = None
+    dropout: float | None = None
+    init_scale: float | None = None
+    init_std: float | None = None
+    # data
+    train_size: int | None = None
+    test_size: int | None = None
+    validate: bool = False
+    augment: bool = False
+    # optimization
+    optimizer: str = "sgd"
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    reg_cf: float = 0.0
+    eval_every: int | None = None
+    channels_last: bool = False
+    tags: tuple[str, ...] = field(default=())  # free labels (e.g. the section of a notebook); part of the key
+
+    def __post_init__(self) -> None:
+        if self.hidden is not None:
+            object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        object.__setattr__(self, "tags", tuple(str(t) for t in self.tags))
+        _validate(self)
+
+    def to_json(self) -> str:
+        """The config as JSON (sorted keys)."""
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Run:
+        """The ``Run`` of :meth:`to_json`'s text; unknown fields are refused by name."""
+        data = json.loads(text)
+        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown Run fields {unknown}; valid fields: {', '.join(f.name for f in dataclasses.fields(cls))}")
+        return cls(**data)
+
+    def replace(self, **changes) -> Run:
+        """A copy with ``changes`` (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def key(self, seed: int) -> str:
+        """A stable 16-hex-digit key of the whole config, the seed and :data:`CACHE_VERSION`."""
+        text = json.dumps({"run": json.loads(self.to_json()), "seed": int(seed), "version": CACHE_VERSION}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _model_fields(run: Run) -> dict:
+    names = ("norm", "activation", "width", "hidden", "dropout", "init_scale", "init_std")
+    return {n: getattr(run, n) for n in names if n == "norm" or getattr(run, n) is not None}
+
+
+def _validate(run: Run) -> None:
+    def bad(name: str, message: str) -> ValueError:
+        return ValueError(f"Run.{name}: {message}")
+
+    if run.dataset not in DATASET_NAMES:
+        raise bad("dataset", f"unknown dataset {run.dataset!r}; valid datasets: {', '.join(DATASET_NAMES)}")
+    if run.model not in MODELS:
+        raise bad("model", f"unknown model {run.model!r}; valid models: {', '.join(MODELS)}")
+    if run.norm not in NORM_KINDS:
+        raise bad("norm", f"unknown norm kind {run.norm!r}; valid kinds: {', '.join(NORM_KINDS)}")
+    if run.optimizer not in OPTIMIZERS:
+        raise bad("optimizer", f"unknown optimizer {run.optimizer!r}; valid optimizers: {', '.join(OPTIMIZERS)}")
+    accepted = inspect.signature(MODELS[run.model]).parameters
+    for name in _model_fields(run):
+        if name not in accepted:
+            raise bad(name, f"the {run.model} builder takes no {name!r}; leave it None")
+    for name in ("steps", "batch_size"):
+        value = getattr(run, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise bad(name, f"must be an integer >= 1, got {value!r}")
+    for name in ("train_size", "test_size", "eval_every"):
+        value = getattr(run, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise bad(name, f"must be None or an integer >= 1, got {value!r}")
+    if isinstance(run.lr, bool) or not isinstance(run.lr, (int, float)) or not run.lr > 0:
+        raise bad("lr", f"must be > 0, got {run.lr!r}")
+    for name in ("momentum", "weight_decay", "reg_cf"):
+        value = getattr(run, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise bad(name, f"must be a number >= 0, got {value!r}")
+    if run.dropout is not None and not 0 <= run.dropout < 1:
+        raise bad("dropout", f"must be in [0, 1), got {run.dropout!r}")
+
+
+@lru_cache(maxsize=8)
+def _split(dataset: str, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """A dataset split, loaded once per process (``$BNLIB_DATA`` or ``./data``)."""
+    return load_dataset(dataset, split)
+
+
+def run_data(run: Run) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """The run's ``train``, ``val`` and ``test`` sets (uint8 images, labels), as :func:`execute` uses them.
+
+    Example:
+        >>> sets = run_data(Run(dataset="mnist", model="mlp", steps=1, batch_size=2, lr=0.1, test_size=100))
+        >>> {k: len(v[1]) for k, v in sets.items()}
+        {'train': 50000, 'val': 10000, 'test': 100}
+    """
+    train, val = validation_split(_split(run.dataset, "train"), VALIDATION_SIZES[run.dataset])
+    return {
+        "train": fixed_subset(train, run.train_size, TRAIN_SUBSET_SEED),
+        "val": val,
+        "test": fixed_subset(_split(run.dataset, "test"), run.test_size, TEST_SUBSET_SEED),
+    }
+
+
+def build_run_model(run: Run, seed: int) -> torch.nn.Module:
+    """The run's network with the initial weights of ``seed``.
+
+    Example:
+        >>> run = Run(dataset="mnist", model="mlp", norm="none", steps=1, batch_size=2, lr=0.1)
+        >>> a, b = build_run_model(run, 0), build_run_model(run, 0)
+        >>> torch.equal(a.fc1.weight, b.fc1.weight)
+        True
+    """
+    x = _split(run.dataset, "test")[0]
+    kwargs = _model_fields(run)
+    accepted = inspect.signature(MODELS[run.model]).parameters
+    if "in_channels" in accepted:
+        kwargs["in_channels"] = x.shape[1]
+    if "image_size" in accepted:
+        kwargs["image_size"] = x.shape[-1]
+    if "in_features" in accepted:
+        kwargs["in_features"] = x[0].numel()
+    torch.manual_seed(seed)
+    return build_model(run.model, **kwargs)
+
+
+def execute(run: Run, seed: int, device: str = "cpu", threads: int | None = 1) -> pd.DataFrame:
+    """Train ``run`` with ``seed`` and return its table (one row per evaluation, as :func:`bnlib.train.fit`).
+
+    Everything is built from the config here, so any process can call it. ``threads`` sets torch's intra-op
+    threads for the call (1 by default: the same numbers whatever machine or executor runs it; None leaves the
+    setting alone). The seed fixes the initial weights, the data order, augmentation and dropout.
+
+    Example:
+        >>> run = Run(dataset="mnist", model="mlp", norm="none", steps=4, batch_size=60, lr=0.1, eval_every=2,
+        ...           test_size=200, validate=True)
+        >>> sorted(c for c in execute(run, 0).columns if c.endswith("_acc"))
+        ['test_acc', 'train_acc', 'val_acc']
+    """
+    old_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        dev = resolve_device(device)
+        sets = run_data(run)
+        mean, std = dataset_stats(run.dataset)
+        callbacks = []
+        if run.validate:
+            def val_metrics(step: int, model: torch.nn.Module) -> dict:
+                loss, acc = evaluate(model, sets["val"], mean=mean, std=std, device=dev)
+                return {"val_loss": loss, "val_acc": acc}
+
+            callbacks.append(val_metrics)
+        model = build_run_model(run, seed)
+        table = fit(model, sets["train"], sets["test"], steps=run.steps, batch_size=run.batch_size, lr=run.lr,
+                    optimizer=run.optimizer, momentum=run.momentum, weight_decay=run.weight_decay, seed=seed, device=dev,
+                    eval_every=run.eval_every, mean=mean, std=std, augment=run.augment,
+                    channels_last=run.channels_last, reg_cf=run.reg_cf, callbacks=callbacks, progress=False)
+        return table
+    finally:
+        torch.set_num_threads(old_threads)
+

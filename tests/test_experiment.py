@@ -1,0 +1,90 @@
+"""bnlib.experiment: a Run is data (JSON, stable key, validation), and execute gives the same table in any process."""
+
+import dataclasses
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+
+import pandas as pd
+import pytest
+
+from bnlib import experiment
+from bnlib.experiment import Run, execute
+
+BASE = Run(dataset="mnist", model="mlp", norm="bn", steps=12, batch_size=32, lr=0.1, eval_every=6, test_size=300)
+CNN = BASE.replace(model="small_cnn")
+CHANGES = {  # one changed value per field: every field is part of the key
+    "dataset": "fashion_mnist", "model": "small_cnn", "steps": 13, "batch_size": 33, "lr": 0.2, "norm": "none",
+    "activation": "relu", "width": 0.5, "hidden": (50,), "dropout": 0.1, "init_scale": 2.0, "init_std": 0.01,
+    "train_size": 1000, "test_size": 301, "validate": True, "augment": True, "optimizer": "adam", "momentum": 0.9,
+    "weight_decay": 1e-4, "reg_cf": 0.5, "eval_every": 3, "channels_last": True, "tags": ("section 2",),
+}
+
+
+def test_every_field_is_covered_by_the_key_test():
+    assert set(CHANGES) == {f.name for f in dataclasses.fields(Run)}
+
+
+@pytest.mark.parametrize("name", sorted(CHANGES))
+def test_changing_any_field_changes_the_key(name):
+    base = CNN if name in ("width", "dropout", "init_scale") else BASE  # the MLP builder takes none of these
+    changed = base.replace(**{name: CHANGES[name]})
+    assert base.key(0) != changed.key(0)
+
+
+def test_json_round_trip_and_a_pinned_key():
+    run = BASE.replace(hidden=[64, 32], tags=["a"])
+    assert run.hidden == (64, 32) and Run.from_json(run.to_json()) == run
+    assert BASE.key(0) == BASE.replace().key(0) != BASE.key(1)
+    assert BASE.key(0) == "8ed41cef967186ad"  # a changed key silently orphans every cached run: bump CACHE_VERSION instead
+
+
+def test_cache_version_is_part_of_the_key(monkeypatch):
+    before = BASE.key(0)
+    monkeypatch.setattr(experiment, "CACHE_VERSION", experiment.CACHE_VERSION + 1)
+    assert BASE.key(0) != before
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [(dict(model="vgg12"), "Run.model: unknown model 'vgg12'; valid models: mlp"),
+     (dict(norm="batchnorm"), "Run.norm: unknown norm kind 'batchnorm'"),
+     (dict(dataset="imagenet"), "Run.dataset: unknown dataset 'imagenet'"),
+     (dict(optimizer="lbfgs"), "Run.optimizer: unknown optimizer 'lbfgs'"),
+     (dict(width=0.5), "Run.width: the mlp builder takes no 'width'; leave it None"),
+     (dict(steps=0), "Run.steps: must be an integer >= 1, got 0"),
+     (dict(lr=-1), "Run.lr: must be > 0, got -1"),
+     (dict(test_size=0), "Run.test_size: must be None or an integer >= 1, got 0"),
+     (dict(momentum=-0.1), "Run.momentum: must be a number >= 0"),
+     (dict(model="small_cnn", dropout=1.0), r"Run.dropout: must be in \[0, 1\)")],
+)
+def test_a_bad_field_fails_before_any_work_naming_it(changes, message):
+    with pytest.raises(ValueError, match=message):
+        BASE.replace(**changes)
+
+
+def test_unknown_json_fields_are_named():
+    with pytest.raises(ValueError, match=r"unknown Run fields \['learning_rate'\]"):
+        Run.from_json('{"dataset": "mnist", "model": "mlp", "steps": 1, "batch_size": 2, "lr": 0.1, "learning_rate": 1}')
+
+
+def _numbers(table: pd.DataFrame) -> pd.DataFrame:
+    return table.drop(columns=["elapsed_s"])
+
+
+def test_execute_gives_the_same_table_in_the_kernel_and_in_a_worker_process(data_root):
+    run = Run(dataset="mnist", model="small_cnn", width=0.25, norm="bn", steps=8, batch_size=32, lr=0.05, eval_every=4,
+              test_size=200, train_size=2000, augment=True, validate=True)
+    here = execute(run, seed=3)
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        there = pool.submit(execute, run, 3).result()
+    pd.testing.assert_frame_equal(_numbers(here), _numbers(there), check_exact=True)
+    assert list(here["step"]) == [0, 4, 8] and here["val_acc"].notna().all()
+    assert not _numbers(execute(run, seed=4)).equals(_numbers(here))  # the seed matters
+
+
+def test_execute_restores_the_thread_count(data_root):
+    import torch
+
+    before = torch.get_num_threads()
+    execute(BASE.replace(steps=1, eval_every=1), seed=0)
+    assert torch.get_num_threads() == before
