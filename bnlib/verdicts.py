@@ -522,9 +522,17 @@ class Verdict:
     note: str = ""
     parts: dict[str, str] = field(default_factory=dict)
 
+    def combination(self) -> str:
+        """For a compound claim, how the parts' outcomes make the outcome; empty for a single effect."""
+        if len(self.effects) < 2:
+            return ""
+        counts = ", ".join(f"{sum(o == k for o in self.parts.values())} {k}" for k in OUTCOMES if k in self.parts.values())
+        why = {"mixed": "decisive parts disagree", "inconclusive": "not every part is decided"}.get(self.outcome, "every part agrees")
+        return f"parts: {counts} → {self.outcome} ({why})"
+
     def evidence(self) -> str:
         """The evidence as one string: every effect with its interval, the decision, the note."""
-        lines = []
+        lines = [self.combination()] if self.combination() else []
         for name, e in self.effects.items():
             prefix = f"{name}: " if len(self.effects) > 1 or name else ""
             lines.append(f"{prefix}{e.text()} → {self.claim.decide(e)} ({self.claim.explain(e)})")
@@ -545,6 +553,8 @@ class Verdict:
 
     def __str__(self) -> str:
         lines = [f"{self.outcome.upper()}: {self.claim.text} ({self.claim.source})", f"  rule: {self.claim.rule()}"]
+        if self.combination():
+            lines.append(f"  {self.combination()}")
         for name, e in self.effects.items():
             head = f"  {name}: " if name else "  "
             lines.append(f"{head}{e.text()} → {self.claim.decide(e)}: {self.claim.explain(e)}")

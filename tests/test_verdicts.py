@@ -121,6 +121,9 @@ def test_parts_that_disagree_are_mixed_and_undecided_parts_inconclusive():
     assert V.judge(CLAIM, {"MNIST": clear, "CIFAR": none}).outcome == "mixed"
     assert V.judge(CLAIM, {"MNIST": clear, "CIFAR": clear}).outcome == "supported"
     assert V.judge(CLAIM, {"MNIST": clear, "CIFAR": wide}).outcome == "inconclusive"
+    assert V.judge(CLAIM, {"MNIST": clear, "CIFAR": none}).combination() == (
+        "parts: 1 supported, 1 not supported → mixed (decisive parts disagree)")
+    assert "not every part is decided" in str(V.judge(CLAIM, {"MNIST": clear, "CIFAR": wide}))
     with pytest.raises(ValueError, match="no evidence"):
         V.judge(CLAIM, {})
 
