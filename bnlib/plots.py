@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from bnlib.verdicts import LEVEL, t_quantile
+from bnlib.verdicts import LEVEL, one_sample
 
 THIN_UP_TO = 3  # seeds: at most this many are drawn one line each instead of a band
 
@@ -55,11 +55,10 @@ def t_interval(values, level: float = LEVEL) -> tuple[float, float]:
     v = v[np.isfinite(v)]
     if v.size == 0:
         return math.nan, math.nan
-    mean = float(v.mean())
     if v.size < 2:
-        return mean, mean
-    half = t_quantile(v.size - 1, level) * float(v.std(ddof=1)) / math.sqrt(v.size)
-    return mean - half, mean + half
+        return float(v[0]), float(v[0])
+    e = one_sample(v, level=level)
+    return e.low, e.high
 
 
 def band_caption(n: int) -> str:

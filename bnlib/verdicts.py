@@ -383,6 +383,14 @@ def per_seed(df: pd.DataFrame, where: Mapping | None = None, *, value: str = "va
 
 # ---------------------------------------------------------------- claims and outcomes
 
+def _more_seeds(effect: Effect, gap: float) -> str:
+    """How many seeds would decide an inconclusive effect, in words (from :func:`seeds_to_decide`)."""
+    n = seeds_to_decide(effect, gap, effect.level)
+    per = " per arm" if effect.n_b is not None else ""
+    more = f"about {n} seeds{per} would decide it" if n else "more seeds than is practical would be needed to decide it"
+    return f"{more} (from the observed SD)"
+
+
 @dataclass(frozen=True)
 class Claim:
     """A claim: the direction it predicts and the smallest effect that would matter, declared once.
@@ -474,10 +482,7 @@ class Claim:
             if effect.test == "exact" or effect.n < 2:
                 return "one value cannot decide: run more seeds" if effect.test != "exact" else "the value sits on the band's edge"
             dist = abs(effect.estimate - self.reference)
-            n = seeds_to_decide(effect, abs(self.min_effect - dist), effect.level)
-            per = " per arm" if effect.n_b is not None else ""
-            more = f"about {n} seeds{per} would decide it" if n else "more seeds than is practical would be needed to decide it"
-            return f"the CI crosses an edge of {band}; {more} (from the observed SD)"
+            return f"the CI crosses an edge of {band}; {_more_seeds(effect, abs(self.min_effect - dist))}"
         if outcome == "supported":
             reach = f" and the estimate reaches {self.threshold:g}" if self.min_effect else ""
             return f"the CI lies {'above' if self.sign > 0 else 'below'} {self.reference:g}{reach}"
@@ -487,12 +492,9 @@ class Claim:
             return "one value cannot decide: run more seeds" if effect.test != "exact" else "the value sits on the threshold"
         est = self.sign * (effect.estimate - self.reference)
         gap = est if est >= self.min_effect else self.min_effect - est
-        n = seeds_to_decide(effect, gap, effect.level)
-        per = " per arm" if effect.n_b is not None else ""
-        more = f"about {n} seeds{per} would decide it" if n else "more seeds than is practical would be needed to decide it"
         where = (f"the CI contains {self.reference:g}" if self.min_effect == 0
                  else f"the CI reaches both sides of {self.threshold:g} or of {self.reference:g}")
-        return f"{where}; {more} (from the observed SD)"
+        return f"{where}; {_more_seeds(effect, gap)}"
 
 
 def combine(outcomes: Iterable[str]) -> str:
@@ -532,7 +534,8 @@ class Verdict:
 
     def evidence(self) -> str:
         """The evidence as one string: every effect with its interval, the decision, the note."""
-        lines = [self.combination()] if self.combination() else []
+        combination = self.combination()
+        lines = [combination] if combination else []
         for name, e in self.effects.items():
             prefix = f"{name}: " if len(self.effects) > 1 or name else ""
             lines.append(f"{prefix}{e.text()} → {self.claim.decide(e)} ({self.claim.explain(e)})")
@@ -553,8 +556,9 @@ class Verdict:
 
     def __str__(self) -> str:
         lines = [f"{self.outcome.upper()}: {self.claim.text} ({self.claim.source})", f"  rule: {self.claim.rule()}"]
-        if self.combination():
-            lines.append(f"  {self.combination()}")
+        combination = self.combination()
+        if combination:
+            lines.append(f"  {combination}")
         for name, e in self.effects.items():
             head = f"  {name}: " if name else "  "
             lines.append(f"{head}{e.text()} → {self.claim.decide(e)}: {self.claim.explain(e)}")
