@@ -1,5 +1,6 @@
-"""Which notebooks the session's smoke run executed (``BNLIB_SMOKE_ONLY``), for the notebook tests."""
+"""Helpers for the notebook tests: which notebooks the smoke run executed (``BNLIB_SMOKE_ONLY``), their metrics and verdicts."""
 
+import json
 import os
 from pathlib import Path
 
@@ -18,3 +19,8 @@ def find_verdict(verdicts: list[dict], start: str) -> dict:
     found = [v for v in verdicts if v["claim"].startswith(start)]
     assert len(found) == 1, f"{len(found)} verdicts start with {start!r}"
     return found[0]
+
+
+def read_metrics(folder: Path) -> dict:
+    """The ``metrics.json`` a notebook wrote into its output ``folder``."""
+    return json.loads((folder / "metrics.json").read_text())

@@ -1,22 +1,16 @@
 """Notebook 01 (internal covariate shift) at the smoke preset: its numbers, verdicts and files (the run is the session fixture `smoke_run`)."""
 
-import json
-
 import pandas as pd
 
-from smoke import smoke_ran
+from smoke import read_metrics, smoke_ran
 
 NAME = "01_internal_covariate_shift"
-
-
-def _metrics(out):
-    return json.loads((out / NAME / "metrics.json").read_text())
 
 
 def test_notebook_01_numbers(smoke_run):
     out, _ = smoke_run
     smoke_ran(out, "01")
-    m = _metrics(out)
+    m = read_metrics(out / NAME)
     n = m["numbers"]
     assert m["info"]["first_seed"] == 0 and m["info"]["seeds"] == 2
     assert n["gd_steps_h1"] > n["gd_steps_h2"] > 0
@@ -35,7 +29,7 @@ def test_notebook_01_numbers(smoke_run):
 def test_notebook_01_verdicts(smoke_run):
     out, _ = smoke_run
     smoke_ran(out, "01")
-    verdicts = {v["claim"]: v for v in _metrics(out)["verdicts"]}
+    verdicts = {v["claim"]: v for v in read_metrics(out / NAME)["verdicts"]}
     assert len(verdicts) == 10
     by_start = {text.split(" ")[0] + " " + text.split(" ")[1]: v for text, v in verdicts.items()}
     # the deterministic checks are decided even at smoke, by one computation each
@@ -60,7 +54,7 @@ def test_notebook_01_learning_rate_chosen_on_validation(smoke_run):
     """Each input version's learning rate is the best mean validation accuracy (diverged runs at chance), not the test's."""
     out, _ = smoke_run
     smoke_ran(out, "01")
-    n = _metrics(out)["numbers"]
+    n = read_metrics(out / NAME)["numbers"]
     lin = pd.read_csv(out / NAME / "linear_classifier.csv")
     assert sorted(lin["seed"].unique()) == [0, 1]  # seeds first_seed .. first_seed + seeds − 1
     assert {"val_acc", "test_acc"} <= set(lin.columns)

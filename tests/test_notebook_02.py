@@ -1,6 +1,5 @@
 """Notebook 02 (MNIST reproduction) at the smoke preset: its numbers and files (the run is the session fixture `smoke_run`)."""
 
-import json
 import shutil
 import subprocess
 import sys
@@ -8,7 +7,7 @@ import sys
 import pandas as pd
 import pytest
 
-from smoke import smoke_ran
+from smoke import read_metrics, smoke_ran
 
 CLAIMS = {  # claim -> (predicts, min_effect, test of its effect or of every part)
     "BN lowers the sensitivity to the learning rate": ("higher", 0.02, "paired t"),
@@ -20,14 +19,10 @@ CLAIMS = {  # claim -> (predicts, min_effect, test of its effect or of every par
 }
 
 
-def _metrics(out):
-    return json.loads((out / "02_mnist_reproduction" / "metrics.json").read_text())
-
-
 def test_notebook_02_numbers(smoke_run):
     out, _ = smoke_run
     smoke_ran(out, "02")
-    m = _metrics(out)
+    m = read_metrics(out / "02_mnist_reproduction")
     n = m["numbers"]
     assert m["info"]["batched"] is True and m["info"]["first_seed"] == 0 and m["info"]["seeds"] == 2
     assert n["chosen_lr"] in (0.1, 1.0)  # one of the smoke preset's sweep_lrs
@@ -53,7 +48,7 @@ def test_notebook_02_verdicts_follow_their_declared_rules(smoke_run):
     """Every claim is declared with its direction and minimum effect, judged on paired per-seed effects."""
     out, _ = smoke_run
     smoke_ran(out, "02")
-    verdicts = {v["claim"]: v for v in _metrics(out)["verdicts"]}
+    verdicts = {v["claim"]: v for v in read_metrics(out / "02_mnist_reproduction")["verdicts"]}
     assert sorted(verdicts) == sorted(CLAIMS)
     for claim, (predicts, min_effect, test) in CLAIMS.items():
         v = verdicts[claim]
@@ -66,7 +61,7 @@ def test_notebook_02_verdicts_follow_their_declared_rules(smoke_run):
     picture = verdicts["The Figure 1 picture (BN faster and higher) holds on Fashion-MNIST and with ReLU"]
     assert len(picture["parts"]) == 8 and all(p["n"] == 2 for p in picture["parts"])
     higher = verdicts["BN reaches a higher test accuracy"]
-    n = _metrics(out)["numbers"]
+    n = read_metrics(out / "02_mnist_reproduction")["numbers"]
     diffs = [a - b for a, b in zip(n["final_acc_bn"], n["final_acc_plain"])]
     assert higher["values"] == pytest.approx(diffs) and higher["estimate"] == pytest.approx(sum(diffs) / 2)
     # the worst setting is named for each network, seed by seed
@@ -82,7 +77,7 @@ def test_notebook_02_verdicts_follow_their_declared_rules(smoke_run):
 def test_notebook_02_learning_rate_is_chosen_on_the_validation_split(smoke_run):
     out, _ = smoke_run
     smoke_ran(out, "02")
-    m = _metrics(out)
+    m = read_metrics(out / "02_mnist_reproduction")
     sweep = pd.read_csv(out / "02_mnist_reproduction" / "lr_sweep.csv")
     plain = sweep[sweep["network"] == "without BN"]
     assert {"val_acc", "val_value", "value"} <= set(sweep.columns) and len(plain) == 4  # 2 learning rates x 2 seeds
@@ -101,8 +96,8 @@ def test_notebook_02_separate_runs_give_the_batched_numbers(smoke_run, tmp_path)
         capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    batched = _metrics(out)
-    separate = json.loads((tmp_path / "02_mnist_reproduction" / "metrics.json").read_text())
+    batched = read_metrics(out / "02_mnist_reproduction")
+    separate = read_metrics(tmp_path / "02_mnist_reproduction")
     assert batched["info"]["batched"] is True and separate["info"]["batched"] is False
     a, b = batched["numbers"], separate["numbers"]
     assert a["chosen_lr"] == b["chosen_lr"]
@@ -129,6 +124,6 @@ def test_notebook_02_rerun_loads_the_finished_runs(smoke_run, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert {p.name: p.stat().st_mtime_ns for p in runs.iterdir()} == saved  # nothing retrained, nothing added
-    first = _metrics(out)
-    again = json.loads((tmp_path / "02_mnist_reproduction" / "metrics.json").read_text())
+    first = read_metrics(out / "02_mnist_reproduction")
+    again = read_metrics(tmp_path / "02_mnist_reproduction")
     assert again["numbers"] == first["numbers"] and again["verdicts"] == first["verdicts"]

@@ -1,10 +1,8 @@
 """Notebook 03 (CIFAR-10 experiments) at the smoke preset: its numbers and files (the run is the session fixture `smoke_run`)."""
 
-import json
-
 import pandas as pd
 
-from smoke import smoke_ran
+from smoke import read_metrics, smoke_ran
 
 HIGH_LR = "BN allows much higher learning rates (x5, x30): there it does as well as the network without BN at the base rate"
 CLAIMS = {
@@ -25,7 +23,7 @@ def test_notebook_03_numbers(smoke_run):
     out, _ = smoke_run
     smoke_ran(out, "03")
     nb_out = out / "03_cifar10_experiments"
-    m = json.loads((nb_out / "metrics.json").read_text())
+    m = read_metrics(nb_out)
     n, info = m["numbers"], m["info"]
     assert info["dataset"] == "cifar10" and info["test_size"] == 500 and info["first_seed"] == 0
     assert info["validation_size"] == 5000 and info["train_size"] == 45000  # the last 5,000 training images are held out

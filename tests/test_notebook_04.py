@@ -1,9 +1,8 @@
 """Notebook 04 (failed variants) at the smoke preset: its numbers, verdicts and files (the run is the session fixture `smoke_run`)."""
 
-import json
 import math
 
-from smoke import find_verdict, smoke_ran
+from smoke import find_verdict, read_metrics, smoke_ran
 
 CLAIMS = {  # claim (start of its text) -> (predicts, min_effect, number of parts at smoke: 0 for a single effect)
     "Rigid BN does no better than BN": ("same", 0.01, 4),  # {mnist, cifar10} x {rigid, rigid_clip}
@@ -24,7 +23,7 @@ def test_notebook_04_numbers(smoke_run):
     out, _ = smoke_run
     smoke_ran(out, "04")
     nb_out = out / "04_failed_variants"
-    m = json.loads((nb_out / "metrics.json").read_text())
+    m = read_metrics(nb_out)
     n = m["numbers"]
     assert len(m["verdicts"]) == 11 and m["info"]["datasets"] == ["mnist", "cifar10"]
     assert m["info"]["first_seed"] == 0 and m["info"]["seeds"] == 2
@@ -46,7 +45,7 @@ def test_notebook_04_numbers(smoke_run):
 def test_notebook_04_verdicts(smoke_run):
     out, _ = smoke_run
     smoke_ran(out, "04")
-    m = json.loads((out / "04_failed_variants" / "metrics.json").read_text())
+    m = read_metrics(out / "04_failed_variants")
     for start, (predicts, min_effect, n_parts) in CLAIMS.items():
         v = find_verdict(m["verdicts"], start)
         assert v["predicts"] == predicts and math.isclose(v["min_effect"], min_effect), start

@@ -1,11 +1,10 @@
 """Notebook 05 (loss landscape) at the smoke preset: its numbers, verdicts and files (the run is the session fixture `smoke_run`)."""
 
-import json
 import math
 
 import pandas as pd
 
-from smoke import find_verdict, smoke_ran
+from smoke import find_verdict, read_metrics, smoke_ran
 
 CLAIMS = {  # claim text start -> (predicts, min_effect, reference, parts)
     "BN trains faster": ("higher", 0.02, 0.0, ["lr 0.1", "lr 0.5"]),
@@ -26,7 +25,7 @@ def test_notebook_05_numbers(smoke_run):
     out, _ = smoke_run
     smoke_ran(out, "05")
     nb_out = out / "05_loss_landscape"
-    m = json.loads((nb_out / "metrics.json").read_text())
+    m = read_metrics(nb_out)
     n = m["numbers"]
     assert m["info"]["lrs"] == [0.1, 0.5] and m["info"]["first_seed"] == 0 and m["info"]["seeds"] == 2
     assert n["probe_overhead"] > 0
@@ -49,7 +48,7 @@ def test_notebook_05_verdicts_follow_their_rules(smoke_run):
     out, _ = smoke_run
     smoke_ran(out, "05")
     nb_out = out / "05_loss_landscape"
-    verdicts = json.loads((nb_out / "metrics.json").read_text())["verdicts"]
+    verdicts = read_metrics(nb_out)["verdicts"]
     assert len(verdicts) == len(CLAIMS)
     for start, (predicts, min_effect, reference, parts) in CLAIMS.items():
         v = find_verdict(verdicts, start)
@@ -60,7 +59,7 @@ def test_notebook_05_verdicts_follow_their_rules(smoke_run):
         else:
             assert [p["part"] for p in v["parts"]] == parts, start
     # claim 1 is paired by seed: its per-seed differences are BN − plain of the recorded final accuracies
-    n = json.loads((nb_out / "metrics.json").read_text())["numbers"]
+    n = read_metrics(nb_out)["numbers"]
     lr01 = find_verdict(verdicts, "BN trains faster")["parts"][0]
     assert lr01["test"] == "paired t" and lr01["n"] == 2
     expected = [a - b for a, b in zip(n["final_acc"]["BN lr 0.1"], n["final_acc"]["no BN lr 0.1"])]

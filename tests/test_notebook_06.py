@@ -1,9 +1,8 @@
 """Notebook 06 (BN in practice) at the smoke preset: its numbers and files (the run is the session fixture `smoke_run`)."""
 
 import csv
-import json
 
-from smoke import smoke_ran
+from smoke import read_metrics, smoke_ran
 
 # deterministic checks (float32 round-off against a tolerance): their outcome does not depend on the training runs
 EXACT_CLAIMS = [
@@ -19,7 +18,7 @@ def test_notebook_06_numbers(smoke_run):
     out, _ = smoke_run
     smoke_ran(out, "06")
     nb_out = out / "06_batchnorm_in_practice"
-    m = json.loads((nb_out / "metrics.json").read_text())
+    m = read_metrics(nb_out)
     n, info = m["numbers"], m["info"]
     assert len(m["verdicts"]) == 17 and len({v["claim"] for v in m["verdicts"]}) == 17
     assert info["test_size"] == 200 and info["seeds"] == 2 and info["first_seed"] == 0

@@ -4,7 +4,6 @@ The per-notebook numbers are checked in ``test_notebook_NN.py``; the run itself 
 """
 
 import json
-import math
 import re
 
 import nbformat
