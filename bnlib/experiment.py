@@ -33,6 +33,7 @@ import dataclasses
 import hashlib
 import inspect
 import json
+import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -89,7 +90,10 @@ class Run:
     weight_decay: float = 0.0
     reg_cf: float = 0.0
     eval_every: int | None = None
+    eval_train: bool = False  # also evaluate on the run's training images (eval mode): train_eval_loss/_acc
     channels_last: bool = False
+    autocast: bool = False  # bfloat16 autocast of the forward pass (meant for GPUs)
+    keep_weights: bool = False  # run_sweep stores the final weights (bnlib.sweep.trained_model loads them)
     tags: tuple[str, ...] = field(default=())  # free labels (e.g. the section of a notebook); part of the key
 
     def __post_init__(self) -> None:
@@ -161,12 +165,12 @@ def _validate(run: Run) -> None:
 
 
 @lru_cache(maxsize=8)
-def _split(dataset: str, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """A dataset split, loaded once per process (``$BNLIB_DATA`` or ``./data``)."""
-    return load_dataset(dataset, split)
+def _split(dataset: str, split: str, data_root: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A dataset split, loaded once per process (``data_root``, else ``$BNLIB_DATA``, else ``./data``)."""
+    return load_dataset(dataset, split, data_root)
 
 
-def run_data(run: Run) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def run_data(run: Run, data_root: str | os.PathLike | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """The run's ``train``, ``val`` and ``test`` sets (uint8 images, labels), as :func:`execute` uses them.
 
     Example:
@@ -174,15 +178,16 @@ def run_data(run: Run) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         >>> {k: len(v[1]) for k, v in sets.items()}
         {'train': 50000, 'val': 10000, 'test': 100}
     """
-    train, val = validation_split(_split(run.dataset, "train"), VALIDATION_SIZES[run.dataset])
+    root = None if data_root is None else str(data_root)
+    train, val = validation_split(_split(run.dataset, "train", root), VALIDATION_SIZES[run.dataset])
     return {
         "train": fixed_subset(train, run.train_size, TRAIN_SUBSET_SEED),
         "val": val,
-        "test": fixed_subset(_split(run.dataset, "test"), run.test_size, TEST_SUBSET_SEED),
+        "test": fixed_subset(_split(run.dataset, "test", root), run.test_size, TEST_SUBSET_SEED),
     }
 
 
-def build_run_model(run: Run, seed: int) -> torch.nn.Module:
+def build_run_model(run: Run, seed: int, data_root: str | os.PathLike | None = None) -> torch.nn.Module:
     """The run's network with the initial weights of ``seed``.
 
     Example:
@@ -191,7 +196,7 @@ def build_run_model(run: Run, seed: int) -> torch.nn.Module:
         >>> torch.equal(a.fc1.weight, b.fc1.weight)
         True
     """
-    x = _split(run.dataset, "test")[0]
+    x = _split(run.dataset, "test", None if data_root is None else str(data_root))[0]
     kwargs = _model_fields(run)
     accepted = inspect.signature(MODELS[run.model]).parameters
     if "in_channels" in accepted:
@@ -204,12 +209,21 @@ def build_run_model(run: Run, seed: int) -> torch.nn.Module:
     return build_model(run.model, **kwargs)
 
 
-def execute(run: Run, seed: int, device: str = "cpu", threads: int | None = 1) -> pd.DataFrame:
+def execute(
+    run: Run,
+    seed: int,
+    device: str = "cpu",
+    threads: int | None = 1,
+    data_root: str | os.PathLike | None = None,
+    return_model: bool = False,
+) -> pd.DataFrame | tuple[pd.DataFrame, torch.nn.Module]:
     """Train ``run`` with ``seed`` and return its table (one row per evaluation, as :func:`bnlib.train.fit`).
 
     Everything is built from the config here, so any process can call it. ``threads`` sets torch's intra-op
     threads for the call (1 by default: the same numbers whatever machine or executor runs it; None leaves the
-    setting alone). The seed fixes the initial weights, the data order, augmentation and dropout.
+    setting alone). The seed fixes the initial weights, the data order, augmentation and dropout. Columns beyond
+    :func:`~bnlib.train.fit`'s: ``val_loss``/``val_acc`` with ``validate``, ``train_eval_loss``/``train_eval_acc``
+    with ``eval_train``. ``return_model=True`` returns ``(table, trained model)``.
 
     Example:
         >>> run = Run(dataset="mnist", model="mlp", norm="none", steps=4, batch_size=60, lr=0.1, eval_every=2,
@@ -222,21 +236,23 @@ def execute(run: Run, seed: int, device: str = "cpu", threads: int | None = 1) -
         torch.set_num_threads(threads)
     try:
         dev = resolve_device(device)
-        sets = run_data(run)
+        sets = run_data(run, data_root)
         mean, std = dataset_stats(run.dataset)
         callbacks = []
-        if run.validate:
-            def val_metrics(step: int, model: torch.nn.Module) -> dict:
-                loss, acc = evaluate(model, sets["val"], mean=mean, std=std, device=dev)
-                return {"val_loss": loss, "val_acc": acc}
+        for name, on in (("val", run.validate), ("train_eval", run.eval_train)):
+            if on:
+                data = sets["val" if name == "val" else "train"]
 
-            callbacks.append(val_metrics)
-        model = build_run_model(run, seed)
+                def metrics(step: int, model: torch.nn.Module, data=data, name=name) -> dict:
+                    loss, acc = evaluate(model, data, mean=mean, std=std, device=dev, autocast=run.autocast)
+                    return {f"{name}_loss": loss, f"{name}_acc": acc}
+
+                callbacks.append(metrics)
+        model = build_run_model(run, seed, data_root)
         table = fit(model, sets["train"], sets["test"], steps=run.steps, batch_size=run.batch_size, lr=run.lr,
                     optimizer=run.optimizer, momentum=run.momentum, weight_decay=run.weight_decay, seed=seed, device=dev,
-                    eval_every=run.eval_every, mean=mean, std=std, augment=run.augment,
-                    channels_last=run.channels_last, reg_cf=run.reg_cf, callbacks=callbacks, progress=False)
-        return table
+                    eval_every=run.eval_every, mean=mean, std=std, augment=run.augment, channels_last=run.channels_last,
+                    autocast=run.autocast, reg_cf=run.reg_cf, callbacks=callbacks, progress=False)
+        return (table, model) if return_model else table
     finally:
         torch.set_num_threads(old_threads)
-

@@ -122,3 +122,19 @@ def seeds_from(first_seed: int, seeds: int) -> list[int]:
     nonnegative_int(first_seed=first_seed)
     positive_int(seeds=seeds)
     return list(range(first_seed, first_seed + seeds))
+
+
+def executor(**named: str) -> None:
+    """Check executor specs: ``"local"``, ``"dask"`` or ``"dask://HOST:PORT"`` (see :func:`bnlib.sweep.executor_from`).
+
+    Example:
+        >>> executor(executor="dask://10.0.0.5:8786")
+        >>> executor(executor="cluster")
+        Traceback (most recent call last):
+        ...
+        ValueError: executor must be "local", "dask" (a LocalCluster on this machine) or "dask://HOST:PORT", got 'cluster'
+    """
+    for name, value in named.items():
+        ok = value in ("local", "dask") or (isinstance(value, str) and value.startswith("dask://") and ":" in value[7:])
+        if not ok:
+            raise ValueError(f'{name} must be "local", "dask" (a LocalCluster on this machine) or "dask://HOST:PORT", got {value!r}')

@@ -17,8 +17,9 @@ The kernel is the Python running this module, whatever kernelspecs are
 installed (a temporary kernelspec is put first on ``JUPYTER_PATH``).
 
 ``--jobs N`` executes N notebooks at a time, each in its own process and kernel, with
-``cpu_count // N`` threads per kernel (``OMP_NUM_THREADS``, which torch reads at import), so
-that N kernels do not oversubscribe the cores. The notebooks expected to take longest start
+``cpu_count // N`` threads per kernel (``OMP_NUM_THREADS``, which torch reads at import) and as
+many worker processes for each sweep in it (``BNLIB_WORKERS``, one thread each), so that N kernels
+do not oversubscribe the cores. The notebooks expected to take longest start
 first (wall times of an earlier run into the same ``DIR``, else ``bnlib.presets.QUICK_SECONDS``).
 ``runs.json`` and ``SUMMARY.md`` are updated as each notebook finishes.
 
@@ -207,8 +208,10 @@ def execute(path: Path, out: Path, preset: str, overrides: dict, kernel: str) ->
 
 @contextlib.contextmanager
 def threads_per_kernel(threads: int | None) -> Iterator[None]:
-    """Set ``OMP_NUM_THREADS`` (and MKL's) for the kernels started inside the block; ``None`` leaves them alone."""
-    names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    """Set ``OMP_NUM_THREADS`` (and MKL's) for the kernels started inside the block, and ``BNLIB_WORKERS`` (the worker
+    processes of their sweeps, :func:`bnlib.sweep.default_workers`) to the same share of the cores; ``None`` leaves them
+    alone."""
+    names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "BNLIB_WORKERS")
     old = {n: os.environ.get(n) for n in names}
     if threads is not None:
         for n in names:

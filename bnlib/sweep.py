@@ -1,67 +1,394 @@
-"""Run a grid of configurations x seeds; keep every finished run on disk.
+"""Runs x seeds through an executor; every finished run kept on disk under a key of its whole config.
 
-Each run is stored as ``<out_dir>/<key>.csv`` (its DataFrame) and
-``<key>.json`` (its configuration), where ``key`` is a hash of the function
-name, the configuration and the seed. Files are written atomically, so an
-interrupted sweep loses only the run in progress, and a re-run loads the
-finished runs instead of training them again.
+:func:`run_sweep` takes :class:`bnlib.experiment.Run` configs and seeds. Runs not
+yet on disk go to an executor: by default a local pool of worker processes
+(one intra-op thread each, so the numbers are the same whatever runs them), or
+any ``concurrent.futures.Executor`` you pass, such as a Dask cluster's
+``Client.get_executor()`` (:func:`executor_from` builds one from a string).
+Each finished run is written as soon as it arrives: ``<key>.csv.gz`` (its
+table), ``<key>.pt`` (its final weights, when ``Run.keep_weights``) and last
+``<key>.json`` (the run, seed, cache version, row count and checksum), where
+``key = run.key(seed)`` covers every field of the run, the seed and
+:data:`bnlib.experiment.CACHE_VERSION`. A cached run is verified when read: a
+damaged one is named, moved to ``damaged/`` and trained again. A run that
+raises is recorded in ``<key>.error.txt`` while the others go on; the sweep
+then raises :class:`SweepError` naming every failed run, and a re-run retries
+only those.
 
 Example:
-    >>> import tempfile, pandas as pd
-    >>> from bnlib.sweep import run_sweep
-    >>> def square(x, seed):
-    ...     return pd.DataFrame({"y": [x * x + seed]})
+    >>> import tempfile
+    >>> from bnlib.experiment import Run
+    >>> runs = [Run(dataset="mnist", model="mlp", hidden=(32,), steps=10, batch_size=50, lr=lr, eval_every=10,
+    ...         test_size=200) for lr in (0.05, 0.5)]
     >>> d = tempfile.mkdtemp()
-    >>> run_sweep(square, [{"x": 2}, {"x": 3}], seeds=[0, 1], out_dir=d, progress=False)["y"].tolist()
-    [4, 5, 9, 10]
+    >>> df = run_sweep(runs, seeds=[0, 1], out_dir=d, workers=1, progress=False)
+    >>> df.groupby(["lr", "seed"]).size().tolist()  # two evaluation rows per run: steps 0 and 10
+    [2, 2, 2, 2]
+    >>> df.equals(run_sweep(runs, seeds=[0, 1], out_dir=d, progress=False))  # read back, not retrained
+    True
 """
 
 from __future__ import annotations
 
+import concurrent.futures as cf
+import gzip
 import hashlib
+import inspect
+import io
 import json
+import multiprocessing
 import os
+import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+import traceback
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
 from tqdm.auto import tqdm
 
+from bnlib.experiment import CACHE_VERSION, Run, execute
 
-def run_key(name: str, config: Mapping, seed: int) -> str:
-    """A stable 16-hex-digit key for one run.
+WORKERS_ENV = "BNLIB_WORKERS"  # default worker count; `python -m bnlib.run --jobs N` sets it to cores // N
+
+
+class SweepError(RuntimeError):
+    """Some runs of a sweep raised; the finished ones are on disk and a re-run retries the rest."""
+
+
+def default_workers() -> int:
+    """Worker processes a sweep uses by default: ``$BNLIB_WORKERS``, else the number of cores.
 
     Example:
-        >>> run_key("f", {"lr": 0.1}, 0) == run_key("f", {"lr": 0.1}, 0)
+        >>> default_workers() >= 1
         True
     """
-    text = json.dumps({"fn": name, "config": dict(config), "seed": seed}, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    value = os.environ.get(WORKERS_ENV)
+    if value is None:
+        return os.cpu_count() or 1
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"${WORKERS_ENV} must be an integer >= 1, got {value!r}; unset it to use every core")
+    return int(value)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace``.
+def executor_from(spec: str | cf.Executor | None) -> cf.Executor | None:
+    """The executor named by a notebook's ``executor`` parameter.
+
+    ``"local"`` or None: None (:func:`run_sweep`'s local process pool). ``"dask"``: a new
+    ``dask.distributed.LocalCluster`` with one single-threaded worker per core. ``"dask://HOST:PORT"`` (or
+    ``"tcp://HOST:PORT"``): the Dask scheduler at that address. An ``Executor`` is returned as given.
+    Dask needs the extra: ``pip install -e '.[dask]'``.
 
     Example:
-        >>> import tempfile, pathlib
-        >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.txt"
-        >>> atomic_write_text(p, "hi"); p.read_text()
-        'hi'
+        >>> executor_from("local") is None
+        True
+        >>> executor_from("ray://x")
+        Traceback (most recent call last):
+        ...
+        ValueError: executor: unknown 'ray://x'; use "local", "dask" (a LocalCluster on this machine) or "dask://HOST:PORT"
+    """
+    if spec is None or isinstance(spec, cf.Executor):
+        return spec
+    if spec == "local":
+        return None
+    if spec != "dask" and not spec.startswith(("dask://", "tcp://")):
+        raise ValueError(f'executor: unknown {spec!r}; use "local", "dask" (a LocalCluster on this machine) or "dask://HOST:PORT"')
+    return _dask_executor(spec)
+
+
+@lru_cache(maxsize=None)
+def _dask_executor(spec: str) -> cf.Executor:
+    """One Dask client per spec and process (every sweep of a notebook shares the cluster)."""
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError as e:
+        raise ImportError(f"executor={spec!r} needs Dask: pip install -e '.[dask]'") from e
+    if spec == "dask":
+        cluster = LocalCluster(n_workers=default_workers(), threads_per_worker=1, processes=True, dashboard_address=None)
+        return Client(cluster).get_executor()
+    return Client("tcp://" + spec.split("://", 1)[1]).get_executor()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and ``os.replace``: readers see the old file or the new one.
+
+    Example:
+        >>> import pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.bin"
+        >>> atomic_write_bytes(p, b"hi"); p.read_bytes()
+        b'hi'
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """:func:`atomic_write_bytes` for text (UTF-8).
+
+    Example:
+        >>> import pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.txt"
+        >>> atomic_write_text(p, "hi"); p.read_text()
+        'hi'
+    """
+    atomic_write_bytes(path, text.encode())
+
+
+def _train(run_json: str, seed: int, device: str, data_root: str | None) -> tuple[str, bytes | None]:
+    """Worker side of a sweep: one run from its JSON config; returns its table as CSV text and, if kept, its weights."""
+    import torch
+
+    run = Run.from_json(run_json)
+    table, model = execute(run, seed, device=device, data_root=data_root, return_model=True)
+    weights = None
+    if run.keep_weights:
+        buffer = io.BytesIO()
+        torch.save({k: v.cpu() for k, v in model.state_dict().items()}, buffer)
+        weights = buffer.getvalue()
+    return table.to_csv(index=False), weights
+
+
+class RunCache:
+    """The files of finished runs under one folder (see the module docstring); verified when read.
+
+    Example:
+        >>> from bnlib.experiment import Run
+        >>> cache, run = RunCache(tempfile.mkdtemp()), Run(dataset="mnist", model="mlp", steps=1, batch_size=2, lr=0.1)
+        >>> cache.load(run, 0) is None
+        True
+        >>> cache.save(run, 0, "step,test_acc\\n0,0.1\\n")
+        >>> cache.load(run, 0)["test_acc"].tolist()
+        [0.1]
+    """
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+
+    def paths(self, run: Run, seed: int) -> dict[str, Path]:
+        key = run.key(seed)
+        return {kind: self.folder / f"{key}{suffix}" for kind, suffix in
+                (("meta", ".json"), ("table", ".csv.gz"), ("weights", ".pt"), ("error", ".error.txt"))}
+
+    def save(self, run: Run, seed: int, csv_text: str, weights: bytes | None = None) -> None:
+        """Store one finished run: its table, its weights (if given), then the marker that makes it count."""
+        p = self.paths(run, seed)
+        atomic_write_bytes(p["table"], gzip.compress(csv_text.encode(), mtime=0))
+        if weights is not None:
+            atomic_write_bytes(p["weights"], weights)
+        meta = {"run": json.loads(run.to_json()), "seed": seed, "version": CACHE_VERSION,
+                "rows": len(pd.read_csv(io.StringIO(csv_text))), "sha256": hashlib.sha256(csv_text.encode()).hexdigest(),
+                "weights_sha256": None if weights is None else hashlib.sha256(weights).hexdigest()}
+        atomic_write_text(p["meta"], json.dumps(meta, indent=1))
+        p["error"].unlink(missing_ok=True)
+
+    def load(self, run: Run, seed: int) -> pd.DataFrame | None:
+        """The run's table, or None if it is not stored (or was damaged: then it is moved to ``damaged/``)."""
+        p = self.paths(run, seed)
+        if not p["meta"].exists():
+            return None
+        problem = self._check(p, run.keep_weights)
+        if problem:
+            self._set_aside(p, problem)
+            return None
+        return pd.read_csv(io.StringIO(gzip.decompress(p["table"].read_bytes()).decode()))
+
+    def weights_path(self, run: Run, seed: int) -> Path:
+        return self.paths(run, seed)["weights"]
+
+    def record_error(self, run: Run, seed: int, error: str) -> None:
+        atomic_write_text(self.paths(run, seed)["error"], f"{run.to_json()}\nseed {seed}\n\n{error}")
+
+    @staticmethod
+    def _check(p: dict[str, Path], weights: bool) -> str | None:
+        try:
+            meta = json.loads(p["meta"].read_text())
+            text = gzip.decompress(p["table"].read_bytes()).decode()
+        except (OSError, EOFError, ValueError) as e:  # missing, truncated or not gzip / JSON
+            return f"unreadable ({type(e).__name__}: {e})"
+        if hashlib.sha256(text.encode()).hexdigest() != meta.get("sha256"):
+            return "table checksum differs from the one recorded"
+        rows = len(pd.read_csv(io.StringIO(text)))
+        if rows != meta.get("rows"):
+            return f"{rows} rows where {meta.get('rows')} were recorded"
+        if weights:
+            if not p["weights"].exists():
+                return "weights file missing"
+            if hashlib.sha256(p["weights"].read_bytes()).hexdigest() != meta.get("weights_sha256"):
+                return "weights checksum differs from the one recorded"
+        return None
+
+    def _set_aside(self, p: dict[str, Path], problem: str) -> None:
+        damaged = self.folder / "damaged"
+        damaged.mkdir(exist_ok=True)
+        for path in p.values():
+            if path.exists():
+                shutil.move(str(path), damaged / path.name)
+        print(f"[bnlib.sweep] damaged cached run {p['meta'].name} ({problem}): moved to {damaged}, training it again",
+              flush=True)
+
+
+def _describe(run: Run, seed: int, others: Sequence[Run]) -> str:
+    """The fields in which ``run`` differs from the other runs of its sweep, and its seed (for messages)."""
+    fields = [f for f in run.__dataclass_fields__ if len({getattr(r, f) for r in others}) > 1] or ["model", "norm", "lr"]
+    return ", ".join(f"{f}={getattr(run, f)!r}" for f in fields) + f", seed {seed}"
+
+
+def _columns(run: Run) -> dict:
+    """The run's fields as table columns (tuples joined by commas, None as empty)."""
+    out = {}
+    for name, value in json.loads(run.to_json()).items():
+        out[name] = ",".join(map(str, value)) if isinstance(value, list) else value
+    return out
+
+
 def run_sweep(
+    runs: Sequence[Run],
+    seeds: Iterable[int] = (0,),
+    out_dir: str | os.PathLike = "runs",
+    *,
+    executor: cf.Executor | str | None = None,
+    workers: int | None = None,
+    device: str = "cpu",
+    data_root: str | os.PathLike | None = None,
+    progress: bool = True,
+    desc: str | None = None,
+) -> pd.DataFrame:
+    """Train every run for every seed (or read it from ``out_dir``); one table, in the order asked.
+
+    Columns: the run's table (:func:`bnlib.experiment.execute`), then every field of its ``Run`` (tuples joined
+    by commas) and ``seed``. Runs not on disk go to ``executor`` (an ``Executor``, or a string for
+    :func:`executor_from`); with None, to a local pool of ``workers`` processes (default
+    :func:`default_workers`), or to this process when ``workers=1``, when one run is left, or when ``device``
+    is a GPU (one run after another on it). Each run uses one intra-op thread wherever it runs, so the table
+    is the same as ``execute(run, seed)`` in the caller's process. Tables are returned as read back from disk.
+
+    Errors: a bad argument raises before any training. A run that raises is recorded beside the cache and
+    the others go on; at the end :class:`SweepError` names every failed run (the finished ones stay on disk;
+    calling again retries only the failed ones).
+
+    Example:
+        >>> run_sweep([{"lr": 0.1}], seeds=[0], out_dir=tempfile.mkdtemp())
+        Traceback (most recent call last):
+        ...
+        TypeError: run_sweep: runs must be bnlib.experiment.Run configs, got dict at position 0; build them as Run(dataset=..., model=..., steps=..., batch_size=..., lr=...)
+    """
+    runs = list(runs)
+    for i, run in enumerate(runs):
+        if not isinstance(run, Run):
+            raise TypeError(f"run_sweep: runs must be bnlib.experiment.Run configs, got {type(run).__name__} at position "
+                            f"{i}; build them as Run(dataset=..., model=..., steps=..., batch_size=..., lr=...)")
+    seeds = list(seeds)
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+            raise ValueError(f"run_sweep: seeds must be integers >= 0, got {s!r}")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ValueError(f"run_sweep: workers must be an integer >= 1 or None, got {workers!r}")
+    executor = executor_from(executor)
+    cache = RunCache(out_dir)
+    cache.folder.mkdir(parents=True, exist_ok=True)
+    jobs = list(dict.fromkeys((run, seed) for run in runs for seed in seeds))  # a run asked twice is trained once
+    tables = {job: cache.load(*job) for job in jobs}
+    todo = [job for job in jobs if tables[job] is None]
+    errors: dict[tuple[Run, int], str] = {}  # job -> the error's first line
+    root = None if data_root is None else str(data_root)
+    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=desc or "runs", unit="run", disable=not progress,
+               mininterval=1.0, smoothing=0)
+
+    def finished(job, get_result: Callable[[], tuple[str, bytes | None]]) -> None:
+        try:
+            csv_text, weights = get_result()
+        except Exception as e:  # the run failed in its worker (or the worker died): record it, go on
+            errors[job] = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}"
+            cache.record_error(*job, "".join(traceback.format_exception(e)).strip())
+            bar.set_postfix(failed=len(errors))
+        else:
+            cache.save(*job, csv_text, weights)
+            tables[job] = cache.load(*job)
+        bar.update()
+
+    workers = workers or default_workers()
+    in_process = executor is None and (workers == 1 or len(todo) <= 1 or not str(device).startswith("cpu"))
+    if in_process:
+        for job in todo:
+            finished(job, lambda job=job: _train(job[0].to_json(), job[1], device, root))
+    elif todo:
+        pool = executor or cf.ProcessPoolExecutor(min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn"))
+        try:
+            futures = {pool.submit(_train, run.to_json(), seed, device, root): (run, seed) for run, seed in todo}
+            for future in cf.as_completed(futures):
+                finished(futures[future], future.result)
+        finally:
+            if executor is None:
+                pool.shutdown(cancel_futures=True)
+    bar.close()
+    if errors:
+        lines = [f"  {_describe(run, seed, runs)}: {text}" for (run, seed), text in errors.items()]
+        raise SweepError(f"{len(errors)} of {len(jobs)} runs failed (tracebacks in {cache.folder}/*.error.txt; the "
+                         f"{len(jobs) - len(errors)} others are saved; run the sweep again to retry the failed ones):\n"
+                         + "\n".join(lines))
+    frames = [tables[(run, seed)].assign(**_columns(run), seed=seed) for run in runs for seed in seeds]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def trained_model(run: Run, seed: int, out_dir: str | os.PathLike):
+    """The network of ``run`` and ``seed`` with its final weights, from a sweep's cache (``Run.keep_weights``).
+
+    Example:
+        >>> from bnlib.experiment import Run
+        >>> run = Run(dataset="mnist", model="mlp", hidden=(8,), steps=2, batch_size=10, lr=0.1, keep_weights=True)
+        >>> d = tempfile.mkdtemp()
+        >>> _ = run_sweep([run], seeds=[0], out_dir=d, progress=False)
+        >>> trained_model(run, 0, d).training
+        False
+    """
+    import torch
+
+    from bnlib.experiment import build_run_model
+
+    if not run.keep_weights:
+        raise ValueError("trained_model: the run does not keep its weights; set Run(keep_weights=True) and sweep it")
+    path = RunCache(out_dir).weights_path(run, seed)
+    if RunCache(out_dir).load(run, seed) is None or not path.exists():
+        raise FileNotFoundError(f"trained_model: no finished run with weights for seed {seed} in {out_dir}; "
+                                "train it first with run_sweep([run], [seed], out_dir)")
+    model = build_run_model(run, seed)
+    model.load_state_dict(torch.load(path, weights_only=True))
+    return model.eval()
+
+
+def call_key(fn: Callable | str, config: Mapping, seed: int) -> str:
+    """A stable 16-hex-digit key of a function (its name and source code), a config and a seed.
+
+    For experiments that are not yet a :class:`~bnlib.experiment.Run`. The source is part of the key, so two
+    different lambdas or an edited function never share results; everything else the function reads (notebook
+    globals) must be in ``config``.
+
+    Example:
+        >>> call_key("f", {"lr": 0.1}, 0) == call_key("f", {"lr": 0.1}, 0), call_key("f", {"lr": 0.1}, 1) == call_key("f", {"lr": 0.1}, 0)
+        (True, False)
+    """
+    if callable(fn):
+        try:
+            source = inspect.getsource(fn)
+        except (OSError, TypeError):
+            source = getattr(fn.__code__, "co_code", b"").hex() if hasattr(fn, "__code__") else repr(fn)
+        name = f"{getattr(fn, '__qualname__', repr(fn))}\n{source}"
+    else:
+        name = fn
+    text = json.dumps({"fn": name, "config": dict(config), "seed": seed, "version": CACHE_VERSION}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def call_sweep(
     fn: Callable[..., pd.DataFrame],
     configs: Iterable[Mapping],
     seeds: Iterable[int] = (0,),
@@ -70,44 +397,46 @@ def run_sweep(
     progress: bool = True,
     desc: str | None = None,
 ) -> pd.DataFrame:
-    """Call ``fn(**config, seed=seed)`` for every config and seed, reusing finished runs.
+    """Call ``fn(**config, seed=seed)`` in this process for every config and seed, reusing finished calls.
 
-    ``fn`` returns a DataFrame. The result concatenates all runs in order, with
-    each config's keys and ``seed`` added as columns (non-scalar config values
-    are stored as strings). A run that raises stops the sweep; everything that
-    finished before it stays on disk.
+    For experiments that are not (yet) a :class:`~bnlib.experiment.Run`; prefer :func:`run_sweep`. ``fn``
+    returns a DataFrame; the result concatenates them in order with each config's keys and ``seed`` as
+    columns. Calls are keyed by :func:`call_key` (the function's source, the config, the seed). A call that
+    raises stops the sweep; everything finished before it stays on disk.
 
     Example:
-        >>> import tempfile
         >>> calls = []
         >>> def f(lr, seed):
         ...     calls.append((lr, seed)); return pd.DataFrame({"loss": [lr]})
         >>> d = tempfile.mkdtemp()
-        >>> _ = run_sweep(f, [{"lr": 0.1}], seeds=[0], out_dir=d, progress=False)
-        >>> _ = run_sweep(f, [{"lr": 0.1}], seeds=[0], out_dir=d, progress=False)
+        >>> _ = call_sweep(f, [{"lr": 0.1}], seeds=[0], out_dir=d, progress=False)
+        >>> _ = call_sweep(f, [{"lr": 0.1}], seeds=[0], out_dir=d, progress=False)
         >>> calls
         [(0.1, 0)]
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    name = getattr(fn, "__qualname__", repr(fn))
     jobs = [(dict(c), s) for c in configs for s in seeds]
     frames = []
-    bar = tqdm(jobs, desc=desc or name, disable=not progress)
-    for config, seed in bar:
-        key = run_key(name, config, seed)
+    for config, seed in tqdm(jobs, desc=desc or getattr(fn, "__qualname__", "calls"), disable=not progress):
+        key = call_key(fn, config, seed)
         csv = out / f"{key}.csv"
-        if csv.exists():
-            df = pd.read_csv(csv)
-        else:
+        if not csv.exists():
             df = fn(**config, seed=seed).copy()
             for k, v in config.items():
                 df[k] = v if isinstance(v, (int, float, str, bool)) or v is None else str(v)
             df["seed"] = seed
-            atomic_write_text(out / f"{key}.json", json.dumps({"fn": name, "config": config, "seed": seed}, default=str))
+            atomic_write_text(out / f"{key}.json", json.dumps({"fn": getattr(fn, "__qualname__", ""), "config": config,
+                                                               "seed": seed}, default=str))
             atomic_write_text(csv, df.to_csv(index=False))
-        frames.append(df)
+        frames.append(pd.read_csv(csv))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _group_key(name: str, config: Mapping, seed: int) -> str:
+    """The key of :func:`cached_frames` and :func:`cached_checkpoint` (``name`` must change when what they compute does)."""
+    text = json.dumps({"fn": name, "config": dict(config), "seed": seed}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def cached_frames(
@@ -130,7 +459,7 @@ def cached_frames(
         1
     """
     out = Path(out_dir)
-    key = run_key(name, config, 0)
+    key = _group_key(name, config, 0)
     marker = out / f"{key}.json"
     if not marker.exists():
         frames = compute()
@@ -164,7 +493,7 @@ def cached_checkpoint(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    key = run_key(name, config, seed)
+    key = _group_key(name, config, seed)
     weights, table = out / f"{key}.pt", out / f"{key}.csv"
     if weights.exists() and table.exists():
         model.load_state_dict(torch.load(weights, weights_only=True))

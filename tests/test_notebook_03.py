@@ -58,6 +58,6 @@ def test_notebook_03_numbers(smoke_run):
     for row in ["without BN, lr ×1", "with BN, lr ×5", "without BN, sigmoid, lr ×1", "with BN, sigmoid, lr ×5"]:
         assert row in table
     assert "±" not in table
-    runs = list((nb_out / "runs").glob("*.csv"))
+    runs = list((nb_out / "runs").glob("*.csv.gz"))
     # 2 seeds (smoke: seeds = sweep_seeds = 2) x (sweep 2x3 + table 6 + init 2x3 + regularization 8 + batch sizes 2x3)
     assert len(runs) == 2 * (6 + 6 + 6 + 8 + 6)

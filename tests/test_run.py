@@ -138,3 +138,13 @@ def test_jobs_must_be_a_positive_integer(tmp_path):
         run_notebooks(["01"], jobs=0, out=tmp_path)
     assert main(["01", "--jobs", "0", "--out", str(tmp_path)]) == 2
     assert not list(tmp_path.iterdir())  # nothing ran
+
+
+def test_jobs_divide_the_cores_between_kernels_and_their_sweep_workers(monkeypatch):
+    from bnlib.run import threads_per_kernel
+    from bnlib.sweep import default_workers
+
+    monkeypatch.delenv("BNLIB_WORKERS", raising=False)
+    with threads_per_kernel(1):
+        assert os.environ["OMP_NUM_THREADS"] == "1" and default_workers() == 1
+    assert "BNLIB_WORKERS" not in os.environ and default_workers() == (os.cpu_count() or 1)

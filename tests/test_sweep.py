@@ -1,56 +1,172 @@
-"""bnlib.sweep: finished runs are kept on disk, an interrupted sweep resumes without redoing them."""
+"""bnlib.sweep: runs x seeds through any executor with the same numbers; a cache that is never stale or damaged."""
 
+import concurrent.futures as cf
+import gzip
 import json
+import multiprocessing
+import os
 
 import pandas as pd
 import pytest
 
-from bnlib.sweep import run_key, run_sweep
+from bnlib import experiment, sweep
+from bnlib.data import dataset_stats
+from bnlib.experiment import Run, execute
+from bnlib.sweep import RunCache, SweepError, call_sweep, run_sweep, trained_model
+from bnlib.train import evaluate
+
+RUN = Run(dataset="mnist", model="mlp", hidden=(32, 32), norm="bn", steps=12, batch_size=32, lr=0.1, eval_every=6,
+          test_size=300, train_size=3000)
+RUNS = [RUN, RUN.replace(lr=0.3), RUN.replace(norm="none")]
+FAILS = RUN.replace(reg_cf=0.5)  # fit refuses reg_cf > 0 for a network whose layers store no penalty: raises in the worker
 
 
-class Boom(Exception):
-    pass
+def numbers(df: pd.DataFrame) -> pd.DataFrame:
+    """A sweep's table without the wall-clock column (the one column that differs between executions)."""
+    return df.drop(columns=["elapsed_s"]).reset_index(drop=True)
 
 
-def make_fn(calls, fail_on=None):
-    def train(lr, depth, seed):
-        calls.append((lr, depth, seed))
-        if (lr, seed) == fail_on:
-            raise Boom("interrupted")
-        return pd.DataFrame({"step": [0, 1], "loss": [lr * depth + seed, lr]})
-
-    return train
+def trained(folder) -> set[str]:
+    return {p.name.split(".")[0] for p in folder.glob("*.json")}
 
 
-CONFIGS = [{"lr": 0.1, "depth": 2}, {"lr": 1.0, "depth": 3}]
+def test_a_sweep_in_the_kernel_a_local_pool_and_dask_gives_identical_tables(tmp_path, data_root):
+    pytest.importorskip("dask.distributed")
+    from dask.distributed import Client, LocalCluster
+
+    kernel = pd.concat([execute(run, seed).assign(**sweep._columns(run), seed=seed) for run in RUNS for seed in (0, 1)],
+                       ignore_index=True)
+    pool = run_sweep(RUNS, [0, 1], tmp_path / "pool", workers=2, progress=False)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        on_dask = run_sweep(RUNS, [0, 1], tmp_path / "dask", executor=client.get_executor(), progress=False)
+    pd.testing.assert_frame_equal(numbers(pool), numbers(kernel), check_exact=True, check_dtype=False)
+    pd.testing.assert_frame_equal(numbers(on_dask), numbers(pool), check_exact=True)
+    assert list(pool["seed"].unique()) == [0, 1] and pool.groupby(["lr", "norm", "seed"]).size().eq(3).all()
 
 
-def test_resume_after_interruption_loses_nothing_finished(tmp_path):
+def test_results_come_back_in_the_order_asked_with_the_run_fields_as_columns(tmp_path, data_root):
+    df = run_sweep(RUNS[::-1], [1, 0], tmp_path, workers=2, progress=False)
+    order = df[["norm", "lr", "seed"]].drop_duplicates().values.tolist()
+    assert order == [["none", 0.1, 1], ["none", 0.1, 0], ["bn", 0.3, 1], ["bn", 0.3, 0], ["bn", 0.1, 1], ["bn", 0.1, 0]]
+    assert df["hidden"].eq("32,32").all() and df["dataset"].eq("mnist").all() and df["tags"].eq("").all()
+
+
+def test_changing_any_setting_trains_again_and_a_rerun_trains_nothing(tmp_path, data_root):
+    run_sweep([RUN], [0], tmp_path, progress=False)
+    assert len(trained(tmp_path)) == 1
+    for changed in (RUN.replace(steps=13), RUN.replace(lr=0.11), RUN.replace(batch_size=33), RUN.replace(test_size=301)):
+        run_sweep([changed], [0], tmp_path, progress=False)
+    assert len(trained(tmp_path)) == 5
+    mtimes = {p: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    run_sweep([RUN], [0], tmp_path, progress=False)
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == mtimes
+
+
+def test_a_bumped_cache_version_trains_again(tmp_path, data_root, monkeypatch):
+    run_sweep([RUN], [0], tmp_path, progress=False)
+    monkeypatch.setattr(experiment, "CACHE_VERSION", experiment.CACHE_VERSION + 1)
+    run_sweep([RUN], [0], tmp_path, progress=False)
+    assert len(trained(tmp_path)) == 2
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "drop_rows"])
+def test_a_damaged_cached_run_is_named_set_aside_and_trained_again(tmp_path, data_root, capsys, damage):
+    first = run_sweep([RUN], [0], tmp_path, progress=False)
+    table = tmp_path / f"{RUN.key(0)}.csv.gz"
+    data = table.read_bytes()
+    if damage == "truncate":
+        table.write_bytes(data[: len(data) // 2])
+    elif damage == "flip":
+        table.write_bytes(gzip.compress(gzip.decompress(data).replace(b"0.", b"1.", 1), mtime=0))
+    else:
+        table.write_bytes(gzip.compress(b"\n".join(gzip.decompress(data).split(b"\n")[:2]) + b"\n", mtime=0))
+    again = run_sweep([RUN], [0], tmp_path, progress=False)
+    message = capsys.readouterr().out
+    assert f"damaged cached run {RUN.key(0)}.json" in message and "training it again" in message
+    assert (tmp_path / "damaged" / table.name).exists()
+    pd.testing.assert_frame_equal(numbers(again), numbers(first), check_exact=True)
+
+
+def test_a_run_that_raises_is_recorded_the_others_finish_and_a_rerun_retries_only_it(tmp_path, data_root, monkeypatch):
+    with pytest.raises(SweepError, match=r"2 of 4 runs failed .*the 2 others are saved.*\n  reg_cf=0.5, seed 0: ValueError: "
+                                         r"reg_cf=0.5 but no layer"):
+        run_sweep([RUN, FAILS], [0, 1], tmp_path, workers=2, progress=False)
+    assert trained(tmp_path) == {RUN.key(0), RUN.key(1)}
+    error = (tmp_path / f"{FAILS.key(1)}.error.txt").read_text()
+    assert error.startswith(FAILS.to_json()) and "Traceback" in error and "ValueError: reg_cf=0.5" in error
+
     calls = []
-    with pytest.raises(Boom):
-        run_sweep(make_fn(calls, fail_on=(1.0, 0)), CONFIGS, seeds=[0, 1], out_dir=tmp_path, progress=False)
-    assert calls == [(0.1, 2, 0), (0.1, 2, 1), (1.0, 3, 0)]
-    assert len(list(tmp_path.glob("*.csv"))) == 2 and not list(tmp_path.glob("*.tmp"))
-
-    calls.clear()
-    resumed = run_sweep(make_fn(calls), CONFIGS, seeds=[0, 1], out_dir=tmp_path, progress=False)
-    assert calls == [(1.0, 3, 0), (1.0, 3, 1)]  # only the unfinished runs
-    fresh = run_sweep(make_fn([]), CONFIGS, seeds=[0, 1], out_dir=tmp_path / "fresh", progress=False)
-    pd.testing.assert_frame_equal(resumed, fresh)
-    assert resumed["seed"].tolist() == [0, 0, 1, 1, 0, 0, 1, 1]
-    assert resumed.loc[resumed["lr"] == 1.0, "depth"].eq(3).all()
+    real = sweep._train
+    monkeypatch.setattr(sweep, "_train", lambda run_json, seed, *a: calls.append(seed) or real(run_json, seed, *a))
+    with pytest.raises(SweepError):
+        run_sweep([RUN, FAILS], [0, 1], tmp_path, workers=1, progress=False)
+    assert calls == [0, 1]  # only the failed run (seeds 0 and 1) is tried again; RUN is read back
 
 
-def test_config_saved_beside_each_run_and_keys_differ(tmp_path):
-    run_sweep(make_fn([]), CONFIGS, seeds=[0], out_dir=tmp_path, progress=False)
-    metas = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("*.json"))]
-    assert sorted(m["config"]["lr"] for m in metas) == [0.1, 1.0]
-    assert run_key("f", {"lr": 0.1}, 0) != run_key("f", {"lr": 0.1}, 1) != run_key("g", {"lr": 0.1}, 1)
+class DyingExecutor(cf.Executor):
+    """A real process pool whose worker dies (os._exit) while running the run of ``lr`` ``dies_at``."""
+
+    def __init__(self, dies_at):
+        self.pool, self.dies_at = cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")), dies_at
+
+    def submit(self, fn, run_json, *args):
+        if json.loads(run_json)["lr"] == self.dies_at:
+            return self.pool.submit(os._exit, 3)
+        return self.pool.submit(fn, run_json, *args)
+
+    def shutdown(self, wait=True, **kw):
+        self.pool.shutdown(wait=wait)
 
 
-def test_non_scalar_config_values_become_strings(tmp_path):
-    def f(widths, seed):
-        return pd.DataFrame({"n": [len(widths)]})
+def test_a_killed_worker_keeps_every_finished_run_and_a_rerun_trains_only_the_missing_ones(tmp_path, data_root):
+    runs = [RUN, RUN.replace(lr=0.3)]
+    executor = DyingExecutor(dies_at=0.3)
+    with pytest.raises(SweepError, match="BrokenProcessPool"):
+        run_sweep(runs, [0], tmp_path, executor=executor, progress=False)
+    executor.shutdown()
+    assert RUN.key(0) in trained(tmp_path) and runs[1].key(0) not in trained(tmp_path)
+    before = (tmp_path / f"{RUN.key(0)}.csv.gz").stat().st_mtime_ns
+    df = run_sweep(runs, [0], tmp_path, workers=1, progress=False)
+    assert (tmp_path / f"{RUN.key(0)}.csv.gz").stat().st_mtime_ns == before and df["lr"].nunique() == 2
 
-    df = run_sweep(f, [{"widths": [100, 100]}], seeds=[0], out_dir=tmp_path, progress=False)
-    assert df["widths"].tolist() == ["[100, 100]"] and df["n"].tolist() == [2]
+
+def test_bad_arguments_fail_before_any_work(tmp_path):
+    with pytest.raises(TypeError, match="runs must be bnlib.experiment.Run configs, got dict at position 1"):
+        run_sweep([RUN, {"lr": 0.1}], [0], tmp_path)
+    with pytest.raises(ValueError, match="seeds must be integers >= 0, got -1"):
+        run_sweep([RUN], [-1], tmp_path)
+    with pytest.raises(ValueError, match="workers must be an integer >= 1 or None, got 0"):
+        run_sweep([RUN], [0], tmp_path, workers=0)
+    with pytest.raises(ValueError, match='executor: unknown \'ray\''):
+        run_sweep([RUN], [0], tmp_path, executor="ray")
+    assert not list(tmp_path.iterdir())
+
+
+def test_workers_default_from_the_environment(monkeypatch):
+    monkeypatch.setenv("BNLIB_WORKERS", "3")
+    assert sweep.default_workers() == 3
+    monkeypatch.setenv("BNLIB_WORKERS", "two")
+    with pytest.raises(ValueError, match=r"\$BNLIB_WORKERS must be an integer >= 1, got 'two'"):
+        sweep.default_workers()
+
+
+def test_kept_weights_rebuild_the_trained_network(tmp_path, data_root):
+    run = RUN.replace(steps=100, eval_every=100, keep_weights=True)  # long enough for the running statistics to settle
+    table = run_sweep([run], [0], tmp_path, progress=False)
+    net = trained_model(run, 0, tmp_path)
+    mean, std = dataset_stats("mnist")
+    acc = evaluate(net, experiment.run_data(run)["test"], mean=mean, std=std, device="cpu")[1]
+    assert acc == pytest.approx(table["test_acc"].iloc[-1], abs=1e-9) and acc > 0.5
+    with pytest.raises(FileNotFoundError, match="no finished run with weights for seed 1"):
+        trained_model(run, 1, tmp_path)
+    with pytest.raises(ValueError, match="does not keep its weights"):
+        trained_model(RUN, 0, tmp_path)
+    (tmp_path / f"{run.key(0)}.pt").write_bytes(b"broken")
+    assert RunCache(tmp_path).load(run, 0) is None  # weights checksum differs: set aside
+
+
+def test_call_sweep_keys_by_the_function_source_so_two_lambdas_never_share_results(tmp_path):
+    first = call_sweep(lambda x, seed: pd.DataFrame({"y": [x]}), [{"x": 1}], [0], tmp_path, progress=False)
+    second = call_sweep(lambda x, seed: pd.DataFrame({"y": [x * 10]}), [{"x": 1}], [0], tmp_path, progress=False)
+    assert first["y"].tolist() == [1] and second["y"].tolist() == [10]
