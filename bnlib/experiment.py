@@ -12,9 +12,9 @@ cache keyed by it never returns a run made under other settings.
 Data: the training images are the dataset's training set minus its validation
 split (the last :data:`bnlib.data.VALIDATION_SIZES` images), optionally the
 first ``train_size`` of a fixed shuffle; ``test_size`` takes the first images of
-a fixed shuffle of the test set (all when None). With ``validate=True`` every
-evaluation row also has ``val_loss``/``val_acc`` on the validation split, which
-is where hyperparameters are chosen.
+a fixed shuffle of the test set (all when None). With ``validate=True`` the last
+row also has ``val_loss``/``val_acc`` of the trained network on the validation
+split, which is where hyperparameters are chosen.
 
 Example:
     >>> run = Run(dataset="mnist", model="mlp", norm="bn", steps=20, batch_size=60, lr=0.1, eval_every=10, test_size=500)
@@ -82,7 +82,8 @@ class Run:
     # data
     train_size: int | None = None
     test_size: int | None = None
-    validate: bool = False
+    evaluate_test: bool = True  # test_loss/test_acc at every evaluation row
+    validate: bool = False  # val_loss/val_acc of the trained network (last row only): where hyperparameters are chosen
     augment: bool = False
     # optimization
     optimizer: str = "sgd"
@@ -222,8 +223,10 @@ def execute(
     Everything is built from the config here, so any process can call it. ``threads`` sets torch's intra-op
     threads for the call (1 by default: the same numbers whatever machine or executor runs it; None leaves the
     setting alone). The seed fixes the initial weights, the data order, augmentation and dropout. Columns beyond
-    :func:`~bnlib.train.fit`'s: ``val_loss``/``val_acc`` with ``validate``, ``train_eval_loss``/``train_eval_acc``
-    with ``eval_train``. ``return_model=True`` returns ``(table, trained model)``.
+    :func:`~bnlib.train.fit`'s: ``val_loss``/``val_acc`` with ``validate`` (on the last row, NaN on the others and on a
+    diverged run), ``train_eval_loss``/``train_eval_acc`` with ``eval_train``; no ``test_*`` columns when
+    ``evaluate_test`` is False. ``elapsed_s`` is wall time (the one column that differs between executions).
+    ``return_model=True`` returns ``(table, trained model)``.
 
     Example:
         >>> run = Run(dataset="mnist", model="mlp", norm="none", steps=4, batch_size=60, lr=0.1, eval_every=2,
@@ -238,18 +241,19 @@ def execute(
         dev = resolve_device(device)
         sets = run_data(run, data_root)
         mean, std = dataset_stats(run.dataset)
-        callbacks = []
-        for name, on in (("val", run.validate), ("train_eval", run.eval_train)):
-            if on:
-                data = sets["val" if name == "val" else "train"]
+        def metrics(name: str, data, last_only: bool):
+            def callback(step: int, model: torch.nn.Module) -> dict:
+                if last_only and step < run.steps:
+                    return {}
+                loss, acc = evaluate(model, data, mean=mean, std=std, device=dev, autocast=run.autocast)
+                return {f"{name}_loss": loss, f"{name}_acc": acc}
 
-                def metrics(step: int, model: torch.nn.Module, data=data, name=name) -> dict:
-                    loss, acc = evaluate(model, data, mean=mean, std=std, device=dev, autocast=run.autocast)
-                    return {f"{name}_loss": loss, f"{name}_acc": acc}
+            return callback
 
-                callbacks.append(metrics)
+        callbacks = ([metrics("val", sets["val"], last_only=True)] if run.validate else []) + (
+            [metrics("train_eval", sets["train"], last_only=False)] if run.eval_train else [])
         model = build_run_model(run, seed, data_root)
-        table = fit(model, sets["train"], sets["test"], steps=run.steps, batch_size=run.batch_size, lr=run.lr,
+        table = fit(model, sets["train"], sets["test"] if run.evaluate_test else None, steps=run.steps, batch_size=run.batch_size, lr=run.lr,
                     optimizer=run.optimizer, momentum=run.momentum, weight_decay=run.weight_decay, seed=seed, device=dev,
                     eval_every=run.eval_every, mean=mean, std=std, augment=run.augment, channels_last=run.channels_last,
                     autocast=run.autocast, reg_cf=run.reg_cf, callbacks=callbacks, progress=False)

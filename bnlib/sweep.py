@@ -31,6 +31,7 @@ Example:
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import gzip
 import hashlib
 import inspect
@@ -39,6 +40,8 @@ import json
 import multiprocessing
 import os
 import shutil
+import signal
+import sys
 import tempfile
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -141,6 +144,18 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         'hi'
     """
     atomic_write_bytes(path, text.encode())
+
+
+def _die_with_parent(parent: int) -> None:
+    """Worker initializer: on Linux, ask the kernel to stop this worker when the process that started it dies
+    (a killed notebook then leaves no worker training on); exit at once if it died while this worker started."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def _train(run_json: str, seed: int, device: str, data_root: str | None) -> tuple[str, bytes | None]:
@@ -321,7 +336,8 @@ def run_sweep(
         for job in todo:
             finished(job, lambda job=job: _train(job[0].to_json(), job[1], device, root))
     elif todo:
-        pool = executor or cf.ProcessPoolExecutor(min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn"))
+        pool = executor or cf.ProcessPoolExecutor(min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn"),
+                                                  initializer=_die_with_parent, initargs=(os.getpid(),))
         try:
             futures = {pool.submit(_train, run.to_json(), seed, device, root): (run, seed) for run, seed in todo}
             for future in cf.as_completed(futures):

@@ -33,3 +33,14 @@ def test_probe_overhead_benchmark_runs(data_root, tmp_path):
     assert all(r["step_ms"] > 0 and r["ics_steps"] > 0 and r["probe_overhead"] > 0 for r in rows)
     saved = list(csv.DictReader(results.open()))
     assert [r["benchmark"] for r in saved] == ["probe_overhead"] * 2 and saved[0]["hessian_iters"] == "2"
+
+
+def test_sweep_executor_benchmark_runs(data_root, tmp_path):
+    from benchmarks import sweep_executor
+
+    results = tmp_path / "results.csv"
+    rows = sweep_executor.main(["--runs", "2", "--steps", "3", "--width", "0.0625", "--batch-size", "16", "--workers", "2",
+                                "--results", str(results)])
+    assert rows[0]["executor_speedup"] > 0 and rows[0]["workers"] == 2
+    saved = list(csv.DictReader(results.open()))
+    assert saved[0]["benchmark"] == "sweep_executor" and saved[0]["runs"] == "2"

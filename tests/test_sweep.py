@@ -170,3 +170,31 @@ def test_call_sweep_keys_by_the_function_source_so_two_lambdas_never_share_resul
     first = call_sweep(lambda x, seed: pd.DataFrame({"y": [x]}), [{"x": 1}], [0], tmp_path, progress=False)
     second = call_sweep(lambda x, seed: pd.DataFrame({"y": [x * 10]}), [{"x": 1}], [0], tmp_path, progress=False)
     assert first["y"].tolist() == [1] and second["y"].tolist() == [10]
+
+
+def test_workers_stop_when_the_sweeping_process_is_killed(tmp_path, data_root):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (f"from bnlib.experiment import Run; from bnlib.sweep import run_sweep\n"
+              f"run = Run.from_json({RUN.replace(steps=100_000, eval_every=100_000).to_json()!r})\n"
+              f"run_sweep([run, run.replace(lr=0.2)], [0], {str(tmp_path)!r}, workers=2, progress=False)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    children = []
+    for _ in range(120):  # wait for the two workers to start
+        time.sleep(0.5)
+        found = subprocess.run(["pgrep", "-f", "-P", str(parent.pid), "spawn_main"], capture_output=True, text=True).stdout.split()
+        if len(found) == 2:
+            children = [int(p) for p in found]
+            break
+    assert len(children) == 2, "the workers never started"
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.time() + 30  # a worker still importing torch notices when it starts
+    while time.time() < deadline and any(os.path.exists(f"/proc/{pid}") and "Z" not in open(f"/proc/{pid}/stat").read().split()[2]
+                                         for pid in children):
+        time.sleep(0.2)
+    alive = [pid for pid in children if os.path.exists(f"/proc/{pid}") and open(f"/proc/{pid}/stat").read().split()[2] != "Z"]
+    assert not alive, f"workers {alive} kept training after their parent was killed"
