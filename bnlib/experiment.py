@@ -34,20 +34,23 @@ import hashlib
 import inspect
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import pandas as pd
 import torch
 
-from bnlib.data import DATASET_NAMES, VALIDATION_SIZES, dataset_stats, fixed_subset, load_dataset, validation_split
-from bnlib.models import MODELS, build_model
+from bnlib.data import DATASET_NAMES, VALIDATION_SIZES, dataset_stats, fixed_subset, load_dataset, to_float, validation_split
+from bnlib.models import MODELS, build_model, xavier_init_
 from bnlib.norms import NORM_KINDS
-from bnlib.train import evaluate, fit, resolve_device
+from bnlib.probes import PROBE_ARGS, PROBES, named_probes
+from bnlib.train import SCHEDULES, evaluate, fit, lr_schedule, resolve_device
 
 CACHE_VERSION = 1  # bump when a change alters what a run computes for the same config and seed
 OPTIMIZERS = ("sgd", "adam")
-TRAIN_SUBSET_SEED, TEST_SUBSET_SEED = 1, 2  # the fixed shuffles behind train_size and test_size
+INITS = (None, "xavier")
+TRAIN_SUBSET_SEED, TEST_SUBSET_SEED, PROBE_SUBSET_SEED = 1, 2, 3  # the fixed shuffles behind train_size, test_size, probe_size
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,8 @@ class Run:
     lr: float
     # model
     norm: str = "bn"
+    norm_args: tuple = ()  # keyword arguments of the norm layer (a dict is accepted), e.g. {"bound": 3.0, "eps": 1e-3}
+    init: str | None = None  # None: the builder's initialization; "xavier": Glorot uniform, zero biases (bnlib.models.xavier_init_)
     activation: str | None = None
     width: float | None = None
     hidden: tuple[int, ...] | None = None
@@ -87,11 +92,16 @@ class Run:
     augment: bool = False
     # optimization
     optimizer: str = "sgd"
+    schedule: str = "constant"  # learning-rate schedule of bnlib.train.lr_schedule: constant, cosine, step, exponential
+    schedule_args: tuple = ()  # its arguments (a dict is accepted), e.g. {"milestones": [500], "gamma": 0.1}
     momentum: float = 0.0
     weight_decay: float = 0.0
     reg_cf: float = 0.0
     eval_every: int | None = None
     eval_train: bool = False  # also evaluate on the run's training images (eval mode): train_eval_loss/_acc
+    probes: tuple[str, ...] = ()  # named probes of bnlib.probes.PROBES, at every evaluation row
+    probe_args: tuple = ()  # their arguments (a dict is accepted), e.g. {"etas": [0.5, 1, 2, 4], "hessian_iters": 10}
+    probe_size: int = 256  # images of the fixed probe batch (the first of a fixed shuffle of the training images)
     channels_last: bool = False
     autocast: bool = False  # bfloat16 autocast of the forward pass (meant for GPUs)
     keep_weights: bool = False  # run_sweep stores the final weights (bnlib.sweep.trained_model loads them)
@@ -100,7 +110,10 @@ class Run:
     def __post_init__(self) -> None:
         if self.hidden is not None:
             object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-        object.__setattr__(self, "tags", tuple(str(t) for t in self.tags))
+        for name in ("tags", "probes"):
+            object.__setattr__(self, name, tuple(str(t) for t in getattr(self, name)))
+        for name in ("norm_args", "probe_args", "schedule_args"):
+            object.__setattr__(self, name, _frozen_args(name, getattr(self, name)))
         _validate(self)
 
     def to_json(self) -> str:
@@ -124,6 +137,25 @@ class Run:
         """A stable 16-hex-digit key of the whole config, the seed and :data:`CACHE_VERSION`."""
         text = json.dumps({"run": json.loads(self.to_json()), "seed": int(seed), "version": CACHE_VERSION}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _freeze(value):
+    """Lists (from JSON) as tuples, so that a Run stays hashable."""
+    return tuple(_freeze(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def _frozen_args(name: str, args) -> tuple:
+    """Keyword arguments as a sorted tuple of (name, value) pairs; values JSON scalars or lists of them."""
+    pairs = args.items() if isinstance(args, Mapping) else args
+    try:
+        frozen = tuple(sorted((str(k), _freeze(v)) for k, v in pairs))
+    except (TypeError, ValueError):
+        raise ValueError(f"Run.{name}: must be a dict of keyword arguments, got {args!r}") from None
+    for key, value in frozen:
+        flat = value if isinstance(value, tuple) else (value,)
+        if not all(v is None or isinstance(v, (bool, int, float, str)) for v in flat):
+            raise ValueError(f"Run.{name}: {key}={value!r} is not a number, string or list of them")
+    return frozen
 
 
 def _model_fields(run: Run) -> dict:
@@ -163,6 +195,30 @@ def _validate(run: Run) -> None:
             raise bad(name, f"must be a number >= 0, got {value!r}")
     if run.dropout is not None and not 0 <= run.dropout < 1:
         raise bad("dropout", f"must be in [0, 1), got {run.dropout!r}")
+    if run.norm_args:
+        if run.norm == "none":
+            raise bad("norm_args", f"norm 'none' takes no arguments, got {dict(run.norm_args)}")
+        takes = inspect.signature(NORM_KINDS[run.norm]).parameters
+        for key, _ in run.norm_args:
+            if key not in takes or key == "num_features":
+                raise bad("norm_args", f"the {run.norm!r} layer takes no {key!r}; it takes "
+                                       f"{', '.join(k for k in takes if k != 'num_features')}")
+    try:
+        lr_schedule(run.schedule, run.steps, **dict(run.schedule_args))
+    except (ValueError, TypeError) as e:
+        raise bad("schedule" if run.schedule not in SCHEDULES else "schedule_args", str(e)) from None
+    if run.init not in INITS:
+        raise bad("init", f"unknown initialization {run.init!r}; valid: {', '.join(map(repr, INITS))}")
+    unknown = [p for p in run.probes if p not in PROBES]
+    if unknown:
+        raise bad("probes", f"unknown probes {unknown}; valid probes: {', '.join(PROBES)}")
+    allowed = set().union(*(PROBE_ARGS[p] for p in run.probes)) if run.probes else set()
+    for key, _ in run.probe_args:
+        if key not in allowed:
+            raise bad("probe_args", f"{key!r} is an argument of none of the probes {list(run.probes)}; they take "
+                                    f"{', '.join(sorted(allowed)) or 'nothing'}")
+    if isinstance(run.probe_size, bool) or not isinstance(run.probe_size, int) or run.probe_size < 1:
+        raise bad("probe_size", f"must be an integer >= 1, got {run.probe_size!r}")
 
 
 @lru_cache(maxsize=8)
@@ -206,8 +262,11 @@ def build_run_model(run: Run, seed: int, data_root: str | os.PathLike | None = N
         kwargs["image_size"] = x.shape[-1]
     if "in_features" in accepted:
         kwargs["in_features"] = x[0].numel()
+    if run.norm_args:
+        kwargs["norm"] = partial(NORM_KINDS[run.norm], **dict(run.norm_args))
     torch.manual_seed(seed)
-    return build_model(run.model, **kwargs)
+    model = build_model(run.model, **kwargs)
+    return xavier_init_(model) if run.init == "xavier" else model
 
 
 def execute(
@@ -253,10 +312,15 @@ def execute(
         callbacks = ([metrics("val", sets["val"], last_only=True)] if run.validate else []) + (
             [metrics("train_eval", sets["train"], last_only=False)] if run.eval_train else [])
         model = build_run_model(run, seed, data_root)
+        if run.probes:
+            x, y = fixed_subset(sets["train"], run.probe_size, PROBE_SUBSET_SEED)
+            batch = (to_float(x, mean, std).to(dev), y.to(dev))
+            callbacks += named_probes(run.probes, model, batch, dict(run.probe_args), run.lr)
         table = fit(model, sets["train"], sets["test"] if run.evaluate_test else None, steps=run.steps, batch_size=run.batch_size, lr=run.lr,
                     optimizer=run.optimizer, momentum=run.momentum, weight_decay=run.weight_decay, seed=seed, device=dev,
                     eval_every=run.eval_every, mean=mean, std=std, augment=run.augment, channels_last=run.channels_last,
-                    autocast=run.autocast, reg_cf=run.reg_cf, callbacks=callbacks, progress=False)
+                    autocast=run.autocast, reg_cf=run.reg_cf, callbacks=callbacks, progress=False,
+                    lr_factor=lr_schedule(run.schedule, run.steps, **dict(run.schedule_args)))
         return (table, model) if return_model else table
     finally:
         torch.set_num_threads(old_threads)

@@ -26,7 +26,7 @@ from functools import partial
 import torch
 from torch import nn
 
-from bnlib.norms import BatchedBatchNorm, BatchNorm, TorchBatchNorm, norm_layer
+from bnlib.norms import BatchedBatchNorm, BatchNorm, NormSpec, TorchBatchNorm, norm_layer
 
 ACTIVATIONS = {
     "sigmoid": nn.Sigmoid,
@@ -53,7 +53,7 @@ def mlp(
     hidden: Sequence[int] = (100, 100, 100),
     num_classes: int = 10,
     *,
-    norm: str = "none",
+    norm: NormSpec = "none",
     activation: str = "sigmoid",
     init_std: float | None = None,
 ) -> nn.Sequential:
@@ -70,7 +70,7 @@ def mlp(
         in_features: input size after flattening (784 for MNIST).
         hidden: widths of the hidden layers.
         num_classes: size of the output layer.
-        norm: a kind of :func:`bnlib.norms.norm_layer` ("none", "bn", "torch_bn", ...).
+        norm: a kind or factory of :func:`bnlib.norms.norm_layer` ("none", "bn", "torch_bn", ...).
         activation: one of ``ACTIVATIONS``.
         init_std: if given, every weight is drawn from N(0, init_std^2) and biases
             start at zero (the paper's "small random Gaussian values"); if None,
@@ -181,7 +181,7 @@ def _scaled(channels: int, width: float) -> int:
 
 
 def conv_norm_act(in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1, *,
-                  norm: str = "none", activation: str = "relu") -> nn.Sequential:
+                  norm: NormSpec = "none", activation: str = "relu") -> nn.Sequential:
     """``conv -> norm -> activation`` with "same" padding; the convolution has no bias when a norm follows it.
 
     Example:
@@ -205,7 +205,7 @@ def vgg(
     in_channels: int = 3,
     *,
     width: float = 1.0,
-    norm: str = "bn",
+    norm: NormSpec = "bn",
     activation: str = "relu",
     dropout: float = 0.0,
     init_scale: float = 1.0,
@@ -258,7 +258,7 @@ def small_cnn(
     image_size: int = 32,
     *,
     width: float = 1.0,
-    norm: str = "bn",
+    norm: NormSpec = "bn",
     activation: str = "relu",
     dropout: float = 0.0,
     init_scale: float = 1.0,
@@ -304,7 +304,7 @@ class BasicBlock(nn.Module):
         torch.Size([2, 32, 4, 4])
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, *, norm: str = "bn", activation: str = "relu"):
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, *, norm: NormSpec = "bn", activation: str = "relu"):
         super().__init__()
         self.conv1 = conv_norm_act(in_channels, out_channels, 3, stride, norm=norm, activation=activation)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=(norm == "none"))
@@ -325,7 +325,7 @@ def small_resnet(
     *,
     width: float = 1.0,
     blocks_per_stage: int = 2,
-    norm: str = "bn",
+    norm: NormSpec = "bn",
     activation: str = "relu",
     dropout: float = 0.0,
     init_scale: float = 1.0,
@@ -362,7 +362,7 @@ def small_resnet(
     return _init_(nn.Sequential(layers), init_scale, init_std)
 
 
-def deep_linear_network(layers: int = 25, dim: int = 10, *, norm: str = "none", init_std: float | None = None) -> nn.Sequential:
+def deep_linear_network(layers: int = 25, dim: int = 10, *, norm: NormSpec = "none", init_std: float | None = None) -> nn.Sequential:
     """Santurkar et al. 2018's deep linear network (DLN): ``layers`` bias-free linear maps of width ``dim``.
 
     With ``norm`` other than "none", a norm layer follows every linear map but the last. Weights from

@@ -960,6 +960,8 @@ def instance_norm(num_features: int, eps: float = 1e-5, affine: bool = True) -> 
     return group_norm(num_features, num_features, eps, affine)
 
 
+NormSpec = str | Callable[..., nn.Module]  # a kind of NORM_KINDS, or a factory (num_features, **kwargs) -> nn.Module
+
 # Norm kind name -> factory ``(num_features, **kwargs) -> nn.Module``.
 # To add a kind, add an entry: ``NORM_KINDS["my_bn"] = MyBatchNorm``.
 NORM_KINDS: dict[str, Callable[..., nn.Module]] = {
@@ -980,8 +982,9 @@ NORM_KINDS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-def norm_layer(kind: str, num_features: int, **kwargs) -> nn.Module:
-    """Build the norm layer ``kind`` (a key of ``NORM_KINDS``) for ``num_features`` channels.
+def norm_layer(kind: str | Callable[..., nn.Module], num_features: int, **kwargs) -> nn.Module:
+    """Build the norm layer ``kind`` for ``num_features`` channels: a key of ``NORM_KINDS``, or a factory
+    ``(num_features, **kwargs) -> nn.Module`` such as ``functools.partial(RigidBatchNorm, bound=3.0)``.
 
     Keyword arguments go to the factory (e.g. ``eps``, ``momentum``); kind
     ``"none"`` ignores them.
@@ -994,7 +997,11 @@ def norm_layer(kind: str, num_features: int, **kwargs) -> nn.Module:
     KLBatchNorm(4, normalize=False, kl='original', eps=1e-05, momentum=0.1, affine=True)
     >>> norm_layer("linf", 4, momentum=None)
     LpBatchNorm(4, p=inf, eps=1e-05, momentum=None, affine=True)
+    >>> norm_layer(partial(RigidBatchNorm, bound=3.0), 4).bound
+    3.0
     """
+    if callable(kind):
+        return kind(num_features, **kwargs)
     if kind not in NORM_KINDS:
         raise ValueError(
             f"unknown norm kind {kind!r}; valid kinds: {', '.join(NORM_KINDS)}"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
@@ -428,3 +429,111 @@ def hessian_top_eigenvalue(model: nn.Module, loss_fn: LossFn, batch: tuple[torch
                 break
             estimate = new
     return estimate
+
+
+# ---- named probes: what a bnlib.experiment.Run lists in ``probes`` ------------------------------------------------------
+
+Probe = Callable[[int, nn.Module], dict]
+
+
+def _layer_stats(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], args: Mapping, lr: float) -> Probe:
+    names, skip = tuple(args.get("layer_names", ("norm", "norm2", "act"))), tuple(args.get("skip", ()))
+    modules = {n: m for n, m in model.named_modules() if n.split(".")[-1] in names and not any(s in n for s in skip)}
+    return LayerStatsProbe(modules, batch[0], bound=float(args.get("bound", 3.0)))
+
+
+def _ics(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], args: Mapping, lr: float) -> Probe:
+    def probe(step: int, m: nn.Module) -> dict:
+        rows = ics(m, torch.nn.functional.cross_entropy, batch, lr=lr)
+        return {f"{r.layer}|ics|{k}": getattr(r, k) for r in rows.itertuples() for k in ("l2", "cosine", "relative")}
+
+    return probe
+
+
+def _landscape(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], args: Mapping, lr: float) -> Probe:
+    etas = [float(e) * lr for e in args.get("etas", (0.5, 1.0, 2.0, 4.0))]
+
+    def probe(step: int, m: nn.Module) -> dict:
+        land = landscape_probe(m, torch.nn.functional.cross_entropy, batch, etas)
+        row = {f"all|landscape|{k}": land[k] for k in ("loss_range", "beta_smoothness", "grad_norm")}
+        row["all|landscape|grad_change"] = max(land["grad_changes"])
+        return row
+
+    return probe
+
+
+def _hessian(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], args: Mapping, lr: float) -> Probe:
+    iters = int(args.get("hessian_iters", 10))
+    return lambda step, m: {"all|hessian|top": hessian_top_eigenvalue(m, torch.nn.functional.cross_entropy, batch, iters=iters)}
+
+
+def _output_quantiles(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], args: Mapping, lr: float) -> Probe:
+    layers = tuple(args.get("quantile_layers", ()))
+    qs = tuple(float(q) for q in args.get("quantiles", (0.05, 0.25, 0.5, 0.75, 0.95)))
+
+    @torch.no_grad()
+    def probe(step: int, m: nn.Module) -> dict:
+        captured: dict[str, torch.Tensor] = {}
+        hooks = [m.get_submodule(name).register_forward_hook(lambda _m, i, o, name=name: captured.__setitem__(name, o.flatten()))
+                 for name in layers]
+        saved = [b.clone() for b in m.buffers()]
+        try:
+            m(batch[0])  # in the model's current mode (train, during fit), buffers put back below
+        finally:
+            for h in hooks:
+                h.remove()
+            for b, s in zip(m.buffers(), saved):
+                b.copy_(s)
+        row = {}
+        for name, v in captured.items():
+            values = torch.quantile(v[:: max(1, len(v) // 100_000)].float(), torch.tensor(qs, device=v.device)).tolist()
+            row.update({f"{name}|dist|q{round(q * 100):02d}": value for q, value in zip(qs, values)})
+        return row
+
+    return probe
+
+
+PROBES: dict[str, Callable[..., Probe]] = {
+    "layer_stats": _layer_stats,  # LayerStatsProbe on modules named layer_names (default norm, norm2, act), minus skip
+    "ics": _ics,  # Santurkar et al. Def. 2.1 per layer, at the run's learning rate
+    "landscape": _landscape,  # loss range, gradient change, beta-smoothness along the gradient, steps etas x lr
+    "hessian": _hessian,  # top Hessian eigenvalue, hessian_iters power iterations
+    "output_quantiles": _output_quantiles,  # quantiles of the outputs of quantile_layers, pooled over units
+}
+PROBE_ARGS: dict[str, frozenset[str]] = {
+    "layer_stats": frozenset({"layer_names", "skip", "bound"}), "ics": frozenset(), "landscape": frozenset({"etas"}),
+    "hessian": frozenset({"hessian_iters"}), "output_quantiles": frozenset({"quantile_layers", "quantiles"}),
+}
+
+
+def named_probes(names: Sequence[str], model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], args: Mapping,
+                 lr: float) -> list[Probe]:
+    """Callbacks for :func:`bnlib.train.fit` from probe names of :data:`PROBES`, run in the order given on the fixed
+    ``batch`` (inputs as the network takes them, labels), plus a last one that adds ``probe_s`` (their time at this row).
+
+    Their columns are ``"layer|kind|stat"`` keys (:func:`tidy_layer_stats` makes them long). Each probe leaves the
+    model's weights, buffers and mode as it found them.
+
+    Example:
+        >>> from bnlib.models import mlp
+        >>> net, batch = mlp(hidden=(8, 8), norm="bn"), (torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,)))
+        >>> callbacks = named_probes(["landscape", "hessian"], net, batch, {"hessian_iters": 2}, lr=0.1)
+        >>> row = {}
+        >>> for cb in callbacks:
+        ...     row.update(cb(0, net))
+        >>> sorted(row)
+        ['all|hessian|top', 'all|landscape|beta_smoothness', 'all|landscape|grad_change', 'all|landscape|grad_norm', 'all|landscape|loss_range', 'probe_s']
+    """
+    unknown = [n for n in names if n not in PROBES]
+    if unknown:
+        raise ValueError(f"unknown probes {unknown}; valid probes: {', '.join(PROBES)}")
+    start: list[float] = []
+
+    def begin(step: int, m: nn.Module) -> dict:
+        start[:] = [time.perf_counter()]
+        return {}
+
+    def end(step: int, m: nn.Module) -> dict:
+        return {"probe_s": time.perf_counter() - start[0]}
+
+    return [begin, *(PROBES[n](model, batch, args, lr) for n in names), end]

@@ -355,7 +355,7 @@ def run_sweep(
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def trained_model(run: Run, seed: int, out_dir: str | os.PathLike):
+def trained_model(run: Run, seed: int, out_dir: str | os.PathLike, data_root: str | os.PathLike | None = None):
     """The network of ``run`` and ``seed`` with its final weights, from a sweep's cache (``Run.keep_weights``).
 
     Example:
@@ -376,7 +376,7 @@ def trained_model(run: Run, seed: int, out_dir: str | os.PathLike):
     if RunCache(out_dir).load(run, seed) is None or not path.exists():
         raise FileNotFoundError(f"trained_model: no finished run with weights for seed {seed} in {out_dir}; "
                                 "train it first with run_sweep([run], [seed], out_dir)")
-    model = build_run_model(run, seed)
+    model = build_run_model(run, seed, data_root)
     model.load_state_dict(torch.load(path, weights_only=True))
     return model.eval()
 

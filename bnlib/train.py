@@ -65,6 +65,47 @@ def make_optimizer(
     raise ValueError(f"unknown optimizer {name!r}; valid optimizers: sgd, adam")
 
 
+SCHEDULES = {"constant": frozenset(), "cosine": frozenset(), "step": frozenset({"milestones", "gamma"}),
+             "exponential": frozenset({"gamma", "every"})}  # name -> the arguments it takes
+
+
+def lr_schedule(name: str, steps: int, **args) -> Callable[[int], float] | None:
+    """The learning-rate factor of step ``t`` for :func:`fit`'s ``lr_factor`` (None for ``"constant"``).
+
+    ``"cosine"``: (1 + cos(pi t / steps)) / 2, from 1 down to 0 at the last step. ``"step"``: ``gamma`` (default 0.1)
+    to the number of ``milestones`` (steps) passed. ``"exponential"``: ``gamma`` to the power t // ``every`` (a
+    staircase, as Inception's 0.94 every two epochs).
+
+    Example:
+        >>> f = lr_schedule("step", 100, milestones=[50, 75], gamma=0.1)
+        >>> [round(f(t), 6) for t in (0, 49, 50, 75)]
+        [1.0, 1.0, 0.1, 0.01]
+        >>> [round(lr_schedule("cosine", 100)(t), 3) for t in (0, 50, 100)]
+        [1.0, 0.5, 0.0]
+        >>> lr_schedule("linear", 10)
+        Traceback (most recent call last):
+        ...
+        ValueError: unknown schedule 'linear'; valid schedules: constant, cosine, step, exponential
+    """
+    if name not in SCHEDULES:
+        raise ValueError(f"unknown schedule {name!r}; valid schedules: {', '.join(SCHEDULES)}")
+    unknown = sorted(set(args) - SCHEDULES[name])
+    if unknown:
+        raise ValueError(f"schedule {name!r} takes no {unknown}; it takes {', '.join(sorted(SCHEDULES[name])) or 'nothing'}")
+    if name == "constant":
+        return None
+    if name == "cosine":
+        return lambda t: 0.5 * (1 + math.cos(math.pi * min(t, steps) / steps))
+    gamma = float(args.get("gamma", 0.1))
+    if name == "step":
+        milestones = sorted(int(m) for m in args.get("milestones", ()))
+        return lambda t: gamma ** sum(t >= m for m in milestones)
+    every = int(args.get("every", 1))
+    if every < 1:
+        raise ValueError(f"schedule 'exponential': every must be >= 1, got {every}")
+    return lambda t: gamma ** (t // every)
+
+
 def default_scale(x: torch.Tensor) -> float:
     """Pixel scale used when none is given: 1/255 for uint8 images, 1 for float data.
 
@@ -175,6 +216,7 @@ def fit(
     autocast: bool = False,
     reg_cf: float = 0.0,
     diverge_above: float = 1e4,
+    lr_factor: Callable[[int], float] | None = None,
     callbacks: Sequence[Callback] = (),
     progress: bool = True,
     desc: str | None = None,
@@ -208,6 +250,9 @@ def fit(
     bnlib's BN layers and the loss compute in float32); meant for GPUs, slow on most CPUs.
     ``batch_size=1`` with BN layers in the model raises ValueError (:func:`check_batch_size`).
 
+    Schedule: step ``t`` (0-based) uses ``lr * lr_factor(t)`` (:func:`lr_schedule` builds common ones); rows record
+    the base ``lr``.
+
     Penalties: layers that store a ``penalty`` tensor in their forward pass (rigid and KL batch
     norms of :mod:`bnlib.norms`) add ``reg_cf`` times their sum (:func:`bnlib.norms.model_penalty`)
     to the loss that is minimized. ``train_loss`` stays the cross-entropy alone, and a column
@@ -238,6 +283,7 @@ def fit(
     if channels_last:
         model.to(memory_format=torch.channels_last)
     opt = make_optimizer(optimizer, model.parameters(), lr, momentum, weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor) if lr_factor is not None else None
     x, y = train_data
     scale = default_scale(x) if scale is None else scale
     batches = train_batches(x, y, batch_size, seed=seed, mean=mean, std=std, scale=scale, augment=augment, device=dev)
@@ -288,6 +334,8 @@ def fit(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if scheduler is not None:
+            scheduler.step()
         window_loss[n] = ce.detach()
         if penalty is not None:
             window_penalty[n] = penalty.detach()

@@ -17,7 +17,8 @@ CHANGES = {  # one changed value per field: every field is part of the key
     "activation": "relu", "width": 0.5, "hidden": (50,), "dropout": 0.1, "init_scale": 2.0, "init_std": 0.01,
     "train_size": 1000, "test_size": 301, "evaluate_test": False, "validate": True, "augment": True, "optimizer": "adam", "momentum": 0.9,
     "weight_decay": 1e-4, "reg_cf": 0.5, "eval_every": 3, "eval_train": True, "channels_last": True, "autocast": True,
-    "keep_weights": True, "tags": ("section 2",),
+    "keep_weights": True, "tags": ("section 2",), "norm_args": {"eps": 1e-3}, "init": "xavier", "probes": ("hessian",),
+    "probe_args": {"etas": (1.0,)}, "probe_size": 128, "schedule": "cosine", "schedule_args": {"gamma": 0.5},
 }
 
 
@@ -28,15 +29,19 @@ def test_every_field_is_covered_by_the_key_test():
 @pytest.mark.parametrize("name", sorted(CHANGES))
 def test_changing_any_field_changes_the_key(name):
     base = CNN if name in ("width", "dropout", "init_scale") else BASE  # the MLP builder takes none of these
+    base = base.replace(probes=("landscape",)) if name == "probe_args" else base
+    base = base.replace(schedule="exponential") if name == "schedule_args" else base
     changed = base.replace(**{name: CHANGES[name]})
     assert base.key(0) != changed.key(0)
 
 
 def test_json_round_trip_and_a_pinned_key():
-    run = BASE.replace(hidden=[64, 32], tags=["a"])
-    assert run.hidden == (64, 32) and Run.from_json(run.to_json()) == run
+    run = BASE.replace(hidden=[64, 32], tags=["a"], norm_args={"momentum": None, "eps": 1e-3}, probes=["landscape"],
+                       probe_args={"etas": [0.5, 2]})
+    assert run.hidden == (64, 32) and Run.from_json(run.to_json()) == run and hash(run) == hash(Run.from_json(run.to_json()))
+    assert run.norm_args == (("eps", 1e-3), ("momentum", None)) and run.probe_args == (("etas", (0.5, 2)),)
     assert BASE.key(0) == BASE.replace().key(0) != BASE.key(1)
-    assert BASE.key(0) == "c70fc97f2ba511b9"  # a changed key silently orphans every cached run: bump CACHE_VERSION instead
+    assert BASE.key(0) == "c7b3a1f5a02f1005"  # a changed key silently orphans every cached run: bump CACHE_VERSION instead
 
 
 def test_cache_version_is_part_of_the_key(monkeypatch):
@@ -56,7 +61,16 @@ def test_cache_version_is_part_of_the_key(monkeypatch):
      (dict(lr=-1), "Run.lr: must be > 0, got -1"),
      (dict(test_size=0), "Run.test_size: must be None or an integer >= 1, got 0"),
      (dict(momentum=-0.1), "Run.momentum: must be a number >= 0"),
-     (dict(model="small_cnn", dropout=1.0), r"Run.dropout: must be in \[0, 1\)")],
+     (dict(model="small_cnn", dropout=1.0), r"Run.dropout: must be in \[0, 1\)"),
+     (dict(norm_args={"bound": 3.0}), "Run.norm_args: the 'bn' layer takes no 'bound'; it takes eps, momentum"),
+     (dict(norm="none", norm_args={"eps": 1e-3}), "Run.norm_args: norm 'none' takes no arguments"),
+     (dict(norm_args={"eps": [object()]}), "Run.norm_args: eps=.* is not a number, string or list of them"),
+     (dict(init="orthogonal"), "Run.init: unknown initialization 'orthogonal'; valid: None, 'xavier'"),
+     (dict(probes=("ics", "curvature")), r"Run.probes: unknown probes \['curvature'\]; valid probes: layer_stats, ics"),
+     (dict(probes=("ics",), probe_args={"etas": [1]}), "Run.probe_args: 'etas' is an argument of none of the probes"),
+     (dict(probe_size=0), "Run.probe_size: must be an integer >= 1, got 0"),
+     (dict(schedule="linear"), "Run.schedule: unknown schedule 'linear'; valid schedules: constant, cosine"),
+     (dict(schedule="cosine", schedule_args={"gamma": 0.5}), r"Run.schedule_args: schedule 'cosine' takes no \['gamma'\]")],
 )
 def test_a_bad_field_fails_before_any_work_naming_it(changes, message):
     with pytest.raises(ValueError, match=message):
@@ -95,3 +109,28 @@ def test_what_a_run_evaluates(data_root):
     run = BASE.replace(steps=6, eval_every=3, train_size=500, eval_train=True, evaluate_test=False)
     table = execute(run, seed=0)
     assert "test_acc" not in table and table["train_eval_acc"].between(0, 1).all() and len(table) == 3
+
+
+def test_norm_args_init_and_probes_reach_the_network(data_root):
+    import torch
+
+    from bnlib.norms import RigidBatchNorm
+
+    run = CNN.replace(norm="rigid", norm_args={"bound": 2.5, "eps": 1e-3}, init="xavier", steps=4, eval_every=2,
+                      probes=("layer_stats", "landscape", "hessian"), probe_args={"bound": 2.5, "hessian_iters": 2}, probe_size=32)
+    net = experiment.build_run_model(run, 0)
+    rigid = [m for m in net.modules() if isinstance(m, RigidBatchNorm)]
+    assert rigid and all(m.bound == 2.5 and m.eps == 1e-3 for m in rigid)
+    conv = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.abs().max() <= (6 / (conv.weight[0].numel() + conv.weight[:, 0].numel())) ** 0.5  # Glorot uniform
+    table = execute(run, seed=0)
+    assert table["all|hessian|top"].notna().all() and table["probe_s"].gt(0).all()
+    assert table.filter(like="|in|beyond").notna().all().all() and len(table) == 3
+
+
+def test_a_schedule_changes_the_run_and_a_step_schedule_is_the_constant_run_until_its_milestone(data_root):
+    run = BASE.replace(steps=8, eval_every=4, momentum=0.9)
+    constant = execute(run, 0)
+    dropped = execute(run.replace(schedule="step", schedule_args={"milestones": [4], "gamma": 0.1}), 0)
+    assert constant.loc[1, "train_loss"] == dropped.loc[1, "train_loss"]  # steps 1-4 at the full rate in both
+    assert constant.loc[2, "train_loss"] != dropped.loc[2, "train_loss"]
