@@ -139,6 +139,9 @@ class Run:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+RUN_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Run))  # the columns run_sweep adds to a table
+
+
 def _freeze(value):
     """Lists (from JSON) as tuples, so that a Run stays hashable."""
     return tuple(_freeze(v) for v in value) if isinstance(value, (list, tuple)) else value
@@ -228,19 +231,21 @@ def _split(dataset: str, split: str, data_root: str | None = None) -> tuple[torc
 
 
 def run_data(run: Run, data_root: str | os.PathLike | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """The run's ``train``, ``val`` and ``test`` sets (uint8 images, labels), as :func:`execute` uses them.
+    """The run's ``train``, ``val``, ``test`` and ``probe`` sets (uint8 images, labels), as :func:`execute` uses them.
 
     Example:
         >>> sets = run_data(Run(dataset="mnist", model="mlp", steps=1, batch_size=2, lr=0.1, test_size=100))
         >>> {k: len(v[1]) for k, v in sets.items()}
-        {'train': 50000, 'val': 10000, 'test': 100}
+        {'train': 50000, 'val': 10000, 'test': 100, 'probe': 256}
     """
     root = None if data_root is None else str(data_root)
     train, val = validation_split(_split(run.dataset, "train", root), VALIDATION_SIZES[run.dataset])
+    train = fixed_subset(train, run.train_size, TRAIN_SUBSET_SEED)
     return {
-        "train": fixed_subset(train, run.train_size, TRAIN_SUBSET_SEED),
+        "train": train,
         "val": val,
         "test": fixed_subset(_split(run.dataset, "test", root), run.test_size, TEST_SUBSET_SEED),
+        "probe": fixed_subset(train, run.probe_size, PROBE_SUBSET_SEED),
     }
 
 
@@ -313,7 +318,7 @@ def execute(
             [metrics("train_eval", sets["train"], last_only=False)] if run.eval_train else [])
         model = build_run_model(run, seed, data_root)
         if run.probes:
-            x, y = fixed_subset(sets["train"], run.probe_size, PROBE_SUBSET_SEED)
+            x, y = sets["probe"]
             batch = (to_float(x, mean, std).to(dev), y.to(dev))
             callbacks += named_probes(run.probes, model, batch, dict(run.probe_args), run.lr)
         table = fit(model, sets["train"], sets["test"] if run.evaluate_test else None, steps=run.steps, batch_size=run.batch_size, lr=run.lr,

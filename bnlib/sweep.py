@@ -258,10 +258,13 @@ def _describe(run: Run, seed: int, others: Sequence[Run]) -> str:
 
 
 def _columns(run: Run) -> dict:
-    """The run's fields as table columns (tuples joined by commas, None as empty)."""
+    """The run's fields as table columns: tuples joined by commas, keyword arguments (``*_args``) as a JSON object."""
     out = {}
     for name, value in json.loads(run.to_json()).items():
-        out[name] = ",".join(map(str, value)) if isinstance(value, list) else value
+        if name.endswith("_args"):
+            out[name] = json.dumps(dict(value), sort_keys=True)
+        else:
+            out[name] = ",".join(map(str, value)) if isinstance(value, list) else value
     return out
 
 
@@ -280,7 +283,7 @@ def run_sweep(
     """Train every run for every seed (or read it from ``out_dir``); one table, in the order asked.
 
     Columns: the run's table (:func:`bnlib.experiment.execute`), then every field of its ``Run`` (tuples joined
-    by commas) and ``seed``. Runs not on disk go to ``executor`` (an ``Executor``, or a string for
+    by commas, ``norm_args``/``probe_args``/``schedule_args`` as JSON objects) and ``seed``. Runs not on disk go to ``executor`` (an ``Executor``, or a string for
     :func:`executor_from`); with None, to a local pool of ``workers`` processes (default
     :func:`default_workers`), or to this process when ``workers=1``, when one run is left, or when ``device``
     is a GPU (one run after another on it). Each run uses one intra-op thread wherever it runs, so the table
@@ -381,6 +384,19 @@ def trained_model(run: Run, seed: int, out_dir: str | os.PathLike, data_root: st
     return model.eval()
 
 
+@contextlib.contextmanager
+def one_thread():
+    """Torch's intra-op threads set to 1 inside the block, restored after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def call_key(fn: Callable | str, config: Mapping, seed: int) -> str:
     """A stable 16-hex-digit key of a function (its name and source code), a config and a seed.
 
@@ -417,8 +433,9 @@ def call_sweep(
 
     For experiments that are not (yet) a :class:`~bnlib.experiment.Run`; prefer :func:`run_sweep`. ``fn``
     returns a DataFrame; the result concatenates them in order with each config's keys and ``seed`` as
-    columns. Calls are keyed by :func:`call_key` (the function's source, the config, the seed). A call that
-    raises stops the sweep; everything finished before it stays on disk.
+    columns. Calls are keyed by :func:`call_key` (the function's source, the config, the seed) and run with one
+    intra-op thread (as :func:`run_sweep`'s runs: the same numbers whatever the machine's core count). A call
+    that raises stops the sweep; everything finished before it stays on disk.
 
     Example:
         >>> calls = []
@@ -438,7 +455,8 @@ def call_sweep(
         key = call_key(fn, config, seed)
         csv = out / f"{key}.csv"
         if not csv.exists():
-            df = fn(**config, seed=seed).copy()
+            with one_thread():
+                df = fn(**config, seed=seed).copy()
             for k, v in config.items():
                 df[k] = v if isinstance(v, (int, float, str, bool)) or v is None else str(v)
             df["seed"] = seed

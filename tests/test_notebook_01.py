@@ -63,3 +63,23 @@ def test_notebook_01_learning_rate_chosen_on_validation(smoke_run):
     assert n["linear_standardized_chosen_lr"] == best["standardized"][1]
     assert n["linear_raw_chosen_lr"] == best["raw 0–255"][1]
     assert (out / NAME / "linear_classifier_summary.csv").exists()
+
+
+def test_a_rerun_with_other_settings_into_the_same_folder_retrains(smoke_run, tmp_path):
+    """The runs cached by a first execution are not reused under new settings (they were, keyed by {inputs, lr} only)."""
+    import shutil
+    import subprocess
+    import sys
+
+    out, _ = smoke_run
+    smoke_ran(out, "01")
+    shutil.copytree(out / NAME, tmp_path / NAME)
+    before = pd.read_csv(tmp_path / NAME / "linear_classifier.csv")
+    proc = subprocess.run([sys.executable, "-m", "bnlib.run", "01", "--preset", "smoke", "--out", str(tmp_path),
+                           "-p", "lin_steps", "7", "-p", "ics_steps", "20", "-p", "eps_steps", "9"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    after = pd.read_csv(tmp_path / NAME / "linear_classifier.csv")
+    assert set(before["steps"]) == {60} and set(after["steps"]) == {7}
+    assert not after["val_acc"].equals(before["val_acc"])
+    assert set(pd.read_csv(tmp_path / NAME / "eps_training.csv")["step"]) == {9}
