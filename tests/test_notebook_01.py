@@ -76,7 +76,7 @@ def test_a_rerun_with_other_settings_into_the_same_folder_retrains(smoke_run, tm
     shutil.copytree(out / NAME, tmp_path / NAME)
     before = pd.read_csv(tmp_path / NAME / "linear_classifier.csv")
     proc = subprocess.run([sys.executable, "-m", "bnlib.run", "01", "--preset", "smoke", "--out", str(tmp_path),
-                           "-p", "lin_steps", "7", "-p", "ics_steps", "20", "-p", "eps_steps", "9"],
+                           "-p", "lin_steps", "7", "-p", "ics_steps", "100", "-p", "eps_steps", "9"],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     after = pd.read_csv(tmp_path / NAME / "linear_classifier.csv")

@@ -59,3 +59,13 @@ def test_full_presets_have_at_least_five_seeds():
         for name in ("seeds", "sweep_seeds"):
             if name in params:
                 assert int(params[name]) >= 5, f"{stem}: {name} = {params[name]} at full"
+
+
+@pytest.mark.parametrize("stem", ["03_cifar10_experiments", "04_failed_variants", "05_loss_landscape", "06_batchnorm_in_practice"])
+def test_training_notebooks_take_an_executor_and_sweep_runs(stem):
+    """Their runs are bnlib.experiment.Run configs trained by run_sweep on the executor the parameter names."""
+    path = REPO / "notebooks" / f"{stem}.ipynb"
+    assert notebook_parameters(path)["executor"] == "local"
+    source = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+    assert "P.executor(executor=executor)" in source and "executor=executor" in source.split("P.executor", 1)[1]
+    assert "run_sweep(" in source and "cached_checkpoint" not in source and "NORM_KINDS[" not in source
