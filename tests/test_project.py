@@ -65,7 +65,7 @@ def test_full_presets_have_at_least_five_seeds():
 def test_training_notebooks_take_an_executor_and_sweep_runs(stem):
     """Their runs are bnlib.experiment.Run configs trained by run_sweep on the executor the parameter names."""
     path = REPO / "notebooks" / f"{stem}.ipynb"
-    assert notebook_parameters(path)["executor"] == "local"
+    assert notebook_parameters(path)["executor"] == "\"local\""  # the default, as written in the parameters cell
     source = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
     assert "P.executor(executor=executor)" in source and "executor=executor" in source.split("P.executor", 1)[1]
     assert "run_sweep(" in source and "cached_checkpoint" not in source and "NORM_KINDS[" not in source
