@@ -30,6 +30,7 @@ Example:
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures as cf
 import contextlib
 import gzip
@@ -45,6 +46,7 @@ import sys
 import tempfile
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from functools import lru_cache
 from pathlib import Path
 
@@ -156,6 +158,24 @@ def _die_with_parent(parent: int) -> None:
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     if os.getppid() != parent:
         os._exit(1)
+
+
+_POOLS: dict[int, cf.ProcessPoolExecutor] = {}  # worker count -> this process's local pool, started once and reused
+
+
+def _local_pool(workers: int) -> cf.ProcessPoolExecutor:
+    """The local pool of ``workers`` single-threaded worker processes, kept for the life of this process.
+
+    Its workers start once (importing torch and loading a dataset take seconds) and serve every later sweep; they
+    stop with this process (or when it is killed, see :func:`_die_with_parent`).
+    """
+    pool = _POOLS.get(workers)
+    if pool is None:
+        pool = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_die_with_parent,
+                                      initargs=(os.getpid(),))
+        _POOLS[workers] = pool
+        atexit.register(pool.shutdown, cancel_futures=True)
+    return pool
 
 
 def _train(run_json: str, seed: int, device: str, data_root: str | None) -> tuple[str, bytes | None]:
@@ -287,7 +307,9 @@ def run_sweep(
     :func:`executor_from`); with None, to a local pool of ``workers`` processes (default
     :func:`default_workers`), or to this process when ``workers=1``, when one run is left, or when ``device``
     is a GPU (one run after another on it). Each run uses one intra-op thread wherever it runs, so the table
-    is the same as ``execute(run, seed)`` in the caller's process. Tables are returned as read back from disk.
+    is the same as ``execute(run, seed)`` in the caller's process. Tables are returned as read back from disk. The
+    local pool's workers start on the first sweep and serve the later ones of the same process (in a script, call
+    ``run_sweep`` under ``if __name__ == "__main__":``, as for any process pool).
 
     Errors: a bad argument raises before any training. A run that raises is recorded beside the cache and
     the others go on; at the end :class:`SweepError` names every failed run (the finished ones stay on disk;
@@ -339,18 +361,22 @@ def run_sweep(
         for job in todo:
             finished(job, lambda job=job: _train(job[0].to_json(), job[1], device, root))
     elif todo:
-        pool = executor or cf.ProcessPoolExecutor(min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn"),
-                                                  initializer=_die_with_parent, initargs=(os.getpid(),))
+        pool = executor or _local_pool(workers)
+        futures = {pool.submit(_train, run.to_json(), seed, device, root): (run, seed) for run, seed in todo}
         try:
-            futures = {pool.submit(_train, run.to_json(), seed, device, root): (run, seed) for run, seed in todo}
             for future in cf.as_completed(futures):
                 finished(futures[future], future.result)
+        except BaseException:  # interrupted (Ctrl-C in a notebook): drop what has not started, keep what finished
+            for future in futures:
+                future.cancel()
+            raise
         finally:
-            if executor is None:
-                pool.shutdown(cancel_futures=True)
+            if executor is None and any(isinstance(f.exception(), BrokenProcessPool)
+                                        for f in futures if f.done() and not f.cancelled()):
+                _POOLS.pop(workers, None)  # a worker died: the next sweep starts a fresh pool
     bar.close()
     if errors:
-        lines = [f"  {_describe(run, seed, runs)}: {text}" for (run, seed), text in errors.items()]
+        lines = [f"  {_describe(run, seed, runs)}: {errors[run, seed]}" for run, seed in jobs if (run, seed) in errors]
         raise SweepError(f"{len(errors)} of {len(jobs)} runs failed (tracebacks in {cache.folder}/*.error.txt; the "
                          f"{len(jobs) - len(errors)} others are saved; run the sweep again to retry the failed ones):\n"
                          + "\n".join(lines))
