@@ -494,7 +494,7 @@ def call_sweep(
 
 
 def _group_key(name: str, config: Mapping, seed: int) -> str:
-    """The key of :func:`cached_frames` and :func:`cached_checkpoint` (``name`` must change when what they compute does)."""
+    """The key of :func:`cached_frames` (``name`` must change when what it computes does)."""
     text = json.dumps({"fn": name, "config": dict(config), "seed": seed}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -528,40 +528,3 @@ def cached_frames(
         atomic_write_text(marker, json.dumps({"fn": name, "config": dict(config), "parts": list(frames)}, default=str))
     parts = json.loads(marker.read_text())["parts"]
     return {part: pd.read_csv(out / f"{key}_{part}.csv") for part in parts}
-
-
-def cached_checkpoint(
-    out_dir: str | os.PathLike, name: str, config: Mapping, seed: int, model, train: Callable[[], pd.DataFrame]
-) -> pd.DataFrame:
-    """Load ``model``'s trained weights (``state_dict``) for ``(name, config, seed)``, or call ``train()`` and save them.
-
-    ``train()`` trains ``model`` in place and returns its training table; the table is saved beside the weights and
-    returned in both cases. Loading uses ``torch.load(..., weights_only=True)``; files are written atomically.
-
-    Example:
-        >>> import tempfile, torch
-        >>> d, net = tempfile.mkdtemp(), torch.nn.Linear(2, 1)
-        >>> def train():
-        ...     torch.nn.init.ones_(net.weight); return pd.DataFrame({"step": [1]})
-        >>> _ = cached_checkpoint(d, "demo", {}, 0, net, train)
-        >>> fresh = torch.nn.Linear(2, 1)
-        >>> _ = cached_checkpoint(d, "demo", {}, 0, fresh, lambda: 1 / 0)  # loaded, not trained
-        >>> fresh.weight.tolist()
-        [[1.0, 1.0]]
-    """
-    import torch
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    key = _group_key(name, config, seed)
-    weights, table = out / f"{key}.pt", out / f"{key}.csv"
-    if weights.exists() and table.exists():
-        model.load_state_dict(torch.load(weights, weights_only=True))
-        return pd.read_csv(table)
-    curve = train()
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{key}.", suffix=".pt.tmp")
-    os.close(fd)
-    torch.save(model.state_dict(), tmp)
-    os.replace(tmp, weights)
-    atomic_write_text(table, curve.to_csv(index=False))
-    return pd.read_csv(table)

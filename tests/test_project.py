@@ -68,4 +68,4 @@ def test_training_notebooks_take_an_executor_and_sweep_runs(stem):
     assert notebook_parameters(path)["executor"] == "\"local\""  # the default, as written in the parameters cell
     source = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
     assert "P.executor(executor=executor)" in source and "executor=executor" in source.split("P.executor", 1)[1]
-    assert "run_sweep(" in source and "cached_checkpoint" not in source and "NORM_KINDS[" not in source
+    assert "run_sweep(" in source and "NORM_KINDS[" not in source
