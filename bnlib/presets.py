@@ -14,15 +14,16 @@ from __future__ import annotations
 
 PRESET_NAMES = ("smoke", "quick", "full")
 
-# Wall seconds of each notebook at ``quick``, one at a time on a 2-core CPU (2026-11-24). ``bnlib.run --jobs N``
-# starts the costliest notebooks first when the output folder holds no earlier run to go by.
+# Wall seconds of each notebook at ``quick`` on a 2-core CPU, two at a time with one thread each (``--jobs 2``,
+# 2026-11-29; notebook 02: one at a time, 2026-11-24). ``bnlib.run --jobs N`` starts the costliest notebooks first
+# when the output folder holds no earlier run to go by.
 QUICK_SECONDS: dict[str, float] = {
-    "01_internal_covariate_shift": 60,
+    "01_internal_covariate_shift": 68,
     "02_mnist_reproduction": 187,
-    "03_cifar10_experiments": 531,
-    "04_failed_variants": 599,
-    "05_loss_landscape": 387,
-    "06_batchnorm_in_practice": 400,
+    "03_cifar10_experiments": 839,
+    "04_failed_variants": 974,
+    "05_loss_landscape": 544,
+    "06_batchnorm_in_practice": 537,
 }
 
 PRESETS: dict[str, dict[str, dict]] = {
