@@ -34,7 +34,7 @@ import hashlib
 import inspect
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
 
@@ -42,12 +42,14 @@ import pandas as pd
 import torch
 
 from bnlib.data import DATASET_NAMES, VALIDATION_SIZES, dataset_stats, fixed_subset, load_dataset, to_float, validation_split
-from bnlib.models import MODELS, build_model, xavier_init_
+from bnlib.models import MODELS, BatchedMLP, build_model, xavier_init_
 from bnlib.norms import NORM_KINDS
 from bnlib.probes import PROBE_ARGS, PROBES, named_probes
-from bnlib.train import SCHEDULES, evaluate, fit, lr_schedule, resolve_device
+from bnlib.train import SCHEDULES, evaluate, evaluate_batched, fit, fit_batched, lr_schedule, resolve_device
 
 CACHE_VERSION = 1  # bump when a change alters what a run computes for the same config and seed
+BATCHED_NORMS = ("none", "bn", "torch_bn")  # what a batched run (bnlib.models.BatchedMLP) can hold
+BATCHED_PROBES = ("unit_quantiles",)
 OPTIMIZERS = ("sgd", "adam")
 INITS = (None, "xavier")
 TRAIN_SUBSET_SEED, TEST_SUBSET_SEED, PROBE_SUBSET_SEED = 1, 2, 3  # the fixed shuffles behind train_size, test_size, probe_size
@@ -105,6 +107,7 @@ class Run:
     channels_last: bool = False
     autocast: bool = False  # bfloat16 autocast of the forward pass (meant for GPUs)
     keep_weights: bool = False  # run_sweep stores the final weights (bnlib.sweep.trained_model loads them)
+    batched: bool = False  # train together with the sweep's batched runs that differ only in lr, init_std and seed (execute_batched)
     tags: tuple[str, ...] = field(default=())  # free labels (e.g. the section of a notebook); part of the key
 
     def __post_init__(self) -> None:
@@ -222,6 +225,17 @@ def _validate(run: Run) -> None:
                                     f"{', '.join(sorted(allowed)) or 'nothing'}")
     if isinstance(run.probe_size, bool) or not isinstance(run.probe_size, int) or run.probe_size < 1:
         raise bad("probe_size", f"must be an integer >= 1, got {run.probe_size!r}")
+    if run.batched:
+        limits = {"model": "mlp", "optimizer": "sgd", "schedule": "constant", "norm_args": (), "init": None, "weight_decay": 0,
+                  "reg_cf": 0, "dropout": None, "augment": False, "eval_train": False, "channels_last": False,
+                  "autocast": False, "keep_weights": False}
+        for name, allowed in limits.items():
+            if getattr(run, name) != allowed:
+                raise bad("batched", f"a batched run (the MLP fast path) needs {name}={allowed!r}, got "
+                                     f"{getattr(run, name)!r}; set batched=False to train it on its own")
+        if run.norm not in BATCHED_NORMS or not set(run.probes) <= set(BATCHED_PROBES):
+            raise bad("batched", f"a batched run takes norm in {BATCHED_NORMS} and probes in {BATCHED_PROBES}, got "
+                                 f"norm={run.norm!r}, probes={run.probes}; set batched=False to train it on its own")
 
 
 @lru_cache(maxsize=8)
@@ -290,7 +304,7 @@ def execute(
     :func:`~bnlib.train.fit`'s: ``val_loss``/``val_acc`` with ``validate`` (on the last row, NaN on the others and on a
     diverged run), ``train_eval_loss``/``train_eval_acc`` with ``eval_train``; no ``test_*`` columns when
     ``evaluate_test`` is False. ``elapsed_s`` is wall time (the one column that differs between executions).
-    ``return_model=True`` returns ``(table, trained model)``.
+    ``return_model=True`` returns ``(table, trained model)``. A batched run trains alone through :func:`execute_batched`.
 
     Example:
         >>> run = Run(dataset="mnist", model="mlp", norm="none", steps=4, batch_size=60, lr=0.1, eval_every=2,
@@ -298,6 +312,10 @@ def execute(
         >>> sorted(c for c in execute(run, 0).columns if c.endswith("_acc"))
         ['test_acc', 'train_acc', 'val_acc']
     """
+    if run.batched:
+        if return_model:
+            raise ValueError("execute: a batched run returns no model; set batched=False to get one")
+        return execute_batched([(run, seed)], device=device, threads=threads, data_root=data_root)[0]
     old_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
@@ -305,6 +323,7 @@ def execute(
         dev = resolve_device(device)
         sets = run_data(run, data_root)
         mean, std = dataset_stats(run.dataset)
+
         def metrics(name: str, data, last_only: bool):
             def callback(step: int, model: torch.nn.Module) -> dict:
                 if last_only and step < run.steps:
@@ -327,5 +346,76 @@ def execute(
                     autocast=run.autocast, reg_cf=run.reg_cf, callbacks=callbacks, progress=False,
                     lr_factor=lr_schedule(run.schedule, run.steps, **dict(run.schedule_args)))
         return (table, model) if return_model else table
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def batch_group(run: Run) -> Run:
+    """What runs trained together as one batched model share: the run with ``lr`` and ``init_std`` set aside.
+
+    Example:
+        >>> a = Run(dataset="mnist", model="mlp", steps=10, batch_size=60, lr=0.1, init_std=0.1, batched=True)
+        >>> batch_group(a) == batch_group(a.replace(lr=1.0, init_std=0.3)), batch_group(a) == batch_group(a.replace(steps=20))
+        (True, False)
+    """
+    return dataclasses.replace(run, lr=1.0, init_std=None)
+
+
+def execute_batched(
+    jobs: Sequence[tuple[Run, int]],
+    device: str = "cpu",
+    threads: int | None = 1,
+    data_root: str | os.PathLike | None = None,
+) -> list[pd.DataFrame]:
+    """Train several ``(run, seed)`` jobs of batched MLP runs as one :class:`~bnlib.models.BatchedMLP`; one table per job.
+
+    The runs must have ``batched=True`` and differ only in ``lr``, ``init_std`` (:func:`batch_group`) and the seed.
+    Model ``i`` starts from the weights and sees the batches of ``execute(run_i, seed_i)`` and is updated by SGD with
+    its own learning rate (:func:`bnlib.train.fit_batched`); its table has :func:`execute`'s columns. Each model's
+    numbers do not depend on which other jobs share the batch (``tests/test_experiment.py`` checks this exactly), so
+    they are cached per run and seed like any other run.
+
+    Example:
+        >>> run = Run(dataset="mnist", model="mlp", hidden=(16,), steps=4, batch_size=60, lr=0.1, eval_every=2,
+        ...           test_size=200, batched=True)
+        >>> a, b = execute_batched([(run, 0), (run.replace(lr=0.5), 1)])
+        >>> a.equals(execute_batched([(run, 0)])[0].assign(elapsed_s=a["elapsed_s"]))
+        True
+    """
+    jobs = list(jobs)
+    if not jobs:
+        raise ValueError("execute_batched: no jobs given")
+    group = batch_group(jobs[0][0])
+    for run, _ in jobs:
+        if not run.batched:
+            raise ValueError(f"execute_batched: every run needs batched=True, got {run}")
+        if batch_group(run) != group:
+            raise ValueError("execute_batched: the runs differ in more than lr, init_std and the seed; train them apart")
+    run = jobs[0][0]
+    old_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        dev = resolve_device(device)
+        sets = run_data(run, data_root)
+        mean, std = dataset_stats(run.dataset)
+        net = BatchedMLP([build_run_model(r, seed, data_root) for r, seed in jobs])
+        callbacks = []
+        if run.validate:
+            def validation(step: int, model: torch.nn.Module) -> dict:
+                if step < run.steps:
+                    return {}
+                loss, acc = evaluate_batched(model, sets["val"], mean=mean, std=std, device=dev)
+                return {"val_loss": loss.tolist(), "val_acc": acc.tolist()}
+
+            callbacks.append(validation)
+        if run.probes:
+            x, y = sets["probe"]
+            callbacks += named_probes(run.probes, net, (to_float(x, mean, std).to(dev), y.to(dev)), dict(run.probe_args),
+                                      run.lr)
+        table = fit_batched(net, sets["train"], sets["test"] if run.evaluate_test else None, seeds=[s for _, s in jobs],
+                            steps=run.steps, batch_size=run.batch_size, lr=[r.lr for r, _ in jobs], momentum=run.momentum,
+                            device=dev, eval_every=run.eval_every, mean=mean, std=std, callbacks=callbacks, progress=False)
+        return [table[table["model"] == i].drop(columns="model").reset_index(drop=True) for i in range(len(jobs))]
     finally:
         torch.set_num_threads(old_threads)

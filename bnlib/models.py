@@ -465,6 +465,28 @@ class BatchedLinear(nn.Module):
         return _BatchedLinearFunction.apply(x, self.weight, self.bias)
 
 
+class PerModel(nn.Module):
+    """Apply an elementwise ``module`` to each model's slice (S, ...) of a batched tensor on its own.
+
+    PyTorch's vectorized kernels compute the elements of a tensor's tail with other code than the rest, and for
+    transcendental functions (sigmoid, tanh) the two differ in the last bit; applied to the whole (S, B, C) tensor,
+    a model's values would then depend on how many models share it. Slice by slice, model ``s`` gets exactly what
+    it would get alone.
+
+    Example:
+        >>> x = torch.randn(3, 60, 100)
+        >>> torch.equal(PerModel(nn.Sigmoid())(x)[1], torch.sigmoid(x[1:2])[0])
+        True
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([self.module(part) for part in x.unbind(0)])
+
+
 class BatchedMLP(nn.Module):
     """S independent copies of :func:`mlp`, trained together with batched matrix products.
 
@@ -509,8 +531,10 @@ class BatchedMLP(nn.Module):
                 for name in ("weight", "bias", "running_mean", "running_var"):
                     getattr(bn, name).copy_(torch.stack([getattr(m, name) for m in layers]))
             return bn
-        if isinstance(first, (nn.Identity, *ACTIVATIONS.values())):
-            return copy.deepcopy(first)
+        if isinstance(first, nn.Identity):
+            return nn.Identity()
+        if isinstance(first, tuple(ACTIVATIONS.values())):
+            return PerModel(copy.deepcopy(first))
         raise ValueError(f"BatchedMLP cannot batch a {type(first).__name__} layer")
 
     @classmethod

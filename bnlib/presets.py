@@ -124,6 +124,7 @@ PRESETS: dict[str, dict[str, dict]] = {
         },
         "quick": {},
         "full": {
+            "datasets": ["mnist", "fashion_mnist", "cifar10"],
             "width": 1.0,
             "seeds": 5,
             "steps": 3000,

@@ -493,16 +493,38 @@ def _output_quantiles(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]
     return probe
 
 
+def _unit_quantiles(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], args: Mapping, lr: float) -> Probe:
+    layers = tuple(args.get("quantile_layers", ()))
+    qs = tuple(float(q) for q in args.get("quantiles", (0.15, 0.5, 0.85)))
+    if not layers:
+        raise ValueError("the unit_quantiles probe needs probe_args quantile_layers, e.g. {'quantile_layers': ['norm3']}")
+
+    def probe(step: int, m: nn.Module) -> dict:
+        outs = layer_outputs(m, {name: m.get_submodule(name) for name in layers}, batch[0])
+        row: dict = {}
+        for name, out in outs.items():  # (models, values, units) -> (q, models, units)
+            values = torch.quantile(out.float(), torch.tensor(qs, device=out.device), dim=1).cpu()
+            for qi, q in enumerate(qs):
+                for unit in range(values.shape[2]):
+                    per_model = values[qi, :, unit].tolist()
+                    row[f"{name}|unit{unit}|q{round(q * 100):02d}"] = per_model if hasattr(m, "num_models") else per_model[0]
+        return row
+
+    return probe
+
+
 PROBES: dict[str, Callable[..., Probe]] = {
     "layer_stats": _layer_stats,  # LayerStatsProbe on modules named layer_names (default norm, norm2, act), minus skip
     "ics": _ics,  # Santurkar et al. Def. 2.1 per layer, at the run's learning rate
     "landscape": _landscape,  # loss range, gradient change, beta-smoothness along the gradient, steps etas x lr
     "hessian": _hessian,  # top Hessian eigenvalue, hessian_iters power iterations
     "output_quantiles": _output_quantiles,  # quantiles of the outputs of quantile_layers, pooled over units
+    "unit_quantiles": _unit_quantiles,  # quantiles of every unit of quantile_layers, eval mode (Ioffe & Szegedy Fig. 1(b, c))
 }
 PROBE_ARGS: dict[str, frozenset[str]] = {
     "layer_stats": frozenset({"layer_names", "skip", "bound"}), "ics": frozenset(), "landscape": frozenset({"etas"}),
     "hessian": frozenset({"hessian_iters"}), "output_quantiles": frozenset({"quantile_layers", "quantiles"}),
+    "unit_quantiles": frozenset({"quantile_layers", "quantiles"}),
 }
 
 
@@ -512,7 +534,8 @@ def named_probes(names: Sequence[str], model: nn.Module, batch: tuple[torch.Tens
     ``batch`` (inputs as the network takes them, labels), plus a last one that adds ``probe_s`` (their time at this row).
 
     Their columns are ``"layer|kind|stat"`` keys (:func:`tidy_layer_stats` makes them long). Each probe leaves the
-    model's weights, buffers and mode as it found them.
+    model's weights, buffers and mode as it found them. On a batched model (:class:`bnlib.models.BatchedMLP`) the
+    ``unit_quantiles`` probe gives one value per model (a list; :func:`bnlib.train.fit_batched` puts each in its model's row).
 
     Example:
         >>> from bnlib.models import mlp

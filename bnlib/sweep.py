@@ -53,7 +53,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
-from bnlib.experiment import CACHE_VERSION, Run, execute
+from bnlib.experiment import CACHE_VERSION, Run, batch_group, execute, execute_batched
 
 WORKERS_ENV = "BNLIB_WORKERS"  # default worker count; `python -m bnlib.run --jobs N` sets it to cores // N
 
@@ -178,18 +178,38 @@ def _local_pool(workers: int) -> cf.ProcessPoolExecutor:
     return pool
 
 
-def _train(run_json: str, seed: int, device: str, data_root: str | None) -> tuple[str, bytes | None]:
-    """Worker side of a sweep: one run from its JSON config; returns its table as CSV text and, if kept, its weights."""
+def _train(jobs: list[tuple[str, int]], device: str, data_root: str | None) -> list[tuple[str, bytes | None]]:
+    """Worker side of a sweep: one task, either one run or several batched ones trained together (:func:`_tasks`),
+    each from its JSON config; returns each job's table as CSV text and, if kept, its weights."""
     import torch
 
-    run = Run.from_json(run_json)
+    if len(jobs) > 1 or Run.from_json(jobs[0][0]).batched:
+        tables = execute_batched([(Run.from_json(r), seed) for r, seed in jobs], device=device, data_root=data_root)
+        return [(table.to_csv(index=False), None) for table in tables]
+    run, seed = Run.from_json(jobs[0][0]), jobs[0][1]
     table, model = execute(run, seed, device=device, data_root=data_root, return_model=True)
     weights = None
     if run.keep_weights:
         buffer = io.BytesIO()
         torch.save({k: v.cpu() for k, v in model.state_dict().items()}, buffer)
         weights = buffer.getvalue()
-    return table.to_csv(index=False), weights
+    return [(table.to_csv(index=False), weights)]
+
+
+def _tasks(jobs: Sequence[tuple[Run, int]], parts: int) -> list[list[tuple[Run, int]]]:
+    """Jobs as units of work: one per job, except batched runs of one :func:`~bnlib.experiment.batch_group`, which
+    train together, split into at most ``parts`` tasks (so that ``parts`` workers share them)."""
+    tasks: list[list[tuple[Run, int]]] = []
+    groups: dict[Run, list[tuple[Run, int]]] = {}
+    for run, seed in jobs:
+        if run.batched:
+            groups.setdefault(batch_group(run), []).append((run, seed))
+        else:
+            tasks.append([(run, seed)])
+    for group in groups.values():
+        n = max(1, min(parts, len(group)))
+        tasks += [group[i::n] for i in range(n)]
+    return tasks
 
 
 class RunCache:
@@ -307,7 +327,9 @@ def run_sweep(
     :func:`executor_from`); with None, to a local pool of ``workers`` processes (default
     :func:`default_workers`), or to this process when ``workers=1``, when one run is left, or when ``device``
     is a GPU (one run after another on it). Each run uses one intra-op thread wherever it runs, so the table
-    is the same as ``execute(run, seed)`` in the caller's process. Tables are returned as read back from disk. The
+    is the same as ``execute(run, seed)`` in the caller's process. Batched runs (``Run.batched``, the MLP fast path)
+    of one :func:`~bnlib.experiment.batch_group` train together as one batched model per worker
+    (:func:`~bnlib.experiment.execute_batched`); each is still cached under its own key. Tables are returned as read back from disk. The
     local pool's workers start on the first sweep and serve the later ones of the same process (in a script, call
     ``run_sweep`` under ``if __name__ == "__main__":``, as for any process pool).
 
@@ -343,26 +365,31 @@ def run_sweep(
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=desc or "runs", unit="run", disable=not progress,
                mininterval=1.0, smoothing=0)
 
-    def finished(job, get_result: Callable[[], tuple[str, bytes | None]]) -> None:
+    def finished(task: list[tuple[Run, int]], get_result: Callable[[], list[tuple[str, bytes | None]]]) -> None:
         try:
-            csv_text, weights = get_result()
-        except Exception as e:  # the run failed in its worker (or the worker died): record it, go on
-            errors[job] = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}"
-            cache.record_error(*job, "".join(traceback.format_exception(e)).strip())
+            results = get_result()
+        except Exception as e:  # the task failed in its worker (or the worker died): record it, go on
+            for job in task:
+                errors[job] = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}"
+                cache.record_error(*job, "".join(traceback.format_exception(e)).strip())
             bar.set_postfix(failed=len(errors))
         else:
-            cache.save(*job, csv_text, weights)
-            tables[job] = cache.load(*job)
-        bar.update()
+            for job, (csv_text, weights) in zip(task, results):
+                cache.save(*job, csv_text, weights)
+                tables[job] = cache.load(*job)
+        bar.update(len(task))
 
     workers = workers or default_workers()
-    in_process = executor is None and (workers == 1 or len(todo) <= 1 or not str(device).startswith("cpu"))
+    on_gpu = not str(device).startswith("cpu")
+    in_process = executor is None and (workers == 1 or len(_tasks(todo, workers)) <= 1 or on_gpu)
+    tasks = _tasks(todo, 1 if in_process else workers)
+    as_json = lambda task: [(run.to_json(), seed) for run, seed in task]  # noqa: E731
     if in_process:
-        for job in todo:
-            finished(job, lambda job=job: _train(job[0].to_json(), job[1], device, root))
-    elif todo:
+        for task in tasks:
+            finished(task, lambda task=task: _train(as_json(task), device, root))
+    elif tasks:
         pool = executor or _local_pool(workers)
-        futures = {pool.submit(_train, run.to_json(), seed, device, root): (run, seed) for run, seed in todo}
+        futures = {pool.submit(_train, as_json(task), device, root): task for task in tasks}
         try:
             for future in cf.as_completed(futures):
                 finished(futures[future], future.result)
@@ -491,40 +518,3 @@ def call_sweep(
             atomic_write_text(csv, df.to_csv(index=False))
         frames.append(pd.read_csv(csv))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
-def _group_key(name: str, config: Mapping, seed: int) -> str:
-    """The key of :func:`cached_frames` (``name`` must change when what it computes does)."""
-    text = json.dumps({"fn": name, "config": dict(config), "seed": seed}, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def cached_frames(
-    out_dir: str | os.PathLike, name: str, config: Mapping, compute: Callable[[], Mapping[str, pd.DataFrame]]
-) -> dict[str, pd.DataFrame]:
-    """Tables computed once per ``(name, config)`` and kept as CSV under ``out_dir``; later calls read them back.
-
-    ``compute()`` returns named DataFrames. They are written atomically, a JSON marker last (its presence means
-    the set is complete), and returned **as read back from the CSV files**, so a first run and a re-run see the
-    same dtypes and numbers. ``config`` must hold everything that changes the result (a changed setting recomputes).
-
-    Example:
-        >>> import tempfile
-        >>> d, calls = tempfile.mkdtemp(), []
-        >>> def compute():
-        ...     calls.append(1); return {"rows": pd.DataFrame({"x": [1.5]})}
-        >>> cached_frames(d, "demo", {"lr": 0.1}, compute)["rows"]["x"].tolist()
-        [1.5]
-        >>> _ = cached_frames(d, "demo", {"lr": 0.1}, compute); len(calls)
-        1
-    """
-    out = Path(out_dir)
-    key = _group_key(name, config, 0)
-    marker = out / f"{key}.json"
-    if not marker.exists():
-        frames = compute()
-        for part, df in frames.items():
-            atomic_write_text(out / f"{key}_{part}.csv", df.to_csv(index=False))
-        atomic_write_text(marker, json.dumps({"fn": name, "config": dict(config), "parts": list(frames)}, default=str))
-    parts = json.loads(marker.read_text())["parts"]
-    return {part: pd.read_csv(out / f"{key}_{part}.csv") for part in parts}

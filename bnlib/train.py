@@ -425,8 +425,9 @@ def fit_batched(
     model ``s`` (momentum included). Returns the rows of :func:`fit` for every
     model, with column ``model`` (the model's index) beside ``seed``. A model that
     diverges gets its ``diverged`` row at its first bad step and no more rows; the
-    others go on. Callbacks are called as ``cb(step, model)`` and their dicts
-    (scalars) are added to every model's row.
+    others go on. Callbacks are called as ``cb(step, model)``; a value of the dict
+    they return is either a scalar, added to every model's row, or a list with one
+    value per model.
 
     Example:
         >>> from bnlib.models import BatchedMLP
@@ -455,8 +456,8 @@ def fit_batched(
     scale = default_scale(x) if scale is None else scale
     batches = seed_batches(x, y, batch_size, seeds, mean=mean, std=std, scale=scale, device=dev)
     S = len(seeds)
-    window_loss = torch.zeros(eval_every, S, device=dev)
-    window_correct = torch.zeros(eval_every, S, device=dev)
+    window_loss = torch.zeros(S, eval_every, device=dev)  # one contiguous row per model: its mean does not depend on S
+    window_correct = torch.zeros(S, eval_every, device=dev)
     alive = [True] * S
     rows: list[dict] = []
     start = time.perf_counter()
@@ -469,15 +470,16 @@ def fit_batched(
         if len(diverged_at) < len(models):
             for cb in callbacks:
                 extra.update(cb(step, model))
-        losses = window_loss[:n_window].mean(0).tolist() if n_window else [math.nan] * S
-        accs = (window_correct[:n_window].mean(0) / batch_size).tolist() if n_window else [math.nan] * S
+        losses = window_loss[:, :n_window].mean(1).tolist() if n_window else [math.nan] * S
+        accs = (window_correct[:, :n_window].mean(1) / batch_size).tolist() if n_window else [math.nan] * S
         for s in models:
             diverged = s in diverged_at
             row: dict = {"step": diverged_at.get(s, step), "model": s, "seed": seeds[s], "lr": lrs[s]}
             row["train_loss"], row["train_acc"] = losses[s], accs[s]
             if test_data is not None:
                 row["test_loss"], row["test_acc"] = (math.nan, math.nan) if diverged else (test[0][s].item(), test[1][s].item())
-            row.update({} if diverged else extra)
+            if not diverged:
+                row.update({k: v[s] if isinstance(v, (list, tuple)) else v for k, v in extra.items()})
             row["elapsed_s"] = time.perf_counter() - start
             row["diverged"] = diverged
             rows.append(row)
@@ -493,12 +495,12 @@ def fit_batched(
         opt.zero_grad(set_to_none=True)
         (per_model.sum() if loss_weights is None else (per_model * loss_weights).sum()).backward()
         opt.step()
-        window_loss[n] = per_model.detach()
-        window_correct[n] = (logits.detach().argmax(2) == yb).sum(1)
+        window_loss[:, n] = per_model.detach()
+        window_correct[:, n] = (logits.detach().argmax(2) == yb).sum(1)
         n += 1
         if n == eval_every or step == steps:
-            bad = ~torch.isfinite(window_loss[:n]) | (window_loss[:n] > diverge_above)
-            first_bad = torch.where(bad.any(0), bad.float().argmax(0), -1).tolist()
+            bad = ~torch.isfinite(window_loss[:, :n]) | (window_loss[:, :n] > diverge_above)
+            first_bad = torch.where(bad.any(1), bad.float().argmax(1), -1).tolist()
             diverged_at = {s: step - n + 1 + i for s, i in enumerate(first_bad) if i >= 0 and alive[s]}
             record(step, n, [s for s in range(S) if alive[s]], diverged_at)
             for s in diverged_at:

@@ -18,7 +18,7 @@ CHANGES = {  # one changed value per field: every field is part of the key
     "train_size": 1000, "test_size": 301, "evaluate_test": False, "validate": True, "augment": True, "optimizer": "adam", "momentum": 0.9,
     "weight_decay": 1e-4, "reg_cf": 0.5, "eval_every": 3, "eval_train": True, "channels_last": True, "autocast": True,
     "keep_weights": True, "tags": ("section 2",), "norm_args": {"eps": 1e-3}, "init": "xavier", "probes": ("hessian",),
-    "probe_args": {"etas": (1.0,)}, "probe_size": 128, "schedule": "cosine", "schedule_args": {"gamma": 0.5},
+    "probe_args": {"etas": (1.0,)}, "probe_size": 128, "schedule": "cosine", "schedule_args": {"gamma": 0.5}, "batched": True,
 }
 
 
@@ -41,7 +41,7 @@ def test_json_round_trip_and_a_pinned_key():
     assert run.hidden == (64, 32) and Run.from_json(run.to_json()) == run and hash(run) == hash(Run.from_json(run.to_json()))
     assert run.norm_args == (("eps", 1e-3), ("momentum", None)) and run.probe_args == (("etas", (0.5, 2)),)
     assert BASE.key(0) == BASE.replace().key(0) != BASE.key(1)
-    assert BASE.key(0) == "c7b3a1f5a02f1005"  # a changed key silently orphans every cached run: bump CACHE_VERSION instead
+    assert BASE.key(0) == "6db34b2de2c9c524"  # a changed key silently orphans every cached run: bump CACHE_VERSION instead
 
 
 def test_cache_version_is_part_of_the_key(monkeypatch):
@@ -70,7 +70,11 @@ def test_cache_version_is_part_of_the_key(monkeypatch):
      (dict(probes=("ics",), probe_args={"etas": [1]}), "Run.probe_args: 'etas' is an argument of none of the probes"),
      (dict(probe_size=0), "Run.probe_size: must be an integer >= 1, got 0"),
      (dict(schedule="linear"), "Run.schedule: unknown schedule 'linear'; valid schedules: constant, cosine"),
-     (dict(schedule="cosine", schedule_args={"gamma": 0.5}), r"Run.schedule_args: schedule 'cosine' takes no \['gamma'\]")],
+     (dict(schedule="cosine", schedule_args={"gamma": 0.5}), r"Run.schedule_args: schedule 'cosine' takes no \['gamma'\]"),
+     (dict(batched=True, model="small_cnn"), "Run.batched: a batched run .* needs model='mlp', got 'small_cnn'; set batched=False"),
+     (dict(batched=True, optimizer="adam"), "Run.batched: a batched run .* needs optimizer='sgd'"),
+     (dict(batched=True, norm="ln"), r"Run.batched: a batched run takes norm in \('none', 'bn', 'torch_bn'\)"),
+     (dict(batched=True, probes=("ics",)), r"Run.batched: a batched run takes .* probes in \('unit_quantiles',\)")],
 )
 def test_a_bad_field_fails_before_any_work_naming_it(changes, message):
     with pytest.raises(ValueError, match=message):
@@ -134,3 +138,32 @@ def test_a_schedule_changes_the_run_and_a_step_schedule_is_the_constant_run_unti
     dropped = execute(run.replace(schedule="step", schedule_args={"milestones": [4], "gamma": 0.1}), 0)
     assert constant.loc[1, "train_loss"] == dropped.loc[1, "train_loss"]  # steps 1-4 at the full rate in both
     assert constant.loc[2, "train_loss"] != dropped.loc[2, "train_loss"]
+
+
+def test_a_batched_run_gives_the_same_numbers_whichever_runs_share_its_batch(data_root):
+    """execute_batched trains jobs as one BatchedMLP; a job's table is exactly the one it gets alone (so run_sweep
+    caches batched runs per run and seed, and worker counts that split groups differently change nothing)."""
+    run = Run(dataset="mnist", model="mlp", norm="bn", activation="sigmoid", init_std=0.1, steps=60, batch_size=30, lr=0.1,
+              eval_every=20, test_size=300, validate=True, batched=True, probes=("unit_quantiles",), probe_size=64,
+              probe_args={"quantile_layers": ["norm3"], "quantiles": [0.5]})
+    alone = experiment.execute_batched([(run, 1)])[0]
+    crowd = experiment.execute_batched([(run.replace(lr=0.5), 0), (run, 1), (run.replace(init_std=0.3), 1), (run, 2)])
+    numbers = lambda t: t.drop(columns=["elapsed_s", "probe_s"])  # noqa: E731
+    pd.testing.assert_frame_equal(numbers(alone), numbers(crowd[1]), check_exact=True)
+    pd.testing.assert_frame_equal(numbers(execute(run, 1)), numbers(alone), check_exact=True)  # execute delegates
+    assert not numbers(crowd[3]).equals(numbers(alone))  # another seed
+    assert list(alone.columns[:7]) == ["step", "seed", "lr", "train_loss", "train_acc", "test_loss", "test_acc"]
+    assert alone["val_acc"].notna().tolist() == [False, False, False, True] and alone["norm3|unit0|q50"].notna().all()
+    plain = execute(run.replace(batched=False), 1)  # the same run trained on its own by fit: the same computation, to rounding
+    assert plain["test_acc"].to_numpy() == pytest.approx(alone["test_acc"].to_numpy(), abs=0.01)
+    assert plain["norm3|unit5|q50"].to_numpy() == pytest.approx(alone["norm3|unit5|q50"].to_numpy(), abs=0.05)
+
+
+def test_batched_jobs_must_share_everything_but_lr_init_std_and_seed():
+    run = BASE.replace(batched=True)
+    with pytest.raises(ValueError, match="differ in more than lr, init_std and the seed"):
+        experiment.execute_batched([(run, 0), (run.replace(steps=13), 0)])
+    with pytest.raises(ValueError, match="every run needs batched=True"):
+        experiment.execute_batched([(BASE, 0)])
+    with pytest.raises(ValueError, match="a batched run returns no model"):
+        execute(run, 0, return_model=True)

@@ -107,17 +107,14 @@ def test_notebook_02_separate_runs_give_the_batched_numbers(smoke_run, tmp_path)
 
 
 def test_notebook_02_rerun_loads_the_finished_runs(smoke_run, tmp_path):
-    """The groups saved under runs/ (bnlib.sweep.cached_frames) are loaded, not retrained, when the notebook runs again."""
+    """The runs saved under runs/ (bnlib.sweep.run_sweep) are loaded, not retrained, when the notebook runs again."""
     out, _ = smoke_run
     smoke_ran(out, "02")
     runs = tmp_path / "02_mnist_reproduction" / "runs"
     shutil.copytree(out / "02_mnist_reproduction" / "runs", runs)
     saved = {p.name: p.stat().st_mtime_ns for p in runs.iterdir()}
-    # 14 groups (lr sweep 2, init sweep 2, Figure 1 2, variants 8), each a marker and its rows; percentiles for Figure 1's
-    # 2 groups; validation accuracies for the 10 groups that choose a learning rate
-    kinds = [name.split("_", 1)[1] if "_" in name else "marker" for name in saved]
-    assert (kinds.count("marker"), kinds.count("rows.csv"), kinds.count("quantiles.csv"), kinds.count("validation.csv")) == (
-        14, 14, 2, 10) and len(saved) == 40
+    # 18 runs (lr sweep 2 x 2, init sweep 2 x 2, Figure 1 2, variants 4 x 2) x 2 seeds, each a table and its record
+    assert sorted({name.split(".", 1)[1] for name in saved}) == ["csv.gz", "json"] and len(saved) == 2 * 36
     proc = subprocess.run(
         [sys.executable, "-m", "bnlib.run", "02", "--preset", "smoke", "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=600,

@@ -61,7 +61,8 @@ def test_full_presets_have_at_least_five_seeds():
                 assert int(params[name]) >= 5, f"{stem}: {name} = {params[name]} at full"
 
 
-@pytest.mark.parametrize("stem", ["03_cifar10_experiments", "04_failed_variants", "05_loss_landscape", "06_batchnorm_in_practice"])
+@pytest.mark.parametrize("stem", ["02_mnist_reproduction", "03_cifar10_experiments", "04_failed_variants", "05_loss_landscape",
+                                  "06_batchnorm_in_practice"])
 def test_training_notebooks_take_an_executor_and_sweep_runs(stem):
     """Their runs are bnlib.experiment.Run configs trained by run_sweep on the executor the parameter names."""
     path = REPO / "notebooks" / f"{stem}.ipynb"

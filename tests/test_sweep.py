@@ -98,7 +98,7 @@ def test_a_run_that_raises_is_recorded_the_others_finish_and_a_rerun_retries_onl
 
     calls = []
     real = sweep._train
-    monkeypatch.setattr(sweep, "_train", lambda run_json, seed, *a: calls.append(seed) or real(run_json, seed, *a))
+    monkeypatch.setattr(sweep, "_train", lambda jobs, *a: calls.extend(seed for _, seed in jobs) or real(jobs, *a))
     with pytest.raises(SweepError):
         run_sweep([RUN, FAILS], [0, 1], tmp_path, workers=1, progress=False)
     assert calls == [0, 1]  # only the failed run (seeds 0 and 1) is tried again; RUN is read back
@@ -110,10 +110,10 @@ class DyingExecutor(cf.Executor):
     def __init__(self, dies_at):
         self.pool, self.dies_at = cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")), dies_at
 
-    def submit(self, fn, run_json, *args):
-        if json.loads(run_json)["lr"] == self.dies_at:
+    def submit(self, fn, jobs, *args):
+        if json.loads(jobs[0][0])["lr"] == self.dies_at:
             return self.pool.submit(os._exit, 3)
-        return self.pool.submit(fn, run_json, *args)
+        return self.pool.submit(fn, jobs, *args)
 
     def shutdown(self, wait=True, **kw):
         self.pool.shutdown(wait=wait)
@@ -198,3 +198,24 @@ def test_workers_stop_when_the_sweeping_process_is_killed(tmp_path, data_root):
         time.sleep(0.2)
     alive = [pid for pid in children if os.path.exists(f"/proc/{pid}") and open(f"/proc/{pid}/stat").read().split()[2] != "Z"]
     assert not alive, f"workers {alive} kept training after their parent was killed"
+
+
+def test_batched_runs_train_together_and_are_cached_one_by_one(tmp_path, data_root):
+    """Batched MLP runs that differ in lr and seed train as one model per worker; in the kernel or split over 2 workers,
+    the tables are identical, and adding a seed later trains only the new jobs."""
+    base = RUN.replace(batched=True)
+    runs = [base, base.replace(lr=0.3)]
+    kernel = run_sweep(runs, [0, 1], tmp_path / "kernel", workers=1, progress=False)
+    pool = run_sweep(runs, [0, 1], tmp_path / "pool", workers=2, progress=False)
+    pd.testing.assert_frame_equal(numbers(pool), numbers(kernel), check_exact=True)
+    alone = execute(base.replace(lr=0.3), 1).assign(**sweep._columns(base.replace(lr=0.3)), seed=1)
+    pd.testing.assert_frame_equal(numbers(kernel[(kernel["lr"] == 0.3) & (kernel["seed"] == 1)]), numbers(alone),
+                                  check_exact=True, check_dtype=False)
+    assert len(trained(tmp_path / "kernel")) == 4
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "kernel").iterdir()}
+    more = run_sweep(runs, [0, 1, 2], tmp_path / "kernel", workers=1, progress=False)
+    assert len(trained(tmp_path / "kernel")) == 6 and all(
+        (tmp_path / "kernel" / name).stat().st_mtime_ns == t for name, t in before.items())
+    pd.testing.assert_frame_equal(numbers(more[more["seed"] < 2]), numbers(kernel), check_exact=True)
+    assert sweep._tasks([(r, s) for r in runs for s in (0, 1, 2)] + [(RUN, 0)], parts=2) == [
+        [(RUN, 0)], [(runs[0], 0), (runs[0], 2), (runs[1], 1)], [(runs[0], 1), (runs[1], 0), (runs[1], 2)]]
