@@ -150,7 +150,10 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def _die_with_parent(parent: int) -> None:
     """Worker initializer: on Linux, ask the kernel to stop this worker when the process that started it dies
-    (a killed notebook then leaves no worker training on); exit at once if it died while this worker started."""
+    (a killed notebook then leaves no worker training on); exit at once if it died while this worker started.
+    Ctrl-C (SIGINT to the whole process group, also sent when Jupyter stops a kernel) is left to the parent, which
+    stops its workers itself (:func:`_stop_pool`): an idle worker would otherwise die with a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
         import ctypes
 
@@ -176,6 +179,16 @@ def _local_pool(workers: int) -> cf.ProcessPoolExecutor:
         _POOLS[workers] = pool
         atexit.register(pool.shutdown, cancel_futures=True)
     return pool
+
+
+def _stop_pool(workers: int) -> None:
+    """Stop this process's local pool of ``workers`` now, runs in progress included (after Ctrl-C); the next sweep
+    starts a fresh one."""
+    pool = _POOLS.pop(workers, None)
+    if pool is not None:
+        for process in list((getattr(pool, "_processes", None) or {}).values()):  # no public way to stop a running task
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _train(jobs: list[tuple[str, int]], device: str, data_root: str | None) -> list[tuple[str, bytes | None]]:
@@ -393,9 +406,11 @@ def run_sweep(
         try:
             for future in cf.as_completed(futures):
                 finished(futures[future], future.result)
-        except BaseException:  # interrupted (Ctrl-C in a notebook): drop what has not started, keep what finished
+        except BaseException as e:  # interrupted (Ctrl-C in a notebook): keep what finished, stop the rest
             for future in futures:
                 future.cancel()
+            if executor is None and isinstance(e, KeyboardInterrupt):
+                _stop_pool(workers)
             raise
         finally:
             if executor is None and any(isinstance(f.exception(), BrokenProcessPool)

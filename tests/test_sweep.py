@@ -219,3 +219,30 @@ def test_batched_runs_train_together_and_are_cached_one_by_one(tmp_path, data_ro
     pd.testing.assert_frame_equal(numbers(more[more["seed"] < 2]), numbers(kernel), check_exact=True)
     assert sweep._tasks([(r, s) for r in runs for s in (0, 1, 2)] + [(RUN, 0)], parts=2) == [
         [(RUN, 0)], [(runs[0], 0), (runs[0], 2), (runs[1], 1)], [(runs[0], 1), (runs[1], 0), (runs[1], 2)]]
+
+
+def test_ctrl_c_stops_the_workers_quietly_and_keeps_the_finished_runs(tmp_path, data_root):
+    """SIGINT to the process group (Ctrl-C; Jupyter's interrupt and shutdown): the sweep raises KeyboardInterrupt, its
+    workers stop (the long run in progress too) without tracebacks of their own, and the finished run stays on disk."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    long_run = RUN.replace(steps=100_000, eval_every=100_000, lr=0.2)
+    script = (f"from bnlib.experiment import Run; from bnlib.sweep import run_sweep\n"
+              f"run_sweep([Run.from_json({RUN.to_json()!r}), Run.from_json({long_run.to_json()!r})], [0], {str(tmp_path)!r}, "
+              f"workers=2, progress=False)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script], start_new_session=True, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and RUN.key(0) not in trained(tmp_path):
+        time.sleep(0.5)
+    assert RUN.key(0) in trained(tmp_path), "the short run never finished"
+    workers = [int(p) for p in subprocess.run(["pgrep", "-f", "-P", str(parent.pid), "spawn_main"], capture_output=True,
+                                              text=True).stdout.split()]
+    os.killpg(parent.pid, signal.SIGINT)
+    _, stderr = parent.communicate(timeout=60)
+    assert parent.returncode != 0 and "KeyboardInterrupt" in stderr and "Process SpawnProcess" not in stderr, stderr[-2000:]
+    time.sleep(1)
+    assert not [pid for pid in workers if os.path.exists(f"/proc/{pid}") and open(f"/proc/{pid}/stat").read().split()[2] != "Z"]
+    assert trained(tmp_path) == {RUN.key(0)}
