@@ -14,16 +14,16 @@ from __future__ import annotations
 
 PRESET_NAMES = ("smoke", "quick", "full")
 
-# Wall seconds of each notebook at ``quick`` on a 2-core CPU, two at a time with one thread each (``--jobs 2``,
-# 2026-11-29; notebook 02: one at a time, 2026-11-24). ``bnlib.run --jobs N`` starts the costliest notebooks first
-# when the output folder holds no earlier run to go by.
+# Wall seconds of each notebook at ``quick`` on a 2-core CPU, two at a time with one thread each (``make reproduce`` on a
+# fresh clone, 2026-12-02). ``bnlib.run --jobs N`` starts the costliest notebooks first when the output folder holds no
+# earlier run to go by.
 QUICK_SECONDS: dict[str, float] = {
-    "01_internal_covariate_shift": 68,
-    "02_mnist_reproduction": 187,
-    "03_cifar10_experiments": 839,
-    "04_failed_variants": 974,
-    "05_loss_landscape": 544,
-    "06_batchnorm_in_practice": 537,
+    "01_internal_covariate_shift": 103,
+    "02_mnist_reproduction": 323,
+    "03_cifar10_experiments": 984,
+    "04_failed_variants": 1069,
+    "05_loss_landscape": 683,
+    "06_batchnorm_in_practice": 897,
 }
 
 PRESETS: dict[str, dict[str, dict]] = {
