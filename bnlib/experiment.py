@@ -107,7 +107,7 @@ class Run:
     channels_last: bool = False
     autocast: bool = False  # bfloat16 autocast of the forward pass (meant for GPUs)
     keep_weights: bool = False  # run_sweep stores the final weights (bnlib.sweep.trained_model loads them)
-    batched: bool = False  # train together with the sweep's batched runs that differ only in lr, init_std and seed (execute_batched)
+    batched: bool = False  # train as one model with the sweep's batched runs that differ only in lr, init_std, seed
     tags: tuple[str, ...] = field(default=())  # free labels (e.g. the section of a notebook); part of the key
 
     def __post_init__(self) -> None:

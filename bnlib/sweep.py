@@ -342,9 +342,9 @@ def run_sweep(
     is a GPU (one run after another on it). Each run uses one intra-op thread wherever it runs, so the table
     is the same as ``execute(run, seed)`` in the caller's process. Batched runs (``Run.batched``, the MLP fast path)
     of one :func:`~bnlib.experiment.batch_group` train together as one batched model per worker
-    (:func:`~bnlib.experiment.execute_batched`); each is still cached under its own key. Tables are returned as read back from disk. The
-    local pool's workers start on the first sweep and serve the later ones of the same process (in a script, call
-    ``run_sweep`` under ``if __name__ == "__main__":``, as for any process pool).
+    (:func:`~bnlib.experiment.execute_batched`); each is still cached under its own key. Tables are returned as read
+    back from disk. The local pool's workers start on the first sweep and serve the later ones of the same process
+    (in a script, call ``run_sweep`` under ``if __name__ == "__main__":``, as for any process pool).
 
     Errors: a bad argument raises before any training. A run that raises is recorded beside the cache and
     the others go on; at the end :class:`SweepError` names every failed run (the finished ones stay on disk;

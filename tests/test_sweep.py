@@ -230,7 +230,9 @@ def test_ctrl_c_stops_the_workers_quietly_and_keeps_the_finished_runs(tmp_path, 
     import time
 
     long_run = RUN.replace(steps=100_000, eval_every=100_000, lr=0.2)
-    script = (f"from bnlib.experiment import Run; from bnlib.sweep import run_sweep\n"
+    script = (f"import signal; signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, also where the "
+              f"tests run in the background (which ignores SIGINT)\n"
+              f"from bnlib.experiment import Run; from bnlib.sweep import run_sweep\n"
               f"run_sweep([Run.from_json({RUN.to_json()!r}), Run.from_json({long_run.to_json()!r})], [0], {str(tmp_path)!r}, "
               f"workers=2, progress=False)\n")
     parent = subprocess.Popen([sys.executable, "-c", script], start_new_session=True, stderr=subprocess.PIPE, text=True)
