@@ -29,12 +29,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import inspect
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
 
@@ -238,6 +239,27 @@ def _validate(run: Run) -> None:
                                  f"norm={run.norm!r}, probes={run.probes}; set batched=False to train it on its own")
 
 
+@contextlib.contextmanager
+def intra_op_threads(threads: int | None) -> Iterator[None]:
+    """Torch's intra-op thread count set to ``threads`` inside the block (None: left alone), restored after.
+
+    Example:
+        >>> before = torch.get_num_threads()
+        >>> with intra_op_threads(1):
+        ...     torch.get_num_threads()
+        1
+        >>> torch.get_num_threads() == before
+        True
+    """
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @lru_cache(maxsize=8)
 def _split(dataset: str, split: str, data_root: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """A dataset split, loaded once per process (``data_root``, else ``$BNLIB_DATA``, else ``./data``)."""
@@ -316,10 +338,7 @@ def execute(
         if return_model:
             raise ValueError("execute: a batched run returns no model; set batched=False to get one")
         return execute_batched([(run, seed)], device=device, threads=threads, data_root=data_root)[0]
-    old_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
+    with intra_op_threads(threads):
         dev = resolve_device(device)
         sets = run_data(run, data_root)
         mean, std = dataset_stats(run.dataset)
@@ -346,8 +365,6 @@ def execute(
                     autocast=run.autocast, reg_cf=run.reg_cf, callbacks=callbacks, progress=False,
                     lr_factor=lr_schedule(run.schedule, run.steps, **dict(run.schedule_args)))
         return (table, model) if return_model else table
-    finally:
-        torch.set_num_threads(old_threads)
 
 
 def batch_group(run: Run) -> Run:
@@ -392,10 +409,7 @@ def execute_batched(
         if batch_group(run) != group:
             raise ValueError("execute_batched: the runs differ in more than lr, init_std and the seed; train them apart")
     run = jobs[0][0]
-    old_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
+    with intra_op_threads(threads):
         dev = resolve_device(device)
         sets = run_data(run, data_root)
         mean, std = dataset_stats(run.dataset)
@@ -417,5 +431,3 @@ def execute_batched(
                             steps=run.steps, batch_size=run.batch_size, lr=[r.lr for r, _ in jobs], momentum=run.momentum,
                             device=dev, eval_every=run.eval_every, mean=mean, std=std, callbacks=callbacks, progress=False)
         return [table[table["model"] == i].drop(columns="model").reset_index(drop=True) for i in range(len(jobs))]
-    finally:
-        torch.set_num_threads(old_threads)

@@ -53,7 +53,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
-from bnlib.experiment import CACHE_VERSION, Run, batch_group, execute, execute_batched
+from bnlib.experiment import CACHE_VERSION, Run, batch_group, execute, execute_batched, intra_op_threads
 
 WORKERS_ENV = "BNLIB_WORKERS"  # default worker count; `python -m bnlib.run --jobs N` sets it to cores // N
 
@@ -452,17 +452,9 @@ def trained_model(run: Run, seed: int, out_dir: str | os.PathLike, data_root: st
     return model.eval()
 
 
-@contextlib.contextmanager
-def one_thread():
-    """Torch's intra-op threads set to 1 inside the block, restored after."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+def one_thread() -> contextlib.AbstractContextManager:
+    """Torch's intra-op threads set to 1 inside the block, restored after (:func:`bnlib.experiment.intra_op_threads`)."""
+    return intra_op_threads(1)
 
 
 def call_key(fn: Callable | str, config: Mapping, seed: int) -> str:
