@@ -73,6 +73,20 @@ def layer_outputs(model: nn.Module, modules: Mapping[str, nn.Module], x: torch.T
     return {name: as_models_values_units(out) for name, out in captured.items()}
 
 
+def unit_quantiles(model: nn.Module, modules: Mapping[str, nn.Module], x: torch.Tensor, qs: Sequence[float]) -> dict[str, torch.Tensor]:
+    """Quantiles ``qs`` of every unit of ``modules``' outputs on ``x`` (eval mode, see :func:`layer_outputs`), on the CPU,
+    each of shape (quantiles, models, units).
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Linear(3, 2))
+        >>> unit_quantiles(net, {"fc": net[0]}, torch.randn(100, 3), (0.15, 0.5, 0.85))["fc"].shape
+        torch.Size([3, 1, 2])
+    """
+    outs = layer_outputs(model, modules, x)
+    return {name: torch.quantile(out.float(), torch.tensor(tuple(qs), device=out.device), dim=1).cpu()
+            for name, out in outs.items()}
+
+
 class QuantileProbe:
     """Callback for :func:`bnlib.train.fit` that records per-unit quantiles of layer outputs.
 
@@ -98,11 +112,9 @@ class QuantileProbe:
         self._records: list[tuple[int, str, torch.Tensor]] = []
 
     def __call__(self, step: int, model: nn.Module) -> dict:
-        device = next(model.parameters()).device
-        outs = layer_outputs(model, self.modules, self.x.to(device))
-        q = torch.tensor(self.qs, device=device)
-        for name, out in outs.items():
-            self._records.append((step, name, torch.quantile(out.float(), q, dim=1).cpu()))  # (q, models, units)
+        x = self.x.to(next(model.parameters()).device)
+        for name, values in unit_quantiles(model, self.modules, x, self.qs).items():
+            self._records.append((step, name, values))  # (q, models, units)
         return {}
 
     def frame(self) -> pd.DataFrame:
@@ -500,13 +512,11 @@ def _unit_quantiles(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], 
         raise ValueError("the unit_quantiles probe needs probe_args quantile_layers, e.g. {'quantile_layers': ['norm3']}")
 
     def probe(step: int, m: nn.Module) -> dict:
-        outs = layer_outputs(m, {name: m.get_submodule(name) for name in layers}, batch[0])
         row: dict = {}
-        for name, out in outs.items():  # (models, values, units) -> (q, models, units)
-            values = torch.quantile(out.float(), torch.tensor(qs, device=out.device), dim=1).cpu()
-            for qi, q in enumerate(qs):
-                for unit in range(values.shape[2]):
-                    per_model = values[qi, :, unit].tolist()
+        for name, values in unit_quantiles(m, {name: m.get_submodule(name) for name in layers}, batch[0], qs).items():
+            by_unit = values.permute(0, 2, 1).tolist()  # [q][unit][model]
+            for q, units in zip(qs, by_unit):
+                for unit, per_model in enumerate(units):
                     row[f"{name}|unit{unit}|q{round(q * 100):02d}"] = per_model if hasattr(m, "num_models") else per_model[0]
         return row
 

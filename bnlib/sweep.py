@@ -196,10 +196,10 @@ def _train(jobs: list[tuple[str, int]], device: str, data_root: str | None) -> l
     each from its JSON config; returns each job's table as CSV text and, if kept, its weights."""
     import torch
 
-    if len(jobs) > 1 or Run.from_json(jobs[0][0]).batched:
-        tables = execute_batched([(Run.from_json(r), seed) for r, seed in jobs], device=device, data_root=data_root)
-        return [(table.to_csv(index=False), None) for table in tables]
-    run, seed = Run.from_json(jobs[0][0]), jobs[0][1]
+    runs = [(Run.from_json(run_json), seed) for run_json, seed in jobs]
+    if runs[0][0].batched:  # a task of several jobs is always a batched group
+        return [(table.to_csv(index=False), None) for table in execute_batched(runs, device=device, data_root=data_root)]
+    run, seed = runs[0]
     table, model = execute(run, seed, device=device, data_root=data_root, return_model=True)
     weights = None
     if run.keep_weights:
@@ -394,8 +394,10 @@ def run_sweep(
 
     workers = workers or default_workers()
     on_gpu = not str(device).startswith("cpu")
-    in_process = executor is None and (workers == 1 or len(_tasks(todo, workers)) <= 1 or on_gpu)
-    tasks = _tasks(todo, 1 if in_process else workers)
+    tasks = _tasks(todo, workers)
+    in_process = executor is None and (workers == 1 or len(tasks) <= 1 or on_gpu)
+    if in_process:  # one task per batched group: one process trains it as one model
+        tasks = _tasks(todo, 1)
     as_json = lambda task: [(run.to_json(), seed) for run, seed in task]  # noqa: E731
     if in_process:
         for task in tasks:
