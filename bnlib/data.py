@@ -29,6 +29,7 @@ import math
 import os
 import pickle
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -139,8 +140,9 @@ def load_dataset(
 
     Missing files are downloaded into ``root`` with torchvision's dataset classes when
     ``download`` is true. If that fails or ``download`` is false, :class:`DatasetNotFoundError`
-    says which files were expected where. A checksum mismatch or a malformed file raises
-    ``ValueError`` naming the file.
+    says which files were expected where. A file that is truncated, corrupt (a failed gzip CRC,
+    a broken pickle), of the wrong size or shape, or whose checksum does not match raises one
+    ``ValueError`` that names the file, says what is wrong and how to replace the file.
 
     Example:
         >>> x, y = load_dataset("mnist", "test")
@@ -149,7 +151,7 @@ def load_dataset(
     """
     _check_choice("dataset name", name, DATASET_NAMES)
     _check_choice("split", split, _SPLITS)
-    base = default_root(root)
+    base = default_root(root).absolute()
     expected = _expected_files(name, split, base)
     found = _find_files(expected)
     error: Exception | None = None
@@ -443,11 +445,49 @@ def _not_found_message(
     )
 
 
+_REPLACE_FIX = (
+    "Fix: delete the file and call load_dataset(..., download=True) to download it again, "
+    "or restore it from the publisher's archive into the data root (BNLIB_DATA or root=...)."
+)
+
+
+def _corrupt(path: Path, problem: str) -> ValueError:
+    """The error for a dataset file that cannot be used: its path, what is wrong, and the fix.
+
+    Example:
+        >>> print(_corrupt(Path("/data/MNIST/raw/t10k-labels-idx1-ubyte"), "expected 10,008 bytes of labels, got 8"))
+        corrupt dataset file /data/MNIST/raw/t10k-labels-idx1-ubyte: expected 10,008 bytes of labels, got 8. Fix: ...
+    """
+    return ValueError(f"corrupt dataset file {path}: {problem}. {_REPLACE_FIX}")
+
+
+@contextmanager
+def _decoding(path: Path, fmt: str) -> Iterator[None]:
+    """Turns any error raised while decoding ``path`` (as ``fmt``, e.g. "gzip stream") into :func:`_corrupt`'s error.
+
+    The original exception is chained. Reading the file stays outside, so a permission
+    error is not reported as a corrupt file.
+
+    Example:
+        >>> with _decoding(Path("/data/labels.gz"), "gzip stream"):
+        ...     gzip.decompress(gzip.compress(b"idx")[:-1])
+        Traceback (most recent call last):
+        ValueError: corrupt dataset file /data/labels.gz: truncated gzip stream (...). Fix: ...
+    """
+    try:
+        yield
+    except Exception as exc:
+        if isinstance(exc, KeyError):
+            problem = f"{fmt} without the key {exc}"
+        else:
+            problem = f"{'truncated' if isinstance(exc, EOFError) else 'corrupt'} {fmt} ({exc})"
+        raise _corrupt(path, problem) from exc
+
+
 def _load_idx(name: str, images_path: Path, labels_path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    # Both checksums pass only for the published files, whose image and label counts agree.
     images = _read_idx(images_path, _IDX_MAGIC_IMAGES, _IDX_SHA256[name])
     labels = _read_idx(labels_path, _IDX_MAGIC_LABELS, _IDX_SHA256[name])
-    if len(images) != len(labels):
-        raise ValueError(f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels")
     x = torch.from_numpy(images.copy()).unsqueeze(1)
     return x, torch.from_numpy(labels.astype(np.int64))
 
@@ -456,15 +496,19 @@ def _read_idx(path: Path, magic: int, sha256: dict[str, str]) -> np.ndarray:
     """Decoded uint8 array of an idx file (``.gz`` or not), after checking magic, size and checksum."""
     raw = path.read_bytes()
     if path.suffix == ".gz":
-        raw = gzip.decompress(raw)
+        with _decoding(path, "gzip stream"):
+            raw = gzip.decompress(raw)
+    kind = "images" if magic == _IDX_MAGIC_IMAGES else "labels"
     ndim = magic & 0xFF
     header = 4 * (1 + ndim)
     found = int.from_bytes(raw[:4], "big")
-    if len(raw) < header or found != magic:
-        raise ValueError(f"{path} is not the expected idx file: magic number {found}, expected {magic}")
+    if found != magic:
+        raise _corrupt(path, f"not an idx file of {kind}: magic number {found}, expected {magic}")
+    if len(raw) < header:
+        raise _corrupt(path, f"expected an idx header of {header} bytes, got {len(raw):,} bytes")
     dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    if len(raw) - header != math.prod(dims):
-        raise ValueError(f"{path}: header announces shape {dims} but the file holds {len(raw) - header} data bytes")
+    if len(raw) != header + math.prod(dims):
+        raise _corrupt(path, f"expected {header + math.prod(dims):,} bytes of {kind} (shape {dims}), got {len(raw):,}")
     _verify_sha256(raw, sha256[path.name.removesuffix(".gz")], str(path))
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
@@ -475,16 +519,15 @@ def _load_cifar(
     """CIFAR python-version batches, concatenated in order; checksums of data and labels if given."""
     data, labels = [], []
     for path in paths:
-        with path.open("rb") as f:
-            batch = pickle.load(f, encoding="latin1")
-        if not isinstance(batch, dict) or "data" not in batch or label_key not in batch:
-            raise ValueError(f"{path} is not a CIFAR batch: expected a dict with 'data' and {label_key!r}")
-        batch_data = np.asarray(batch["data"])
-        batch_labels = np.asarray(batch[label_key], dtype=np.uint8)
+        raw = path.read_bytes()
+        with _decoding(path, "CIFAR batch (a pickled dict)"):
+            batch = pickle.loads(raw, encoding="latin1")
+            batch_data, batch_labels = np.asarray(batch["data"]), np.asarray(batch[label_key], dtype=np.uint8)
         if batch_data.dtype != np.uint8 or batch_data.shape != (len(batch_labels), 3 * 32 * 32):
-            raise ValueError(
-                f"{path}: expected uint8 'data' of shape ({len(batch_labels)}, 3072), "
-                f"got {batch_data.dtype} {batch_data.shape}"
+            raise _corrupt(
+                path,
+                f"expected uint8 'data' of shape ({len(batch_labels):,}, 3072) for its {len(batch_labels):,} "
+                f"labels, got {batch_data.dtype} {batch_data.shape}",
             )
         data.append(batch_data)
         labels.append(batch_labels)
@@ -501,7 +544,7 @@ def _verify_sha256(buffer: bytes | np.ndarray, expected: str, what: str) -> None
     if actual != expected:
         raise ValueError(
             f"checksum mismatch for {what}: expected sha256 {expected}, got {actual}; "
-            "the file is corrupted or not the official release, replace it"
+            f"the file is corrupt or not the official release. {_REPLACE_FIX}"
         )
 
 

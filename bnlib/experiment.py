@@ -29,19 +29,19 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import inspect
 import json
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
 
 import pandas as pd
 import torch
 
+from bnlib.cores import intra_op_threads
 from bnlib.data import DATASET_NAMES, VALIDATION_SIZES, dataset_stats, fixed_subset, load_dataset, to_float, validation_split
 from bnlib.models import MODELS, BatchedMLP, build_model, xavier_init_
 from bnlib.norms import NORM_KINDS
@@ -239,27 +239,6 @@ def _validate(run: Run) -> None:
                                  f"norm={run.norm!r}, probes={run.probes}; set batched=False to train it on its own")
 
 
-@contextlib.contextmanager
-def intra_op_threads(threads: int | None) -> Iterator[None]:
-    """Torch's intra-op thread count set to ``threads`` inside the block (None: left alone), restored after.
-
-    Example:
-        >>> before = torch.get_num_threads()
-        >>> with intra_op_threads(1):
-        ...     torch.get_num_threads()
-        1
-        >>> torch.get_num_threads() == before
-        True
-    """
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 @lru_cache(maxsize=8)
 def _split(dataset: str, split: str, data_root: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """A dataset split, loaded once per process (``data_root``, else ``$BNLIB_DATA``, else ``./data``)."""
@@ -321,8 +300,8 @@ def execute(
     """Train ``run`` with ``seed`` and return its table (one row per evaluation, as :func:`bnlib.train.fit`).
 
     Everything is built from the config here, so any process can call it. ``threads`` sets torch's intra-op
-    threads for the call (1 by default: the same numbers whatever machine or executor runs it; None leaves the
-    setting alone). The seed fixes the initial weights, the data order, augmentation and dropout. Columns beyond
+    threads for the call (1 by default: the same numbers whatever machine or executor runs it; None: this process's
+    share of the cores, :func:`bnlib.cores.use_share`). The seed fixes the initial weights, the data order, augmentation and dropout. Columns beyond
     :func:`~bnlib.train.fit`'s: ``val_loss``/``val_acc`` with ``validate`` (on the last row, NaN on the others and on a
     diverged run), ``train_eval_loss``/``train_eval_acc`` with ``eval_train``; no ``test_*`` columns when
     ``evaluate_test`` is False. ``elapsed_s`` is wall time (the one column that differs between executions).

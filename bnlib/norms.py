@@ -35,8 +35,9 @@ This file depends only on ``torch`` and can be copied into a project alone.
 """
 
 import math
+import numbers
 from functools import partial
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -77,6 +78,40 @@ def _reduction_dims(x: Tensor) -> tuple[int, ...]:
 def _channel_shape(x: Tensor) -> tuple[int, ...]:
     """Shape that broadcasts a per-channel (C,) vector against ``x``."""
     return (1, x.shape[1]) + (1,) * (x.dim() - 2)
+
+
+def _check_layer_args(
+    layer: str, eps: float, momentum: float | None = None, **counts: int
+) -> None:
+    """Raise ValueError, prefixed with ``layer``, for a bad constructor argument of a norm layer.
+
+    Every ``counts`` value (``num_features``, ``num_models``, ``num_groups``)
+    must be an integer >= 1, ``eps`` a finite number > 0, and ``momentum`` a
+    number in [0, 1] or None (the cumulative average; layers without a
+    momentum leave the default).
+
+    >>> _check_layer_args("BatchNorm", 1e-5, 0.1, num_features=4)
+    >>> _check_layer_args("BatchNorm", 1e-5, 0.1, num_features=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: BatchNorm: num_features must be an integer >= 1, got 0
+    """
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"{layer}: {name} must be an integer >= 1, got {value!r}")
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not (math.isfinite(eps) and eps > 0):
+        raise ValueError(
+            f"{layer}: eps must be a finite number > 0, got {eps!r}: it keeps the division by the "
+            "batch spread finite (no inf/nan on a constant channel); use e.g. eps=1e-5"
+        )
+    if momentum is not None and (
+        isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not 0 <= momentum <= 1
+    ):
+        raise ValueError(
+            f"{layer}: momentum must be a number in [0, 1] or None (cumulative average), got {momentum!r}: "
+            "the weight of the new batch in running = (1 - momentum) * running + momentum * batch "
+            "(Keras' momentum=0.99 is momentum=0.01 here)"
+        )
 
 
 def _float32(x: Tensor) -> Tensor:
@@ -224,7 +259,8 @@ class _BatchStatsNorm(nn.Module):
 
     The parameters and buffers of ``torch.nn.BatchNorm1d/2d`` (``weight``,
     ``bias``, ``running_mean``, ``running_var``, ``num_batches_tracked``), the
-    input checks, and the running-statistics update.
+    constructor-argument checks (:func:`_check_layer_args`), the input checks,
+    and the running-statistics update.
     """
 
     def __init__(
@@ -234,6 +270,7 @@ class _BatchStatsNorm(nn.Module):
         momentum: float | None = 0.1,
         affine: bool = True,
     ) -> None:
+        _check_layer_args(type(self).__name__, eps, momentum, num_features=num_features)
         super().__init__()
         self.num_features = num_features
         self.eps = eps
@@ -339,6 +376,10 @@ class BatchNorm(_BatchStatsNorm):
     (torch.Size([8, 3, 5, 5]), 1)
     >>> sorted(bn.state_dict()) == sorted(torch.nn.BatchNorm2d(3).state_dict())
     True
+    >>> BatchNorm(4, eps=-1)
+    Traceback (most recent call last):
+    ...
+    ValueError: BatchNorm: eps must be a finite number > 0, got -1: ...
     """
 
     def forward(self, x: Tensor) -> Tensor:
@@ -373,10 +414,24 @@ class TorchBatchNorm(nn.modules.batchnorm._BatchNorm):
     One class for MLPs and conv nets (``nn.BatchNorm1d`` also takes 3-D,
     ``nn.BatchNorm2d`` only 4-D); other ranks raise ValueError.
 
+    The constructor takes the arguments of ``nn.BatchNorm2d`` and refuses
+    the bad values :class:`BatchNorm` refuses.
+
     >>> bn = TorchBatchNorm(3)
     >>> bn(torch.randn(8, 3)).shape, bn(torch.randn(8, 3, 2, 2)).shape
     (torch.Size([8, 3]), torch.Size([8, 3, 2, 2]))
+    >>> TorchBatchNorm(3, momentum=2)
+    Traceback (most recent call last):
+    ...
+    ValueError: TorchBatchNorm: momentum must be a number in [0, 1] or None (cumulative average), got 2: ...
     """
+
+    def __init__(
+        self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, *args: Any, **kwargs: Any
+    ) -> None:
+        """Check ``num_features``, ``eps`` and ``momentum``; every argument goes on to ``nn.BatchNorm2d``'s."""
+        _check_layer_args(type(self).__name__, eps, momentum, num_features=num_features)
+        super().__init__(num_features, eps, momentum, *args, **kwargs)
 
     def _check_input_dim(self, input: Tensor) -> None:
         """Accept 2-D or 4-D inputs only."""
@@ -441,6 +496,7 @@ class BatchedBatchNorm(nn.Module):
     """
 
     def __init__(self, num_models: int, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1) -> None:
+        _check_layer_args(type(self).__name__, eps, momentum, num_models=num_models, num_features=num_features)
         super().__init__()
         self.num_models, self.num_features = num_models, num_features
         self.eps, self.momentum = eps, momentum
@@ -837,7 +893,7 @@ class LpBatchNorm(_BatchStatsNorm):
     as a float.
 
     >>> x = torch.tensor([[0.0], [1.0], [2.0], [5.0]])  # mean 2, |x - mu| = 2, 1, 0, 3
-    >>> [round(LpBatchNorm(1, p=p, eps=0.0)(x)[3].item(), 4) for p in (1, 2, "inf")]  # 3 / d
+    >>> [round(LpBatchNorm(1, p=p, eps=1e-12)(x)[3].item(), 4) for p in (1, 2, "inf")]  # 3 / d
     [2.0, 1.6036, 1.0]
     >>> bn = LpBatchNorm(1, p=1, momentum=1.0)
     >>> _ = bn(x)
@@ -927,14 +983,17 @@ def group_norm(num_features: int, num_groups: int | None = None, eps: float = 1e
     It does not use the batch, so it behaves the same for any batch size, in training and in eval.
     ``num_groups`` defaults to gcd(num_features, 32) (Wu & He's 32 groups when the width allows).
     ``num_groups=1`` is layer normalization, ``num_groups=num_features`` instance normalization.
+    Counts below 1, groups that do not divide the channels and ``eps <= 0`` raise ValueError.
 
     >>> gn = group_norm(64)
     >>> gn.num_groups, group_norm(8).num_groups
     (32, 8)
     """
+    given = {} if num_groups is None else {"num_groups": num_groups}
+    _check_layer_args("group_norm", eps, num_features=num_features, **given)
     groups = math.gcd(num_features, 32) if num_groups is None else num_groups
-    if groups < 1 or num_features % groups:
-        raise ValueError(f"num_groups must divide num_features={num_features}, got {groups}")
+    if num_features % groups:
+        raise ValueError(f"group_norm: num_groups must divide num_features={num_features}, got {groups}")
     return nn.GroupNorm(groups, num_features, eps=eps, affine=affine)
 
 

@@ -2,36 +2,44 @@
 
 Each check takes the parameters as keywords (``P.positive_int(seeds=seeds,
 steps=steps)``) and raises ``ValueError`` with a message that names the
-parameter, what it must be and what it got, e.g. ``lr must be > 0, got -1``.
+parameter, what it must be and what it got, e.g. ``lr must be a finite number > 0, got -1``.
+Numbers must be finite: ``inf`` and ``nan`` are refused by every numeric check.
 
 Example:
     >>> positive(lr=0.1, eps=1e-5)
     >>> positive(lr=-1)
     Traceback (most recent call last):
     ...
-    ValueError: lr must be > 0, got -1
+    ValueError: lr must be a finite number > 0, got -1
 """
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Collection, Iterable
 
 
 def _number(value) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float))
+    """True for a finite int or float (not a bool, inf or nan)."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def positive(*, none_ok: bool = False, **named: float | None) -> None:
-    """Every value must be a number > 0 (or None when ``none_ok``).
+    """Every value must be a finite number > 0 (or None when ``none_ok``).
 
     Example:
         >>> positive(none_ok=True, base_lr=None)
+        >>> positive(lr=float("inf"))
+        Traceback (most recent call last):
+        ...
+        ValueError: lr must be a finite number > 0, got inf
     """
     for name, value in named.items():
         if none_ok and value is None:
             continue
         if not _number(value) or not value > 0:
-            raise ValueError(f"{name} must be > 0{' or None' if none_ok else ''}, got {value!r}")
+            raise ValueError(f"{name} must be a finite number > 0{' or None' if none_ok else ''}, got {value!r}")
 
 
 def positive_int(*, minimum: int = 1, none_ok: bool = False, **named: int | None) -> None:
@@ -61,40 +69,52 @@ def nonnegative_int(**named: int) -> None:
 
 
 def all_positive(**named: Iterable[float]) -> None:
-    """Every value must be a non-empty list of numbers > 0.
+    """Every value must be a non-empty list of finite numbers > 0.
 
     Example:
         >>> all_positive(lrs=[0.1, 1.0])
         >>> all_positive(lrs=[0.1, 0])
         Traceback (most recent call last):
         ...
-        ValueError: lrs must be a list of numbers > 0, got [0.1, 0] (bad entry 0)
+        ValueError: lrs must be a list of finite numbers > 0, got [0.1, 0] (bad entry 0)
+        >>> all_positive(lrs=[0.1, float("nan")])
+        Traceback (most recent call last):
+        ...
+        ValueError: lrs must be a list of finite numbers > 0, got [0.1, nan] (bad entry nan)
     """
     for name, values in named.items():
         if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
-            raise ValueError(f"{name} must be a list of numbers > 0, got {values!r}")
+            raise ValueError(f"{name} must be a list of finite numbers > 0, got {values!r}")
         values = list(values)
         if not values:
-            raise ValueError(f"{name} must be a non-empty list of numbers > 0, got []")
+            raise ValueError(f"{name} must be a non-empty list of finite numbers > 0, got []")
         for v in values:
             if not _number(v) or not v > 0:
-                raise ValueError(f"{name} must be a list of numbers > 0, got {values!r} (bad entry {v!r})")
+                raise ValueError(f"{name} must be a list of finite numbers > 0, got {values!r} (bad entry {v!r})")
 
 
-def in_range(low: float, high: float, *, closed_high: bool = False, **named: float) -> None:
-    """Every value must be a number in ``[low, high)`` (``[low, high]`` with ``closed_high``).
+def in_range(low: float, high: float, *, closed_high: bool = False, none_ok: bool = False, **named: float | None) -> None:
+    """Every value must be a finite number in ``[low, high)`` (``[low, high]`` with ``closed_high``), or None when
+    ``none_ok``.
 
     Example:
         >>> in_range(0, 1, dropout=0.5)
         >>> in_range(0, 1, dropout=1)
         Traceback (most recent call last):
         ...
-        ValueError: dropout must be in [0, 1), got 1
+        ValueError: dropout must be a finite number in [0, 1), got 1
+        >>> in_range(0, float("inf"), closed_high=True, momentum=float("inf"))
+        Traceback (most recent call last):
+        ...
+        ValueError: momentum must be a finite number in [0, inf], got inf
     """
     for name, value in named.items():
+        if none_ok and value is None:
+            continue
         ok = _number(value) and low <= value and (value <= high if closed_high else value < high)
         if not ok:
-            raise ValueError(f"{name} must be in [{low:g}, {high:g}{']' if closed_high else ')'}, got {value!r}")
+            raise ValueError(f"{name} must be a finite number in [{low:g}, {high:g}{']' if closed_high else ')'}"
+                             f"{' or None' if none_ok else ''}, got {value!r}")
 
 
 def one_of(options: Collection, **named: object) -> None:
@@ -138,3 +158,38 @@ def executor(**named: str) -> None:
         ok = value in ("local", "dask") or (isinstance(value, str) and value.startswith("dask://") and ":" in value[7:])
         if not ok:
             raise ValueError(f'{name} must be "local", "dask" (a LocalCluster on this machine) or "dask://HOST:PORT", got {value!r}')
+
+
+_DEVICE = re.compile(r"cpu|auto|cuda(:\d+)?")
+
+
+def device(**named: str) -> None:
+    """Every value must be ``"cpu"``, ``"cuda"`` (or ``"cuda:N"``) or ``"auto"``; CUDA only where torch sees a GPU.
+
+    ``"auto"`` picks CUDA when available, else the CPU (:func:`bnlib.train.resolve_device`).
+    torch is imported only when a value asks for CUDA.
+
+    Example:
+        >>> device(device="cpu", probe_device="auto")
+        >>> device(device="tpu")
+        Traceback (most recent call last):
+        ...
+        ValueError: device must be 'cpu', 'cuda' (or 'cuda:N') or 'auto', got 'tpu'
+        >>> from unittest import mock
+        >>> with mock.patch("torch.cuda.is_available", return_value=False):
+        ...     device(device="cuda")
+        Traceback (most recent call last):
+        ...
+        ValueError: device='cuda' but torch ... sees no CUDA device (...is_available() is False); use -p device cpu or ...
+    """
+    for name, value in named.items():
+        if not isinstance(value, str) or not _DEVICE.fullmatch(value):
+            raise ValueError(f"{name} must be 'cpu', 'cuda' (or 'cuda:N') or 'auto', got {value!r}")
+        if value.startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ValueError(
+                    f"{name}={value!r} but torch {torch.__version__} sees no CUDA device "
+                    f"(torch.cuda.is_available() is False); use -p {name} cpu or -p {name} auto"
+                )

@@ -208,6 +208,9 @@ PRESETS: dict[str, dict[str, dict]] = {
 }
 
 
+SERIES: tuple[str, ...] = tuple(PRESETS)  # the series' notebooks, in order: each one's identity (metadata.bnlib.notebook)
+
+
 def preset_parameters(notebook: str, preset: str) -> dict:
     """The parameters ``preset`` sets for ``notebook`` (a stem like ``01_internal_covariate_shift``).
 

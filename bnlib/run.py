@@ -2,26 +2,36 @@
 
     python -m bnlib.run [NOTEBOOK ...] [--preset smoke|quick|full] [-p NAME VALUE ...] [--out DIR] [--jobs N]
 
-No notebook named: all of ``notebooks/``, in order. A notebook is named by its
-number (``01``), its stem or a path. Every ``-p`` name is checked against the
-notebook's ``parameters`` cell before anything runs; values are parsed as JSON
-where possible (``-p lr 0.1``, ``-p seeds 3``, ``-p lrs "[0.1, 1]"``), else
-kept as strings. Each notebook validates its values in its second cell.
+No notebook named: the series (``bnlib.presets.SERIES``, ``notebooks/01_...`` to ``06_...``), in order; copies
+such as JupyterLab's ``01_...-Copy1.ipynb`` run only when named. A notebook is named by its number (``01``), a
+prefix or the whole of its stem, or a path; a prefix that matches several notebooks is refused with the list.
+Presets apply by the notebook's identity stored in its metadata (``metadata.bnlib.notebook``), so a renamed copy
+gets its notebook's presets; a notebook without one runs at ``quick`` only.
 
-Writes ``DIR/NN_name.ipynb`` (executed), ``DIR/NN_name/`` (figures, tables,
-``metrics.json``; the notebook's ``out_dir``), ``DIR/runs.json`` (status of
-every notebook run into DIR) and ``DIR/SUMMARY.md``. Exits non-zero if a
-notebook failed, naming the notebook and the cell.
+Every ``-p`` name is checked against the notebook's ``parameters`` cell before anything runs. Values are parsed
+as JSON where possible (``-p lr 0.1``, ``-p seeds 3``, ``-p lrs "[0.1, 1]"``, ``-p test_size None``), else kept
+as strings; each must be finite and of its default's type (a number where the default is a number, a list where
+it is a list; ``1e4`` for an integer becomes ``10000``); a relative path for ``*_root`` is resolved against the
+directory you run from. Each notebook then checks its values in its second cell.
 
-The kernel is the Python running this module, whatever kernelspecs are
-installed (a temporary kernelspec is put first on ``JUPYTER_PATH``).
+Writes ``DIR/NN_name.ipynb`` (executed; ``NN_name.running.ipynb`` while it runs), ``DIR/NN_name/`` (figures,
+tables, ``metrics.json``: the notebook's ``out_dir``), ``DIR/runs.json`` (one record per notebook run into DIR)
+and ``DIR/SUMMARY.md``, each replaced whole through a temporary file (``runs.json`` under a lock, so runners that
+share DIR keep each other's records; a damaged one is set aside and rebuilt from the executed notebooks). While a
+notebook runs, its last good result waits as ``NN_name.previous.ipynb`` and ``NN_name/metrics.previous.json``;
+it is deleted when the run succeeds and kept, named as stale in ``SUMMARY.md``, when it fails.
 
-``--jobs N`` executes N notebooks at a time, each in its own process and kernel, with
-``cpu_count // N`` threads per kernel (``OMP_NUM_THREADS``, which torch reads at import) and as
-many worker processes for each sweep in it (``BNLIB_WORKERS``, one thread each), so that N kernels
-do not oversubscribe the cores. The notebooks expected to take longest start
-first (wall times of an earlier run into the same ``DIR``, else ``bnlib.presets.QUICK_SECONDS``).
-``runs.json`` and ``SUMMARY.md`` are updated as each notebook finishes.
+Exit status: 0; 1 if a notebook failed or a file could not be written (a full disk is named as such); 2 for bad
+arguments (nothing ran); 128 + the signal's number after SIGINT, SIGTERM or SIGHUP, which stop the kernels and
+worker processes and leave what finished on record.
+
+Cores: the runner founds (or joins) a session of :mod:`bnlib.cores`, so that runners and kernels started together
+share the cores instead of fighting over them. ``--jobs N`` executes N notebooks at a time, each in its own
+process and kernel, with 1/N of the session's share (``$BNLIB_JOBS``); the notebooks expected to take longest
+start first (wall times in DIR's ``runs.json``, else ``bnlib.presets.QUICK_SECONDS``).
+
+The kernel is the Python running this module, whatever kernelspecs are installed (a temporary kernelspec is put
+first on ``JUPYTER_PATH``).
 
 Example (Python):
     >>> from bnlib.run import resolve_notebooks
@@ -32,50 +42,103 @@ Example (Python):
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
+import errno
+import fcntl
 import json
 import math
 import multiprocessing
 import os
+import re
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bnlib.presets import PRESET_NAMES, QUICK_SECONDS, preset_parameters
+from bnlib import cores
+from bnlib.files import atomic_write_text
+from bnlib.presets import PRESET_NAMES, PRESETS, QUICK_SECONDS, SERIES, preset_parameters
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO / "notebooks"
 KERNEL_NAME = "bnlib-current-python"
+PATH_SUFFIXES = ("_root",)  # parameters holding a path: a relative one is resolved against the caller's directory
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @dataclass
 class RunResult:
-    """Outcome of executing one notebook."""
+    """Outcome of executing one notebook: one record of ``runs.json``."""
 
-    notebook: str
-    status: str  # "ok" or "failed"
+    notebook: str  # the file's stem (names the outputs)
+    status: str  # "ok", "failed" or "interrupted"
     wall_s: float
     preset: str
     parameters: dict
     error: str = ""
+    identity: str | None = None  # the series notebook it is (metadata.bnlib.notebook)
+    finished: str = ""  # when, UTC
+    previous: dict | None = None  # the last good result, kept while this one is not ok
+
+
+class Stopped(KeyboardInterrupt):
+    """The runner received a stop signal; the notebooks in progress were stopped and recorded."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+# ---------------------------------------------------------------- which notebooks
+
+
+def notebook_identity(path: Path) -> str | None:
+    """The series notebook ``path`` is (``metadata.bnlib.notebook``), or None for a notebook outside the series.
+
+    Example:
+        >>> notebook_identity(NOTEBOOK_DIR / "01_internal_covariate_shift.ipynb")
+        '01_internal_covariate_shift'
+    """
+    try:
+        metadata = json.loads(Path(path).read_text()).get("metadata", {})
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read notebook {path}: {exc}") from exc
+    identity = metadata.get("bnlib", {}).get("notebook")
+    return identity if isinstance(identity, str) else None
+
+
+def series() -> list[Path]:
+    """The series' notebooks in order (``notebooks/<identity>.ipynb`` for each of ``bnlib.presets.SERIES``)."""
+    return [NOTEBOOK_DIR / f"{name}.ipynb" for name in SERIES]
 
 
 def resolve_notebooks(names: Sequence[str] = ()) -> list[Path]:
-    """Notebook paths for names like ``01``, ``01_internal_covariate_shift`` or a path; all if empty.
+    """Notebook paths for names like ``01``, ``01_internal_covariate_shift`` or a path; the series if empty.
+
+    A name is a path to a notebook, a whole stem in ``notebooks/``, or a prefix of one: of a series notebook
+    first (``01`` is the series' 01, not its copies), else of any notebook there. A prefix matching several is
+    refused with the list.
 
     Example:
         >>> resolve_notebooks(["no_such"])
         Traceback (most recent call last):
         ...
-        ValueError: no notebook matches 'no_such'; available: 01_internal_covariate_shift, 02_mnist_reproduction...
+        ValueError: no notebook matches 'no_such'; the series: 01_internal_covariate_shift, 02_mnist_reproduction...
+        >>> resolve_notebooks(["0"])
+        Traceback (most recent call last):
+        ...
+        ValueError: '0' matches several notebooks: 01_internal_covariate_shift, 02_mnist_reproduction, ...; name one
     """
-    available = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
     if not names:
-        return available
+        return series()
+    everything = series() + sorted(p for p in NOTEBOOK_DIR.glob("*.ipynb") if p not in series())
     paths = []
     for name in names:
         path = Path(name)
@@ -83,11 +146,37 @@ def resolve_notebooks(names: Sequence[str] = ()) -> list[Path]:
             paths.append(path.resolve())
             continue
         stem = path.name.removesuffix(".ipynb")
-        matches = [p for p in available if p.stem == stem or p.stem.split("_", 1)[0] == stem]
-        if len(matches) != 1:
-            raise ValueError(f"no notebook matches {name!r}; available: {', '.join(p.stem for p in available)}")
-        paths.append(matches[0])
+        exact = [p for p in everything if p.stem == stem]
+        for pool in (exact, series(), everything):
+            matches = [p for p in pool if p.stem.startswith(stem)]
+            if len(matches) > 1:
+                raise ValueError(f"{name!r} matches several notebooks: {', '.join(p.stem for p in matches)}; name one")
+            if matches:
+                paths.append(matches[0])
+                break
+        else:
+            raise ValueError(f"no notebook matches {name!r}; the series: {', '.join(SERIES)}")
     return paths
+
+
+def notebook_presets(path: Path, preset: str) -> dict:
+    """The parameters ``preset`` sets for the notebook at ``path``, by its identity (a renamed copy gets them too).
+
+    Example:
+        >>> notebook_presets(NOTEBOOK_DIR / "01_internal_covariate_shift.ipynb", "smoke")["seeds"]
+        2
+    """
+    identity = notebook_identity(path)
+    if identity in PRESETS:
+        return preset_parameters(identity, preset)
+    if preset == "quick":  # a notebook's own defaults need no identity
+        return {}
+    raise ValueError(f"{path.name} is not a notebook of the series (its metadata has no bnlib.notebook among "
+                     f"{', '.join(SERIES)}), so preset {preset!r} does not apply to it; run it with --preset quick "
+                     "(its own defaults), or give it the metadata of the notebook it was copied from")
+
+
+# ---------------------------------------------------------------- parameters
 
 
 def parse_value(text: str):
@@ -107,14 +196,61 @@ def parse_value(text: str):
 
 
 def notebook_parameters(path: Path) -> dict:
-    """Names and defaults of the notebook's ``parameters`` cell (via ``papermill.inspect_notebook``)."""
+    """Names and defaults (as source text) of the notebook's ``parameters`` cell (``papermill.inspect_notebook``)."""
     import papermill
 
     return {name: info["default"] for name, info in papermill.inspect_notebook(str(path)).items()}
 
 
-def check_parameters(path: Path, params: dict) -> None:
-    """Refuse parameter names the notebook does not declare, listing the valid ones.
+def _kind(value) -> str | None:
+    for kind, types in (("bool", bool), ("integer", int), ("number", float), ("string", str), ("list", list)):
+        if isinstance(value, types):
+            return kind
+    return None
+
+
+def _numbers(value) -> Iterator:
+    if isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _numbers(v)
+    elif isinstance(value, float):
+        yield value
+
+
+def checked_value(name: str, value, default):
+    """``value`` for parameter ``name`` as the notebook gets it, or ``ValueError`` naming the parameter: it must be
+    finite and of the default's kind (None always passes, and anything where the default is None); an integral float
+    for an integer becomes an int; a relative path for a ``*_root`` parameter becomes absolute (from the cwd).
+
+    Example:
+        >>> checked_value("steps", 1e4, 300), checked_value("lr", 1, 0.1)
+        (10000, 1)
+        >>> checked_value("lr", float("inf"), 0.1)
+        Traceback (most recent call last):
+        ...
+        ValueError: parameter 'lr' must be finite, got inf
+        >>> checked_value("steps", 2.5, 300)
+        Traceback (most recent call last):
+        ...
+        ValueError: parameter 'steps' takes an integer (its default is 300), got 2.5
+    """
+    if any(not math.isfinite(v) for v in _numbers(value)):
+        raise ValueError(f"parameter {name!r} must be finite, got {value!r}")
+    if name.endswith(PATH_SUFFIXES) and isinstance(value, str):
+        return str(Path(value).expanduser().resolve())
+    kind, got = _kind(default), _kind(value)
+    if value is None or kind is None or got == kind or (kind == "number" and got == "integer"):
+        return value
+    if kind == "integer" and got == "number" and value.is_integer():
+        return int(value)
+    hint = "; for None write None or null" if isinstance(value, str) and value.lower() in ("none", "null") else ""
+    article = "an" if kind == "integer" else "a"
+    raise ValueError(f"parameter {name!r} takes {article} {kind} (its default is {default!r}), got {value!r}{hint}")
+
+
+def check_parameters(path: Path, params: dict) -> dict:
+    """Refuse parameter names the notebook does not declare (listing the valid ones) and values of the wrong kind;
+    returns the values as the notebook will get them (:func:`checked_value`).
 
     Example:
         >>> check_parameters(resolve_notebooks(["01"])[0], {"no_such_param": 1})
@@ -128,27 +264,184 @@ def check_parameters(path: Path, params: dict) -> None:
         raise ValueError(
             f"unknown parameter {unknown[0]!r} for {path.stem}; valid parameters: {', '.join(valid)}"
         )
+    checked = {}
+    for name, value in params.items():
+        try:
+            default = ast.literal_eval(valid[name])
+        except (ValueError, SyntaxError):  # an expression: no kind to check against
+            default = None
+        try:
+            checked[name] = checked_value(name, value, default)
+        except ValueError as exc:
+            raise ValueError(f"{path.stem}: {exc}") from None
+    return checked
+
+
+def prepare_out(out: str | os.PathLike) -> Path:
+    """``out`` created if needed and checked writable, before any notebook runs; ``ValueError`` naming it if not.
+
+    Example:
+        >>> prepare_out("/proc/version")
+        Traceback (most recent call last):
+        ...
+        ValueError: --out /proc/version is a file, not a folder; name a folder (it is created if missing)
+    """
+    path = Path(out).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--out {path} is a file, not a folder; name a folder (it is created if missing)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise ValueError(f"--out {path.resolve()} cannot be written ({exc.strerror}); choose a folder you can write "
+                         "to") from exc
+    return path
+
+
+# ---------------------------------------------------------------- runs.json and SUMMARY.md
 
 
 @contextlib.contextmanager
-def current_python_kernel() -> Iterator[str]:
-    """A temporary kernelspec that starts ``sys.executable``, first on ``JUPYTER_PATH``; yields its name."""
-    with tempfile.TemporaryDirectory() as tmp:
-        spec = Path(tmp, "kernels", KERNEL_NAME)
-        spec.mkdir(parents=True)
-        argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-        spec.joinpath("kernel.json").write_text(
-            json.dumps({"argv": argv, "display_name": "Python 3 (bnlib)", "language": "python"})
-        )
-        old = os.environ.get("JUPYTER_PATH")
-        os.environ["JUPYTER_PATH"] = tmp + (os.pathsep + old if old else "")
+def log_lock(out: Path) -> Iterator[None]:
+    """Hold ``out``'s lock (``.runs.lock``) for a read-modify-write of ``runs.json``, across processes."""
+    with open(out / ".runs.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            yield KERNEL_NAME
+            yield
         finally:
-            if old is None:
-                os.environ.pop("JUPYTER_PATH", None)
-            else:
-                os.environ["JUPYTER_PATH"] = old
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def record_from_notebook(path: Path) -> dict | None:
+    """A ``runs.json`` record rebuilt from an executed notebook's papermill metadata (None if it has none)."""
+    try:
+        nb = json.loads(path.read_text())
+        meta = nb["metadata"]["papermill"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    params = meta.get("parameters") or {}
+    failed = bool(meta.get("exception"))
+    return asdict(RunResult(
+        path.stem, "failed" if failed else "ok", meta.get("duration") or float("nan"), params.get("preset", "?"), params,
+        "failed (see the notebook)" if failed else "", nb["metadata"].get("bnlib", {}).get("notebook"),
+        meta.get("end_time") or "",
+    ))
+
+
+def read_log(out: Path) -> dict:
+    """``out/runs.json`` (empty if missing). A damaged one is named, set aside as ``runs.json.damaged-<time>`` and
+    rebuilt (and rewritten) from the executed notebooks in ``out``; call it under :func:`log_lock`."""
+    path = out / "runs.json"
+    if not path.exists():
+        return {}
+    try:
+        log = json.loads(path.read_text())
+        if not isinstance(log, dict) or not all(isinstance(r, dict) for r in log.values()):
+            raise ValueError("not an object of notebook records")
+        return log
+    except (ValueError, UnicodeDecodeError) as exc:
+        aside = path.with_name(f"runs.json.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        os.replace(path, aside)
+        records = (record_from_notebook(p) for p in sorted(out.glob("*.ipynb")) if p.stem.count(".") == 0)
+        log = {r["notebook"]: r for r in records if r}
+        atomic_write_text(path, json.dumps(log, indent=2))
+        print(f"[bnlib.run] {path} was damaged ({exc}): set aside as {aside.name}; rebuilt from the executed "
+              f"notebooks in {out} ({len(log)} found)", file=sys.stderr, flush=True)
+        return log
+
+
+def _summary_lines(out: Path, log: dict) -> list[str]:
+    lines = ["# Run summary", "", "| notebook | status | preset | wall time | finished (UTC) |", "|---|---|---|---|---|"]
+    for name in sorted(log):
+        r = log[name]
+        wall = f"{r['wall_s']:.0f} s" if isinstance(r.get("wall_s"), (int, float)) and math.isfinite(r["wall_s"]) else "?"
+        lines.append(f"| {name} | {r.get('status', '?')} | {r.get('preset', '?')} | {wall} | {r.get('finished') or '?'} |")
+    for name in sorted(log):
+        r = log[name]
+        lines += ["", f"## {name}", ""]
+        if r.get("error"):
+            lines += [f"**{r.get('status', 'failed').capitalize()}**: {r['error']}", ""]
+        previous = r.get("previous")
+        if r.get("status") != "ok" and previous:
+            lines += [f"**Stale result kept**: the last good run (preset {previous.get('preset', '?')}, finished "
+                      f"{previous.get('finished') or '?'}) is `{previous['notebook']}`"
+                      + (f" with `{previous['metrics']}`" if previous.get("metrics") else "")
+                      + "; it is not this run's result.", ""]
+        metrics = out / name / "metrics.json"
+        verdicts = json.loads(metrics.read_text()).get("verdicts", []) if metrics.exists() else []
+        if not verdicts:
+            lines.append("No verdicts recorded.")
+            continue
+        if r.get("status") != "ok":
+            lines += ["Verdicts this run reached before it stopped:", ""]
+        lines += ["| claim | source | outcome | evidence |", "|---|---|---|---|"]
+        for v in verdicts:
+            cells = [v["claim"], v.get("source", ""), f"**{v['outcome']}**", v["evidence"]]
+            lines.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
+    return lines
+
+
+def write_summary(out: Path, results: Sequence[RunResult]) -> Path:
+    """Merge ``results`` into ``out/runs.json`` and write ``out/SUMMARY.md`` from it and each ``metrics.json``,
+    both atomically and under :func:`log_lock`."""
+    with log_lock(out):
+        log = read_log(out)
+        for r in results:
+            log[r.notebook] = asdict(r)
+        atomic_write_text(out / "runs.json", json.dumps(log, indent=2))
+        path = out / "SUMMARY.md"
+        atomic_write_text(path, "\n".join(_summary_lines(out, log)) + "\n")
+    return path
+
+
+# ---------------------------------------------------------------- executing one notebook
+
+
+def result_files(out: Path, stem: str) -> dict[str, Path]:
+    """Where a notebook's results go in ``out``: the executed copy, its copy while running, and the last good result
+    kept while a new run has not succeeded (notebook and ``metrics.json``)."""
+    return {
+        "output": out / f"{stem}.ipynb",
+        "running": out / f"{stem}.running.ipynb",
+        "previous": out / f"{stem}.previous.ipynb",
+        "metrics": out / stem / "metrics.json",
+        "previous_metrics": out / stem / "metrics.previous.json",
+    }
+
+
+def kept_previous(out: Path, stem: str, record: dict | None) -> dict | None:
+    """What ``runs.json`` says of the good result kept as ``<stem>.previous.ipynb`` (None if none is kept)."""
+    f = result_files(out, stem)
+    if not f["previous"].exists():
+        return None
+    if record is None or record.get("status") != "ok":
+        return (record or {}).get("previous") or {"notebook": f["previous"].name}
+    metrics = f["previous_metrics"]
+    return {"notebook": f["previous"].name, "metrics": str(metrics.relative_to(out)) if metrics.exists() else None,
+            "preset": record.get("preset"), "finished": record.get("finished")}
+
+
+def set_aside_previous(out: Path, stem: str) -> dict | None:
+    """Before a notebook runs: move its last result out of the way. A good one becomes ``<stem>.previous.ipynb`` and
+    ``metrics.previous.json`` (deleted when this run succeeds); a failed one is deleted (an older good one stays
+    kept). Returns :func:`kept_previous`."""
+    f = result_files(out, stem)
+    with log_lock(out):
+        record = read_log(out).get(stem)
+    if record is None and f["output"].exists():
+        record = record_from_notebook(f["output"]) or {"status": "ok"}  # unknown provenance: keep it
+    if record and record.get("status") == "ok" and f["output"].exists():
+        os.replace(f["output"], f["previous"])
+        if f["metrics"].exists():
+            os.replace(f["metrics"], f["previous_metrics"])
+        else:
+            f["previous_metrics"].unlink(missing_ok=True)
+    else:
+        f["output"].unlink(missing_ok=True)
+        f["metrics"].unlink(missing_ok=True)
+    f["running"].unlink(missing_ok=True)
+    return kept_previous(out, stem, record)
 
 
 def kernel_path(target: Path, cwd: Path) -> str:
@@ -164,12 +457,28 @@ def kernel_path(target: Path, cwd: Path) -> str:
     return str(target)
 
 
-def describe_failure(exc: Exception, output: Path) -> str:
-    """A one-line description of a failed execution: the cell and the error."""
+def is_write_error(exc: BaseException) -> bool:
+    """Whether ``exc`` (or the error a kernel reported) is a failure to write: full disk, quota, read-only, denied.
+
+    Example:
+        >>> is_write_error(OSError(errno.ENOSPC, "No space left on device")), is_write_error(ValueError("x"))
+        (True, False)
+    """
+    if isinstance(exc, OSError):
+        return exc.errno in WRITE_ERRNOS
+    found = re.search(r"\[Errno (\d+)\]", str(getattr(exc, "evalue", "")))
+    return bool(found) and int(found.group(1)) in WRITE_ERRNOS
+
+
+def describe_failure(exc: BaseException, output: Path) -> str:
+    """A one-line description of a failed execution: the cell and the error, or the write that failed."""
     import papermill
 
     if isinstance(exc, papermill.PapermillExecutionError):
-        return f"cell {exc.cell_index} (execution count {exc.exec_count}): {exc.ename}: {exc.evalue} (see {output})"
+        text = f"cell {exc.cell_index} (execution count {exc.exec_count}): {exc.ename}: {exc.evalue} (see {output})"
+        return f"write error in the notebook's {text}; free space or choose another --out" if is_write_error(exc) else text
+    if is_write_error(exc):
+        return f"write error: {exc.strerror} ({exc.filename or output}); free space or choose another --out"
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -181,41 +490,72 @@ def restore_kernelspec(output: Path, source: Path) -> None:
     out = nbformat.read(output, as_version=4)
     if "kernelspec" in src.metadata:
         out.metadata["kernelspec"] = src.metadata["kernelspec"]
-        nbformat.write(out, output)
+        atomic_write_text(output, nbformat.writes(out) + "\n")
+
+
+def finish(path: Path, out: Path, status: str, error: str, wall_s: float, params: dict, previous: dict | None,
+           write_failed: bool = False) -> RunResult:
+    """After a notebook ran (or was stopped): its executed copy takes its place (a truncated one, after a write
+    error, is deleted), a superseded good result is deleted; returns its record."""
+    f = result_files(out, path.stem)
+    if f["running"].exists():
+        if write_failed:
+            f["running"].unlink()
+        else:
+            with contextlib.suppress(OSError, ValueError):  # an unreadable copy keeps the temporary kernelspec
+                restore_kernelspec(f["running"], path)
+            os.replace(f["running"], f["output"])
+    if status == "ok":
+        f["previous"].unlink(missing_ok=True)
+        f["previous_metrics"].unlink(missing_ok=True)
+        previous = None
+    finished = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+    return RunResult(path.stem, status, wall_s, params["preset"], params, error, notebook_identity(path), finished,
+                     previous)
 
 
 def execute(path: Path, out: Path, preset: str, overrides: dict, kernel: str) -> RunResult:
     """Execute one notebook into ``out``; never raises for a failing notebook (the result says so)."""
     import papermill
 
-    params = {**preset_parameters(path.stem, preset), **overrides}
-    params["preset"] = preset
-    params["out_dir"] = kernel_path(out / path.stem, path.parent)
-    output = out / path.name
+    params = {**notebook_presets(path, preset), **overrides, "preset": preset,
+              "out_dir": kernel_path(out / path.stem, path.parent)}
+    previous = set_aside_previous(out, path.stem)
+    running = result_files(out, path.stem)["running"]
     print(f"[bnlib.run] {path.stem} (preset {preset}) ...", flush=True)
     start = time.perf_counter()
-    error = ""
+    error, write_failed = "", False
     try:
         papermill.execute_notebook(
-            str(path), str(output), parameters=params, kernel_name=kernel, cwd=str(path.parent), progress_bar=False
+            str(path), str(running), parameters=params, kernel_name=kernel, cwd=str(path.parent), progress_bar=False
         )
     except Exception as exc:  # noqa: BLE001 - any failure is reported, the other notebooks still run
-        error = describe_failure(exc, output)
-    if output.exists():
-        restore_kernelspec(output, path)
-    return RunResult(path.stem, "failed" if error else "ok", time.perf_counter() - start, preset, params, error)
+        error, write_failed = describe_failure(exc, out / path.name), isinstance(exc, OSError) and is_write_error(exc)
+    return finish(path, out, "failed" if error else "ok", error, time.perf_counter() - start, params, previous,
+                  write_failed)
+
+
+# ---------------------------------------------------------------- the runner
 
 
 @contextlib.contextmanager
-def threads_per_kernel(threads: int | None) -> Iterator[None]:
-    """Set ``OMP_NUM_THREADS`` (and MKL's) for the kernels started inside the block, and ``BNLIB_WORKERS`` (the worker
-    processes of their sweeps, :func:`bnlib.sweep.default_workers`) to the same share of the cores; ``None`` leaves them
-    alone."""
-    names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "BNLIB_WORKERS")
-    old = {n: os.environ.get(n) for n in names}
-    if threads is not None:
-        for n in names:
-            os.environ[n] = str(threads)
+def current_python_kernel() -> Iterator[str]:
+    """A temporary kernelspec that starts ``sys.executable``, first on ``JUPYTER_PATH``; yields its name."""
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = Path(tmp, "kernels", KERNEL_NAME)
+        spec.mkdir(parents=True)
+        argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+        spec.joinpath("kernel.json").write_text(
+            json.dumps({"argv": argv, "display_name": "Python 3 (bnlib)", "language": "python"})
+        )
+        with _environ(JUPYTER_PATH=tmp + (os.pathsep + os.environ["JUPYTER_PATH"] if "JUPYTER_PATH" in os.environ else "")):
+            yield KERNEL_NAME
+
+
+@contextlib.contextmanager
+def _environ(**values: str) -> Iterator[None]:
+    old = {n: os.environ.get(n) for n in values}
+    os.environ.update(values)
     try:
         yield
     finally:
@@ -226,6 +566,62 @@ def threads_per_kernel(threads: int | None) -> Iterator[None]:
                 os.environ[n] = value
 
 
+@contextlib.contextmanager
+def stop_signals_raise() -> Iterator[None]:
+    """Inside the block, SIGINT, SIGTERM and SIGHUP raise :class:`Stopped` (signals the caller ignores, as under
+    ``nohup``, stay ignored); outside the main thread, nothing changes."""
+    def handler(signum, frame):
+        raise Stopped(signum)
+
+    old = {}
+    if threading.current_thread() is threading.main_thread():
+        for s in STOP_SIGNALS:
+            if signal.getsignal(s) is not signal.SIG_IGN:
+                old[s] = signal.signal(s, handler)
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def stop_descendants(timeout: float = 10.0) -> int:
+    """Terminate every process this one started (kernels, pool workers, their sweep workers), killing those still
+    alive after ``timeout`` seconds; returns how many there were."""
+    import psutil
+
+    procs = psutil.Process().children(recursive=True)  # listed before any dies: orphans would leave the tree
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.terminate()
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    for p in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    return len(procs)
+
+
+@contextlib.contextmanager
+def active_session(jobs: int) -> Iterator[None]:
+    """This runner's :mod:`bnlib.cores` session, marked active while the block runs; kernels started inside join it
+    and split its share ``jobs`` ways (``$BNLIB_JOBS``)."""
+    cores.session()
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(cores.ACTIVE_SECONDS / 3):
+            cores.mark_active()
+
+    cores.mark_active()
+    thread = threading.Thread(target=beat, name="bnlib-session", daemon=True)
+    thread.start()
+    try:
+        with _environ(**{cores.JOBS_ENV: str(jobs)}):
+            yield
+    finally:
+        stop.set()
+
+
 def longest_first(paths: Sequence[Path], out: Path) -> list[Path]:
     """``paths`` ordered by expected wall time, longest first: from an earlier run's ``out/runs.json``, else from
     ``bnlib.presets.QUICK_SECONDS``; notebooks known to neither come first, in their order.
@@ -234,44 +630,15 @@ def longest_first(paths: Sequence[Path], out: Path) -> list[Path]:
         >>> [p.name for p in longest_first([Path("01_internal_covariate_shift"), Path("04_failed_variants")], Path("/no"))]
         ['04_failed_variants', '01_internal_covariate_shift']
     """
-    log_path = out / "runs.json"
-    previous = json.loads(log_path.read_text()) if log_path.exists() else {}
+    previous = {}
+    if (out / "runs.json").exists():
+        with log_lock(out):
+            previous = read_log(out)
 
     def expected(p: Path) -> float:
         return float(previous.get(p.stem, {}).get("wall_s", QUICK_SECONDS.get(p.stem, math.inf)))
 
     return sorted(paths, key=lambda p: -expected(p))
-
-
-def write_summary(out: Path, results: Sequence[RunResult]) -> Path:
-    """Merge ``results`` into ``out/runs.json`` and write ``out/SUMMARY.md`` from it and each ``metrics.json``."""
-    log_path = out / "runs.json"
-    log = json.loads(log_path.read_text()) if log_path.exists() else {}
-    for r in results:
-        log[r.notebook] = asdict(r)
-    log_path.write_text(json.dumps(log, indent=2))
-    lines = ["# Run summary", "", "| notebook | status | preset | wall time |", "|---|---|---|---|"]
-    for name in sorted(log):
-        r = log[name]
-        wall = f"{r['wall_s']:.0f} s" if isinstance(r.get("wall_s"), (int, float)) else "?"
-        lines.append(f"| {name} | {r.get('status', '?')} | {r.get('preset', '?')} | {wall} |")
-    for name in sorted(log):
-        r = log[name]
-        lines += ["", f"## {name}", ""]
-        if r.get("error"):
-            lines += [f"**Failed**: {r['error']}", ""]
-        metrics = out / name / "metrics.json"
-        verdicts = json.loads(metrics.read_text()).get("verdicts", []) if metrics.exists() else []
-        if not verdicts:
-            lines.append("No verdicts recorded.")
-            continue
-        lines += ["| claim | source | outcome | evidence |", "|---|---|---|---|"]
-        for v in verdicts:
-            cells = [v["claim"], v.get("source", ""), f"**{v['outcome']}**", v["evidence"]]
-            lines.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
-    path = out / "SUMMARY.md"
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def run_notebooks(
@@ -281,12 +648,13 @@ def run_notebooks(
     out: str | os.PathLike = "outputs",
     jobs: int = 1,
 ) -> list[RunResult]:
-    """Execute notebooks (all if ``names`` is empty) and write ``SUMMARY.md``; the Python API of the CLI.
+    """Execute notebooks (the series if ``names`` is empty) and write ``SUMMARY.md``; the Python API of the CLI.
 
-    ``jobs`` > 1 runs that many notebooks at a time in separate processes, each kernel with
-    ``cpu_count // jobs`` threads. Results come back in the order of ``names``.
-    Raises ``ValueError`` before running anything for an unknown notebook,
-    preset or parameter name, or for ``jobs`` < 1.
+    ``jobs`` > 1 runs that many notebooks at a time, each in its own process and kernel. Results come back in the
+    order of ``names``. Raises ``ValueError`` before running anything for an unknown notebook, preset or
+    parameter, a value of the wrong kind, an ``out`` that cannot be written, or ``jobs`` < 1; :class:`Stopped`
+    after a stop signal (the notebooks in progress stopped and recorded as interrupted); ``OSError`` when
+    ``runs.json`` or ``SUMMARY.md`` cannot be written.
     """
     if preset not in PRESET_NAMES:
         raise ValueError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESET_NAMES)}")
@@ -297,33 +665,58 @@ def run_notebooks(
     for name in ("preset", "out_dir"):
         if name in overrides:
             raise ValueError(f"parameter {name!r} is set by the runner; use --{name.split('_')[0]} instead")
+    plan = {}
     for path in paths:
-        check_parameters(path, overrides)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+        notebook_presets(path, preset)
+        plan[path] = check_parameters(path, overrides)
+    out = prepare_out(out)
     if os.environ.get("BNLIB_DATA"):  # kernels run in notebooks/, so a relative data path must not depend on cwd
         os.environ["BNLIB_DATA"] = str(Path(os.environ["BNLIB_DATA"]).expanduser().resolve())
     jobs = min(jobs, len(paths))
     done: dict[str, RunResult] = {}
+    started = time.time()
 
     def finished(result: RunResult) -> None:
         print(f"[bnlib.run] {result.notebook}: {result.status} in {result.wall_s:.0f} s", flush=True)
         done[result.notebook] = result
         write_summary(out, [result])  # a finished notebook is on record even if a later one crashes the runner
 
-    with current_python_kernel() as kernel:
-        if jobs == 1:
-            for path in paths:
-                finished(execute(path, out, preset, overrides, kernel))
-        else:
-            threads = max(1, (os.cpu_count() or 1) // jobs)
-            with threads_per_kernel(threads), ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    pool = None
+    try:
+        with stop_signals_raise(), active_session(jobs), current_python_kernel() as kernel:
+            if jobs == 1:
+                for path in paths:
+                    finished(execute(path, out, preset, plan[path], kernel))
+            else:
+                pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
                 order = longest_first(paths, out)
-                print(f"[bnlib.run] {len(order)} notebooks, {jobs} at a time with {threads} thread(s) each, in this order: "
-                      + ", ".join(p.stem for p in order), flush=True)
-                futures = [pool.submit(execute, path, out, preset, overrides, kernel) for path in order]
-                for future in as_completed(futures):
-                    finished(future.result())
+                print(f"[bnlib.run] {len(order)} notebooks, {jobs} at a time (each with 1/{jobs} of the cores), in this "
+                      "order: " + ", ".join(p.stem for p in order), flush=True)
+                pending = {pool.submit(execute, path, out, preset, plan[path], kernel) for path in order}
+                while pending:
+                    complete, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in complete:
+                        finished(future.result())
+                pool.shutdown()
+    except KeyboardInterrupt as exc:
+        signum = exc.signum if isinstance(exc, Stopped) else signal.SIGINT
+        with stop_signals_raise():  # a second signal while stopping
+            pass
+        stopped = stop_descendants()
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+        elapsed = time.time() - started
+        for path in paths:
+            running = result_files(out, path.stem)["running"]
+            if path.stem not in done and running.exists() and running.stat().st_mtime >= started:
+                with log_lock(out):
+                    previous = kept_previous(out, path.stem, read_log(out).get(path.stem))
+                params = {**notebook_presets(path, preset), **plan[path], "preset": preset}
+                finished(finish(path, out, "interrupted", f"stopped by {signal.Signals(signum).name} after "
+                                f"{elapsed:.0f} s (see {out / path.name})", elapsed, params, previous))
+        print(f"[bnlib.run] stopped by {signal.Signals(signum).name}: {stopped} kernel and worker processes ended; "
+              f"{len(done)} notebook(s) on record in {out / 'runs.json'}", file=sys.stderr, flush=True)
+        raise Stopped(signum) from None
     print(f"[bnlib.run] summary: {out / 'SUMMARY.md'}", flush=True)
     return [done[p.stem] for p in paths]
 
@@ -331,14 +724,14 @@ def run_notebooks(
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m bnlib.run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("notebooks", nargs="*", help="numbers (01), stems or paths; default: all, in order")
+    parser.add_argument("notebooks", nargs="*", help="numbers (01), stems or paths; default: the series, in order")
     parser.add_argument("--preset", default="quick", choices=PRESET_NAMES, help="parameter preset (default: quick)")
     parser.add_argument(
         "-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"), help="override a parameter"
     )
     parser.add_argument("--out", default="outputs", help="output directory (default: outputs)")
     parser.add_argument("--jobs", type=int, default=1,
-                        help="notebooks run at a time, each in its own process with cpu_count/N threads (default: 1)")
+                        help="notebooks run at a time, each in its own process with 1/N of the cores (default: 1)")
     args = parser.parse_args(argv)
     params = {name: parse_value(value) for name, value in args.parameter}
     try:
@@ -346,6 +739,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Stopped as exc:
+        return 128 + exc.signum
+    except OSError as exc:
+        print(f"error: cannot write {exc.filename or args.out}: {exc.strerror}; free space or choose another --out",
+              file=sys.stderr)
+        return 1
     failed = [r for r in results if r.status != "ok"]
     for r in failed:
         print(f"error: notebook {r.notebook} failed in {r.error}", file=sys.stderr)

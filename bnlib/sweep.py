@@ -53,9 +53,12 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
-from bnlib.experiment import CACHE_VERSION, Run, batch_group, execute, execute_batched, intra_op_threads
+from bnlib.cores import intra_op_threads, usable_cores
+from bnlib.cores import share as core_share
+from bnlib.experiment import CACHE_VERSION, Run, batch_group, execute, execute_batched
+from bnlib.files import atomic_write_bytes, atomic_write_text
 
-WORKERS_ENV = "BNLIB_WORKERS"  # default worker count; `python -m bnlib.run --jobs N` sets it to cores // N
+WORKERS_ENV = "BNLIB_WORKERS"  # worker processes of the local pool, all kept busy (see default_workers)
 
 
 class SweepError(RuntimeError):
@@ -63,7 +66,9 @@ class SweepError(RuntimeError):
 
 
 def default_workers() -> int:
-    """Worker processes a sweep uses by default: ``$BNLIB_WORKERS``, else the number of cores.
+    """Worker processes of a sweep's local pool: ``$BNLIB_WORKERS``, else the usable cores. Unless set there (or by
+    ``run_sweep(workers=...)``), only :func:`bnlib.cores.share` of them train at a time, so that bnlib processes
+    running at once share the cores.
 
     Example:
         >>> default_workers() >= 1
@@ -71,7 +76,7 @@ def default_workers() -> int:
     """
     value = os.environ.get(WORKERS_ENV)
     if value is None:
-        return os.cpu_count() or 1
+        return usable_cores()
     if not value.isdigit() or int(value) < 1:
         raise ValueError(f"${WORKERS_ENV} must be an integer >= 1, got {value!r}; unset it to use every core")
     return int(value)
@@ -113,39 +118,6 @@ def _dask_executor(spec: str) -> cf.Executor:
         cluster = LocalCluster(n_workers=default_workers(), threads_per_worker=1, processes=True, dashboard_address=None)
         return Client(cluster).get_executor()
     return Client("tcp://" + spec.split("://", 1)[1]).get_executor()
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and ``os.replace``: readers see the old file or the new one.
-
-    Example:
-        >>> import pathlib
-        >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.bin"
-        >>> atomic_write_bytes(p, b"hi"); p.read_bytes()
-        b'hi'
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """:func:`atomic_write_bytes` for text (UTF-8).
-
-    Example:
-        >>> import pathlib
-        >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.txt"
-        >>> atomic_write_text(p, "hi"); p.read_text()
-        'hi'
-    """
-    atomic_write_bytes(path, text.encode())
 
 
 def _die_with_parent(parent: int) -> None:
@@ -338,7 +310,8 @@ def run_sweep(
     Columns: the run's table (:func:`bnlib.experiment.execute`), then every field of its ``Run`` (tuples joined
     by commas, ``norm_args``/``probe_args``/``schedule_args`` as JSON objects) and ``seed``. Runs not on disk go to ``executor`` (an ``Executor``, or a string for
     :func:`executor_from`); with None, to a local pool of ``workers`` processes (default
-    :func:`default_workers`), or to this process when ``workers=1``, when one run is left, or when ``device``
+    :func:`default_workers`, of which only :func:`bnlib.cores.share` train at a time unless ``workers`` or
+    ``$BNLIB_WORKERS`` is given), or to this process when ``workers=1``, when one run is left, or when ``device``
     is a GPU (one run after another on it). Each run uses one intra-op thread wherever it runs, so the table
     is the same as ``execute(run, seed)`` in the caller's process. Batched runs (``Run.batched``, the MLP fast path)
     of one :func:`~bnlib.experiment.batch_group` train together as one batched model per worker
@@ -392,6 +365,7 @@ def run_sweep(
                 tables[job] = cache.load(*job)
         bar.update(len(task))
 
+    fixed = workers is not None or WORKERS_ENV in os.environ  # a worker count asked for is kept busy
     workers = workers or default_workers()
     on_gpu = not str(device).startswith("cpu")
     tasks = _tasks(todo, workers)
@@ -404,10 +378,19 @@ def run_sweep(
             finished(task, lambda task=task: _train(as_json(task), device, root))
     elif tasks:
         pool = executor or _local_pool(workers)
-        futures = {pool.submit(_train, as_json(task), device, root): task for task in tasks}
+        # the default pool keeps only this process's share of the cores busy (bnlib.cores), re-read as runs finish
+        busy = (lambda: len(tasks)) if executor is not None or fixed else (lambda: min(workers, core_share()))
+        waiting, running, futures = list(reversed(tasks)), {}, []
         try:
-            for future in cf.as_completed(futures):
-                finished(futures[future], future.result)
+            while waiting or running:
+                while waiting and len(running) < busy():
+                    task = waiting.pop()
+                    future = pool.submit(_train, as_json(task), device, root)
+                    running[future] = task
+                    futures.append(future)
+                done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+                for future in done:
+                    finished(running.pop(future), future.result)
         except BaseException as e:  # interrupted (Ctrl-C in a notebook): keep what finished, stop the rest
             for future in futures:
                 future.cancel()
@@ -455,7 +438,7 @@ def trained_model(run: Run, seed: int, out_dir: str | os.PathLike, data_root: st
 
 
 def one_thread() -> contextlib.AbstractContextManager:
-    """Torch's intra-op threads set to 1 inside the block, restored after (:func:`bnlib.experiment.intra_op_threads`)."""
+    """Torch's intra-op threads set to 1 inside the block, restored after (:func:`bnlib.cores.intra_op_threads`)."""
     return intra_op_threads(1)
 
 

@@ -30,6 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from bnlib import params as P
+from bnlib.cores import use_share
 from bnlib.data import eval_batches, seed_batches, train_batches
 from bnlib.norms import BatchedBatchNorm, BatchNorm, KLBatchNorm, RigidBatchNorm, model_penalty
 
@@ -40,13 +42,26 @@ Data = tuple[torch.Tensor, torch.Tensor]
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``"auto"`` -> CUDA when available, else CPU; anything else is passed to ``torch.device``.
 
+    A CUDA device when torch sees none raises :func:`bnlib.params.device`'s ValueError. Also sets torch's threads to
+    this process's share of the cores (:func:`bnlib.cores.use_share`), as ``fit`` does at every evaluation.
+
     Example:
         >>> resolve_device("cpu")
         device(type='cpu')
+        >>> from unittest import mock
+        >>> with mock.patch("torch.cuda.is_available", return_value=False):
+        ...     resolve_device("cuda")
+        Traceback (most recent call last):
+        ...
+        ValueError: device='cuda' but torch ... sees no CUDA device (torch.cuda.is_available() is False); ...
     """
+    use_share()  # a notebook resolves its device first: from here on it uses its share of the cores
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    resolved = torch.device(device)
+    if resolved.type == "cuda":
+        P.device(device=str(resolved))
+    return resolved
 
 
 def make_optimizer(
@@ -129,7 +144,7 @@ def batch_norm_layers(model: nn.Module) -> list[nn.Module]:
 
 
 def check_batch_size(model: nn.Module, batch_size: int) -> None:
-    """Raise ValueError for ``batch_size < 1``, and for ``batch_size == 1`` when ``model`` has batch norm layers.
+    """Raise ValueError for a ``batch_size`` that is not an integer >= 1, and for 1 when ``model`` has batch norm layers.
 
     With one example per batch, BN's batch mean is the example itself: every fully connected
     unit outputs beta whatever the input (and a conv layer normalizes one image by its own
@@ -143,8 +158,7 @@ def check_batch_size(model: nn.Module, batch_size: int) -> None:
         ...
         ValueError: batch_size=1 with batch normalization (3 BN layers in the model): each batch mean is the example itself, so BN has nothing to normalize with. Use batch_size >= 2 (BN's statistics are noisy below about 16), or a norm that does not use the batch (norm="none").
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    P.positive_int(batch_size=batch_size)
     n_bn = len(batch_norm_layers(model))
     if batch_size == 1 and n_bn:
         raise ValueError(
@@ -169,6 +183,7 @@ def evaluate(
     """Mean cross-entropy and accuracy of ``model`` on ``data`` in eval mode.
 
     The model's train/eval mode is restored afterwards. ``autocast``: as in :func:`fit`.
+    ``batch_size`` (examples per forward pass) must be an integer >= 1.
 
     Example:
         >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
@@ -177,6 +192,7 @@ def evaluate(
         >>> round(loss, 4), acc
         (0.6931, 1.0)
     """
+    P.positive_int(batch_size=batch_size)
     x, y = data
     dev = resolve_device(device)
     was_training = model.training
@@ -231,6 +247,9 @@ def fit(
     ``callbacks`` return. A callback is called as ``cb(step, model)`` at every
     row, with the model in train mode; it may switch modes but must restore them.
 
+    ``steps``, ``batch_size`` and ``eval_every`` (default ``max(1, steps // 20)``) must be integers >= 1 and
+    ``lr`` a finite number > 0; other values raise ValueError naming the argument.
+
     Divergence: if a step's loss is NaN/inf or above ``diverge_above``, the run
     stops at the next evaluation point, and its last row has ``diverged=True``
     and ``step`` equal to the first bad step.
@@ -267,13 +286,10 @@ def fit(
         >>> df[["step", "diverged"]].values.tolist()
         [[0, False], [2, False], [4, False]]
     """
-    if steps < 0:
-        raise ValueError(f"steps must be >= 0, got {steps}")
-    if not lr > 0:
-        raise ValueError(f"lr must be > 0, got {lr}")
+    P.positive_int(steps=steps)
+    P.positive_int(none_ok=True, eval_every=eval_every)
+    P.positive(lr=lr)
     eval_every = eval_every or max(1, steps // 20)
-    if eval_every < 1:
-        raise ValueError(f"eval_every must be >= 1, got {eval_every}")
     check_batch_size(model, batch_size)
     if not reg_cf >= 0:
         raise ValueError(f"reg_cf must be >= 0, got {reg_cf}")
@@ -295,6 +311,7 @@ def fit(
     start = time.perf_counter()
 
     def record(step: int, n_window: int, diverged: bool = False) -> None:
+        use_share()  # bnlib processes running at once share the cores (re-read at every evaluation)
         row: dict = {"step": step, "seed": seed, "lr": lr}
         if n_window:
             row["train_loss"] = window_loss[:n_window].mean().item()
@@ -368,7 +385,8 @@ def evaluate_batched(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-model mean cross-entropy and accuracy (two tensors of shape (S,)) of a batched model.
 
-    Every model sees the whole of ``data``; the model's output is (S, B, classes).
+    Every model sees the whole of ``data``; the model's output is (S, B, classes). ``batch_size`` must be an
+    integer >= 1.
 
     Example:
         >>> from bnlib.models import BatchedMLP
@@ -377,6 +395,7 @@ def evaluate_batched(
         >>> [t.shape for t in evaluate_batched(net, (x, y), device="cpu")]
         [torch.Size([2]), torch.Size([2])]
     """
+    P.positive_int(batch_size=batch_size)
     x, y = data
     dev = resolve_device(device)
     was_training = model.training
@@ -427,7 +446,7 @@ def fit_batched(
     diverges gets its ``diverged`` row at its first bad step and no more rows; the
     others go on. Callbacks are called as ``cb(step, model)``; a value of the dict
     they return is either a scalar, added to every model's row, or a list with one
-    value per model.
+    value per model. ``steps``, ``batch_size`` and ``eval_every`` must be integers >= 1, as in :func:`fit`.
 
     Example:
         >>> from bnlib.models import BatchedMLP
@@ -438,13 +457,13 @@ def fit_batched(
         >>> df[["seed", "step"]].values.tolist()
         [[0, 0], [1, 0], [0, 2], [1, 2], [0, 4], [1, 4]]
     """
-    if steps < 0:
-        raise ValueError(f"steps must be >= 0, got {steps}")
+    P.positive_int(steps=steps, batch_size=batch_size)
+    P.positive_int(none_ok=True, eval_every=eval_every)
     seeds = list(seeds)
     per_model_lr = isinstance(lr, Sequence)
     lrs = [float(v) for v in lr] if per_model_lr else [float(lr)] * len(seeds)
-    if len(lrs) != len(seeds) or not all(v > 0 for v in lrs):
-        raise ValueError(f"lr must be > 0, one value or one per seed ({len(seeds)}), got {lr}")
+    if len(lrs) != len(seeds) or not all(math.isfinite(v) and v > 0 for v in lrs):
+        raise ValueError(f"lr must be > 0, one value or one per seed ({len(seeds)}), each a finite number, got {lr}")
     if getattr(model, "num_models", len(seeds)) != len(seeds):
         raise ValueError(f"the model holds {model.num_models} models but {len(seeds)} seeds were given")
     eval_every = eval_every or max(1, steps // 20)
@@ -463,6 +482,7 @@ def fit_batched(
     start = time.perf_counter()
 
     def record(step: int, n_window: int, models: list[int], diverged_at: dict[int, int]) -> None:
+        use_share()  # bnlib processes running at once share the cores (re-read at every evaluation)
         test = None
         if test_data is not None and len(diverged_at) < len(models):
             test = evaluate_batched(model, test_data, mean=mean, std=std, scale=scale, device=dev)

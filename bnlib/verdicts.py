@@ -40,6 +40,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bnlib.files import atomic_write_text
+
 OUTCOMES = ("supported", "not supported", "inconclusive", "mixed")
 LEVEL = 0.95
 
@@ -646,8 +648,6 @@ class Results:
         """Write ``metrics.json`` atomically; returns its path."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
         path = self.out_dir / "metrics.json"
-        tmp = path.with_suffix(".json.tmp")
         payload = {"info": _plain(self.info), "verdicts": self.verdicts, "numbers": self.numbers}
-        tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False))
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(payload, indent=2, ensure_ascii=False))
         return path

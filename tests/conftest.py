@@ -5,6 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from bnlib import cores
+
+cores.session()  # the runners, kernels and workers the tests start join this process's session: no rivals for the cores
+
 
 @pytest.fixture(scope="session")
 def data_root() -> Path:

@@ -12,6 +12,7 @@ import pickle
 import shutil
 import urllib.error
 import urllib.request
+import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -147,6 +148,7 @@ def test_checksum_mismatch_names_the_file(tmp_path):
     message = str(info.value)
     assert str(raw / "t10k-labels-idx1-ubyte") in message
     assert "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2" in message  # the expected sum
+    assert "download=True" in message and "publisher's archive" in message
 
 
 @needs_data
@@ -157,6 +159,74 @@ def test_wrong_idx_magic_names_the_file(tmp_path):
     with pytest.raises(ValueError, match="magic number 2051, expected 2049") as info:
         load_dataset("mnist", "test", tmp_path, download=False)
     assert str(raw / "t10k-labels-idx1-ubyte") in str(info.value)
+
+
+def _assert_corrupt_file_error(info: pytest.ExceptionInfo, path: Path, problem: str) -> None:
+    """The error names the file's full path, what is wrong and both fixes."""
+    message = str(info.value)
+    assert f"corrupt dataset file {path}: {problem}" in message
+    assert "load_dataset(..., download=True) to download it again" in message
+    assert "publisher's archive" in message and "BNLIB_DATA" in message
+
+
+def _mnist_test_copy(root: Path) -> Path:
+    """The MNIST test files (.gz) copied into ``root``'s MNIST/raw; returns that folder."""
+    raw = _mnist_raw(root)
+    for name in ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]:
+        shutil.copy(Path(DATA) / "MNIST" / "raw" / name, raw)
+    return raw
+
+
+@needs_data
+def test_truncated_mnist_gz_names_the_file_and_the_fix(tmp_path):
+    path = _mnist_test_copy(tmp_path) / "t10k-images-idx3-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:100_000])
+    with pytest.raises(ValueError) as info:
+        load_dataset("mnist", "test", tmp_path, download=False)
+    _assert_corrupt_file_error(info, path, "truncated gzip stream (Compressed file ended before")
+    assert isinstance(info.value.__cause__, EOFError)
+
+
+@needs_data
+@pytest.mark.parametrize(
+    "where, problem, cause",
+    [
+        ("middle", "corrupt gzip stream (CRC check failed", gzip.BadGzipFile),
+        (100, "corrupt gzip stream (Error -3 while decompressing data", zlib.error),
+    ],
+    ids=["crc", "deflate"],
+)
+def test_bit_flipped_mnist_gz_names_the_file_and_the_fix(tmp_path, where, problem, cause):
+    path = _mnist_test_copy(tmp_path) / "t10k-labels-idx1-ubyte.gz"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2 if where == "middle" else where] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError) as info:
+        load_dataset("mnist", "test", tmp_path, download=False)
+    _assert_corrupt_file_error(info, path, problem)
+    assert isinstance(info.value.__cause__, cause)
+
+
+@needs_data
+def test_wrong_size_idx_names_the_file_and_the_fix(tmp_path):
+    raw = _mnist_test_copy(tmp_path)
+    path = raw / "t10k-images-idx3-ubyte"  # preferred over the .gz
+    path.write_bytes(_decompressed("t10k-images-idx3-ubyte")[:1000])
+    with pytest.raises(ValueError) as info:
+        load_dataset("mnist", "test", tmp_path, download=False)
+    _assert_corrupt_file_error(info, path, "expected 7,840,016 bytes of images (shape (10000, 28, 28)), got 1,000")
+
+
+@needs_data
+def test_truncated_cifar10_batch_names_the_file_and_the_fix(tmp_path):
+    path = tmp_path / "cifar-10-batches-py" / "test_batch"
+    path.parent.mkdir()
+    with (Path(DATA) / "cifar-10-batches-py" / "test_batch").open("rb") as f:
+        path.write_bytes(f.read(1_000_000))
+    with pytest.raises(ValueError) as info:
+        load_dataset("cifar10", "test", tmp_path, download=False)
+    _assert_corrupt_file_error(info, path, "corrupt CIFAR batch (a pickled dict) (pickle data was truncated)")
+    assert isinstance(info.value.__cause__, pickle.UnpicklingError)
 
 
 def _write_cifar_batch(path: Path, data: np.ndarray, labels: list[int], label_key: str) -> None:
@@ -170,6 +240,22 @@ def test_cifar10_checksum_mismatch_names_the_file(tmp_path):
     _write_cifar_batch(tmp_path / "cifar-10-batches-py" / "test_batch", data, [0, 1, 2, 3], "labels")
     with pytest.raises(ValueError, match="checksum mismatch.*test_batch"):
         load_dataset("cifar10", "test", tmp_path, download=False)
+
+
+@pytest.mark.parametrize(
+    "label_key, labels, problem",
+    [
+        ("labels", [0, 1, 2], "expected uint8 'data' of shape (3, 3072) for its 3 labels, got uint8 (4, 3072)"),
+        ("fine_labels", [0, 1, 2, 3], "CIFAR batch (a pickled dict) without the key 'labels'"),
+    ],
+    ids=["shape", "key"],
+)
+def test_cifar10_batch_of_wrong_shape_or_keys_names_the_file_and_the_fix(tmp_path, label_key, labels, problem):
+    path = tmp_path / "cifar-10-batches-py" / "test_batch"
+    _write_cifar_batch(path, np.zeros((4, 3072), dtype=np.uint8), labels, label_key)
+    with pytest.raises(ValueError) as info:
+        load_dataset("cifar10", "test", tmp_path, download=False)
+    _assert_corrupt_file_error(info, path, problem)
 
 
 def test_cifar100_reader_uses_rgb_planes_and_fine_labels(tmp_path):

@@ -1,5 +1,6 @@
 """bnlib.models, bnlib.probes, bnlib.params and bnlib.plots (bnlib.verdicts: test_verdicts.py)."""
 
+import re
 
 import matplotlib
 
@@ -77,15 +78,15 @@ def test_layer_outputs_conv_gives_values_per_channel():
 
 @pytest.mark.parametrize(
     "check, kwargs, message",
-    [(P.positive, dict(lr=-1), "lr must be > 0, got -1"),
-     (P.positive, dict(none_ok=True, base_lr=0), "base_lr must be > 0 or None, got 0"),
+    [(P.positive, dict(lr=-1), "lr must be a finite number > 0, got -1"),
+     (P.positive, dict(none_ok=True, base_lr=0), "base_lr must be a finite number > 0 or None, got 0"),
      (P.positive_int, dict(seeds=3, steps=0), "steps must be an integer >= 1, got 0"),
      (P.positive_int, dict(steps=2.5), "steps must be an integer >= 1, got 2.5"),
      (P.positive_int, dict(steps=True), "steps must be an integer >= 1, got True"),
      (P.nonnegative_int, dict(first_seed=-1), "first_seed must be an integer >= 0, got -1"),
-     (P.all_positive, dict(lrs=[0.1, -1]), r"lrs must be a list of numbers > 0, got \[0.1, -1\] \(bad entry -1\)"),
+     (P.all_positive, dict(lrs=[0.1, -1]), r"lrs must be a list of finite numbers > 0, got \[0.1, -1\] \(bad entry -1\)"),
      (P.all_positive, dict(lrs=[]), "lrs must be a non-empty list"),
-     (P.in_range, dict(low=0, high=1, dropout=1.0), r"dropout must be in \[0, 1\), got 1.0"),
+     (P.in_range, dict(low=0, high=1, dropout=1.0), r"dropout must be a finite number in \[0, 1\), got 1.0"),
      (P.one_of, dict(options=["relu"], activation="swish"), "activation must be one of 'relu', got 'swish'")],
 )
 def test_param_checks_name_the_parameter(check, kwargs, message):
@@ -98,6 +99,50 @@ def test_param_checks_pass_good_values_and_seeds_from():
     P.positive_int(minimum=2, none_ok=True, test_size=None, batch_size=2)
     P.one_of(["cpu", "cuda"], device="cpu")
     assert P.seeds_from(100, 3) == [100, 101, 102] and P.seeds_from(0, 1) == [0]
+
+
+INF, NAN = float("inf"), float("nan")
+
+
+@pytest.mark.parametrize(
+    "check, kwargs, message",
+    [(P.positive, dict(lr=INF), "lr must be a finite number > 0, got inf"),
+     (P.positive, dict(lr=NAN), "lr must be a finite number > 0, got nan"),
+     (P.positive, dict(none_ok=True, base_lr=INF), "base_lr must be a finite number > 0 or None, got inf"),
+     (P.all_positive, dict(lrs=[0.1, INF]), "lrs must be a list of finite numbers > 0, got [0.1, inf] (bad entry inf)"),
+     (P.all_positive, dict(lrs=[NAN]), "lrs must be a list of finite numbers > 0, got [nan] (bad entry nan)"),
+     (P.in_range, dict(low=0, high=1, dropout=NAN), "dropout must be a finite number in [0, 1), got nan"),
+     (P.in_range, dict(low=0, high=INF, closed_high=True, momentum=INF), "momentum must be a finite number in [0, inf], got inf"),
+     (P.positive_int, dict(steps=INF), "steps must be an integer >= 1, got inf")],
+)
+def test_param_checks_refuse_non_finite_numbers(check, kwargs, message):
+    with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+        check(**kwargs)
+
+
+@pytest.mark.parametrize("value", ["cpu", "auto", "cuda", "cuda:1"])
+def test_device_check_accepts_cpu_auto_and_cuda_where_available(value, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    P.device(device=value)
+
+
+@pytest.mark.parametrize("value", ["cuda", "cuda:0"])
+def test_device_check_refuses_cuda_without_a_gpu_and_names_the_fix(value, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    P.device(device="cpu", fallback="auto")  # no CUDA needed
+    with pytest.raises(ValueError) as error:
+        P.device(probe_device=value)
+    assert str(error.value) == (
+        f"probe_device={value!r} but torch {torch.__version__} sees no CUDA device (torch.cuda.is_available() is False); "
+        "use -p probe_device cpu or -p probe_device auto"
+    )
+
+
+@pytest.mark.parametrize("value", ["gpu", "CPU", "cuda:", "cuda:x", "", None, 0])
+def test_device_check_refuses_unknown_devices(value):
+    message = f"device must be 'cpu', 'cuda' (or 'cuda:N') or 'auto', got {value!r}"
+    with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+        P.device(device=value)
 
 
 def test_seed_band_marks_diverged_runs(tmp_path):

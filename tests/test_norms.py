@@ -982,11 +982,6 @@ def test_batch_independent_norms_normalize_their_groups_per_example(kind, group_
     assert torch.allclose(layer(x), y, atol=1e-6)  # and train and eval mode agree
 
 
-def test_group_norm_rejects_groups_that_do_not_divide_the_channels():
-    with pytest.raises(ValueError, match="num_groups must divide num_features=12, got 5"):
-        norm_layer("gn", 12, num_groups=5)
-
-
 VARIANT_LAYERS = [
     lambda n: RigidBatchNorm(n, clip=True), lambda n: KLBatchNorm(n, normalize=False), NoisyBatchNorm, lambda n: LpBatchNorm(n, p=1),
     lambda n: LpBatchNorm(n, p=INF),
@@ -1003,3 +998,66 @@ def test_variant_layers_check_their_input_and_match_torchs_state_dict(make):
     with pytest.raises(ValueError, match="more than 1 value per channel"):
         layer(torch.randn(1, 3))
     assert list(make(4).state_dict()) == list(nn.BatchNorm2d(4).state_dict())
+
+
+# --------------------------------------------------------------------------- constructor arguments
+
+import re  # noqa: E402
+
+from bnlib.norms import BatchedBatchNorm  # noqa: E402
+
+NAN = float("nan")
+# name in the message -> factory (num_features, **kwargs): every layer with num_features, eps and momentum
+MOMENTUM_LAYERS = {
+    "BatchNorm": BatchNorm,
+    "TorchBatchNorm": TorchBatchNorm,
+    "RigidBatchNorm": RigidBatchNorm,
+    "KLBatchNorm": KLBatchNorm,
+    "NoisyBatchNorm": NoisyBatchNorm,
+    "LpBatchNorm": LpBatchNorm,
+    "BatchedBatchNorm": lambda n, **kw: BatchedBatchNorm(2, n, **kw),
+}
+BAD_LAYER_ARGS = [
+    (dict(num_features=0), "num_features must be an integer >= 1, got 0"),
+    (dict(num_features=2.5), "num_features must be an integer >= 1, got 2.5"),
+    (dict(num_features=True), "num_features must be an integer >= 1, got True"),
+    (dict(eps=-1), "eps must be a finite number > 0, got -1: "),
+    (dict(eps=0.0), "eps must be a finite number > 0, got 0.0: "),
+    (dict(eps=INF), "eps must be a finite number > 0, got inf: "),
+    (dict(eps=NAN), "eps must be a finite number > 0, got nan: "),
+    (dict(momentum=2), "momentum must be a number in [0, 1] or None (cumulative average), got 2: "),
+    (dict(momentum=-0.1), "momentum must be a number in [0, 1] or None (cumulative average), got -0.1: "),
+    (dict(momentum=NAN), "momentum must be a number in [0, 1] or None (cumulative average), got nan: "),
+    (dict(momentum="0.1"), "momentum must be a number in [0, 1] or None (cumulative average), got '0.1': "),
+]
+
+
+@pytest.mark.parametrize("name", MOMENTUM_LAYERS)
+@pytest.mark.parametrize("bad, message", BAD_LAYER_ARGS)
+def test_layers_refuse_bad_constructor_arguments_by_name(name, bad, message):
+    kwargs = {"num_features": 4, **bad}
+    with pytest.raises(ValueError, match="^" + re.escape(f"{name}: {message}")):
+        MOMENTUM_LAYERS[name](kwargs.pop("num_features"), **kwargs)
+
+
+@pytest.mark.parametrize("name", MOMENTUM_LAYERS)
+@pytest.mark.parametrize("momentum", [0.0, 1.0, None, 0.99, 0.01])
+def test_layers_accept_every_momentum_in_the_unit_interval_and_none(name, momentum):
+    layer = MOMENTUM_LAYERS[name](4, eps=1e-10, momentum=momentum)
+    assert layer.momentum == momentum and layer.eps == 1e-10
+
+
+@pytest.mark.parametrize(
+    "kind, kwargs, message",
+    [("gn", dict(num_features=0), "group_norm: num_features must be an integer >= 1, got 0"),
+     ("ln", dict(num_features=0), "group_norm: num_features must be an integer >= 1, got 0"),
+     ("gn", dict(num_features=12, num_groups=0), "group_norm: num_groups must be an integer >= 1, got 0"),
+     ("gn", dict(num_features=12, num_groups=2.5), "group_norm: num_groups must be an integer >= 1, got 2.5"),
+     ("gn", dict(num_features=12, num_groups=5), "group_norm: num_groups must divide num_features=12, got 5"),
+     ("ln", dict(num_features=4, eps=0), "group_norm: eps must be a finite number > 0, got 0: "),
+     ("in", dict(num_features=4, eps=-1e-5), "group_norm: eps must be a finite number > 0, got -1e-05: "),
+     ("bn", dict(num_features=0), "BatchNorm: num_features must be an integer >= 1, got 0")],
+)
+def test_norm_layer_kinds_refuse_bad_arguments_by_name(kind, kwargs, message):
+    with pytest.raises(ValueError, match="^" + re.escape(message)):
+        norm_layer(kind, kwargs.pop("num_features"), **kwargs)

@@ -1,6 +1,7 @@
 """bnlib.train.fit on real MNIST: learning, divergence, determinism, callbacks, errors."""
 
 import math
+import re
 
 import pandas as pd
 import pytest
@@ -9,7 +10,7 @@ from torch import nn
 
 from bnlib.data import dataset_stats
 from bnlib.models import mlp
-from bnlib.train import evaluate, fit
+from bnlib.train import evaluate, evaluate_batched, fit, fit_batched, resolve_device
 
 MEAN, STD = dataset_stats("mnist")
 
@@ -91,16 +92,63 @@ def test_callbacks_add_columns_and_adam_runs(mnist):
     assert df["weight_norm"].notna().all() and df["test_acc"].iloc[-1] > 0.5
 
 
+BAD_COUNTS = [
+    ({"steps": 2.5}, "steps must be an integer >= 1, got 2.5"),
+    ({"steps": 0}, "steps must be an integer >= 1, got 0"),
+    ({"steps": -1}, "steps must be an integer >= 1, got -1"),
+    ({"batch_size": 0}, "batch_size must be an integer >= 1, got 0"),
+    ({"batch_size": 2.5}, "batch_size must be an integer >= 1, got 2.5"),
+    ({"eval_every": 0}, "eval_every must be an integer >= 1 or None, got 0"),
+    ({"eval_every": 2.5}, "eval_every must be an integer >= 1 or None, got 2.5"),
+]
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"lr": 0.0}, "lr must be > 0, got 0.0"), ({"optimizer": "rmsprop"}, "unknown optimizer 'rmsprop'"),
-     ({"steps": -1}, "steps must be >= 0")],
+    [({"lr": 0.0}, "lr must be a finite number > 0, got 0.0"), ({"lr": math.inf}, "lr must be a finite number > 0, got inf"),
+     ({"optimizer": "rmsprop"}, "unknown optimizer 'rmsprop'")] + BAD_COUNTS,
 )
 def test_bad_arguments_name_the_problem(kwargs, message):
     x, y = torch.zeros(10, 1, 2, 2), torch.zeros(10, dtype=torch.long)
-    args = {"steps": 1, "batch_size": 5, "lr": 0.1, "progress": False, **kwargs}
-    with pytest.raises(ValueError, match=message):
+    args = {"steps": 1, "batch_size": 5, "lr": 0.1, "progress": False, "device": "cpu", **kwargs}
+    with pytest.raises(ValueError, match="^" + re.escape(message)):
         fit(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)), (x, y), **args)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    BAD_COUNTS
+    + [({"lr": [0.1, math.inf]}, "lr must be > 0, one value or one per seed (2), each a finite number, got [0.1, inf]")],
+)
+def test_fit_batched_bad_arguments_name_the_problem(kwargs, message):
+    from bnlib.models import BatchedMLP
+
+    x, y = torch.zeros(10, 1, 28, 28), torch.zeros(10, dtype=torch.long)
+    args = {"seeds": [0, 1], "steps": 1, "batch_size": 5, "lr": 0.1, "progress": False, "device": "cpu", **kwargs}
+    with pytest.raises(ValueError, match="^" + re.escape(message)):
+        fit_batched(BatchedMLP.from_seeds([0, 1], hidden=(4,)), (x, y), **args)
+
+
+@pytest.mark.parametrize("evaluator", [evaluate, evaluate_batched])
+@pytest.mark.parametrize("batch_size", [0, 2.5])
+def test_evaluate_refuses_a_bad_batch_size(evaluator, batch_size):
+    x, y = torch.zeros(4, 1, 2, 2), torch.zeros(4, dtype=torch.long)
+    with pytest.raises(ValueError, match="^" + re.escape(f"batch_size must be an integer >= 1, got {batch_size}") + "$"):
+        evaluator(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)), (x, y), batch_size=batch_size, device="cpu")
+
+
+@pytest.mark.parametrize("device, shown", [("cuda", "'cuda'"), (torch.device("cuda", 0), "'cuda:0'")])
+def test_cuda_without_a_gpu_is_refused_with_the_fix(device, shown, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    message = (f"device={shown} but torch {torch.__version__} sees no CUDA device (torch.cuda.is_available() is False); "
+               "use -p device cpu or -p device auto")
+    with pytest.raises(ValueError) as error:
+        resolve_device(device)
+    assert str(error.value) == message
+    x, y = torch.zeros(10, 1, 2, 2), torch.zeros(10, dtype=torch.long)
+    with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+        fit(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)), (x, y), steps=1, batch_size=5, lr=0.1, device=device, progress=False)
+    assert resolve_device("auto") == torch.device("cpu") and resolve_device("cpu") == torch.device("cpu")
 
 
 def test_channels_last_conv_training_gives_the_same_numbers(data_root):
