@@ -258,6 +258,8 @@ def check_parameters(path: Path, params: dict) -> dict:
         ...
         ValueError: unknown parameter 'no_such_param' for 01_internal_covariate_shift; valid parameters: ...
     """
+    if not params:
+        return {}
     valid = notebook_parameters(path)
     unknown = [name for name in params if name not in valid]
     if unknown:
@@ -527,7 +529,8 @@ def execute(path: Path, out: Path, preset: str, overrides: dict, kernel: str) ->
     error, write_failed = "", False
     try:
         papermill.execute_notebook(
-            str(path), str(running), parameters=params, kernel_name=kernel, cwd=str(path.parent), progress_bar=False
+            str(path), str(running), parameters=params, kernel_name=kernel, language="python", cwd=str(path.parent),
+            progress_bar=False,
         )
     except Exception as exc:  # noqa: BLE001 - any failure is reported, the other notebooks still run
         error, write_failed = describe_failure(exc, out / path.name), isinstance(exc, OSError) and is_write_error(exc)

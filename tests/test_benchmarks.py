@@ -44,3 +44,19 @@ def test_sweep_executor_benchmark_runs(data_root, tmp_path):
     assert rows[0]["executor_speedup"] > 0 and rows[0]["workers"] == 2
     saved = list(csv.DictReader(results.open()))
     assert saved[0]["benchmark"] == "sweep_executor" and saved[0]["runs"] == "2"
+
+
+
+def test_concurrent_runs_benchmark_runs(tmp_path):
+    import nbformat
+
+    from benchmarks import concurrent_runs
+
+    cells = [nbformat.v4.new_code_cell('preset = "quick"\nout_dir = "out"'), nbformat.v4.new_code_cell("x = 1")]
+    cells[0].metadata["tags"] = ["parameters"]
+    toy = tmp_path / "toy.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), toy)
+    results = tmp_path / "results.csv"
+    rows = concurrent_runs.main(["--notebook", str(toy), "--preset", "quick", "--results", str(results)])
+    assert rows[0]["alone_s"] > 0 and rows[0]["together_ratio"] > 0
+    assert list(csv.DictReader(results.open()))[0]["benchmark"] == "concurrent_runs"

@@ -8,7 +8,7 @@ import nbformat
 import pytest
 import yaml
 
-from bnlib.presets import PRESET_NAMES, PRESETS
+from bnlib.presets import PRESET_NAMES, PRESETS, SERIES
 from bnlib.run import notebook_parameters, resolve_notebooks
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,6 +46,13 @@ def test_notebook_stored_without_outputs_and_with_parameters(path):
     for preset in PRESET_NAMES:
         unknown = set(PRESETS.get(path.stem, {}).get(preset, {})) - set(params)
         assert not unknown, f"preset {preset} sets parameters {unknown} that {path.stem} does not declare"
+
+
+def test_series_notebooks_carry_their_identity():
+    from bnlib.run import notebook_identity
+
+    assert [notebook_identity(p) for p in resolve_notebooks()] == list(SERIES)  # presets follow it, not the file name
+    assert all(p.exists() for p in resolve_notebooks())
 
 
 def test_presets_cover_every_notebook():
