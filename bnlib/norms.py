@@ -427,11 +427,18 @@ class TorchBatchNorm(nn.modules.batchnorm._BatchNorm):
     """
 
     def __init__(
-        self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, *args: Any, **kwargs: Any
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        device: Any = None,
+        dtype: Any = None,
     ) -> None:
-        """Check ``num_features``, ``eps`` and ``momentum``; every argument goes on to ``nn.BatchNorm2d``'s."""
+        """Check ``num_features``, ``eps`` and ``momentum``; the arguments are ``nn.BatchNorm2d``'s."""
         _check_layer_args(type(self).__name__, eps, momentum, num_features=num_features)
-        super().__init__(num_features, eps, momentum, *args, **kwargs)
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
 
     def _check_input_dim(self, input: Tensor) -> None:
         """Accept 2-D or 4-D inputs only."""

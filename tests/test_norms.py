@@ -1061,3 +1061,12 @@ def test_layers_accept_every_momentum_in_the_unit_interval_and_none(name, moment
 def test_norm_layer_kinds_refuse_bad_arguments_by_name(kind, kwargs, message):
     with pytest.raises(ValueError, match="^" + re.escape(message)):
         norm_layer(kind, kwargs.pop("num_features"), **kwargs)
+
+
+def test_torch_batch_norm_keeps_torch_keywords_for_run_norm_args():
+    import inspect
+
+    from bnlib.norms import TorchBatchNorm
+
+    assert {"affine", "track_running_stats"} <= set(inspect.signature(TorchBatchNorm).parameters)  # Run.norm_args reads it
+    assert TorchBatchNorm(3, affine=False).weight is None

@@ -85,6 +85,17 @@ def test_bad_value_fails_naming_parameter_and_cell(toy, tmp_path):
     assert "| 99_toy | failed |" in summary and "lr must be > 0, got -1" in summary
 
 
+def test_cuda_without_a_gpu_is_refused_in_the_check_cell(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    proc = subprocess.run([sys.executable, "-m", "bnlib.run", "01", "--preset", "smoke", "-p", "device", "cuda", "--out",
+                           str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "failed in cell 2" in proc.stderr
+    assert "ValueError: device='cuda' but torch" in proc.stderr and "use -p device cpu or -p device auto" in proc.stderr
+
+
 @pytest.mark.parametrize("notebook, name, value, message", [
     ("01", "seeds", "0", "seeds must be an integer >= 1, got 0"),
     ("02", "steps", "0", "steps must be an integer >= 1, got 0"),
@@ -98,17 +109,6 @@ def test_bad_value_fails_naming_parameter_and_cell(toy, tmp_path):
     ("06", "bn_momenta", "[0.99, 1.5]", "bn_momenta must lie in (0, 1] (PyTorch's convention: the weight of the new batch), got 1.5"),
     ("06", "search_lr_range", "[1.0, 0.1]", "search_lr_range must be [low, high] with 0 < low < high, got [1.0, 0.1]"),
 ])
-def test_cuda_without_a_gpu_is_refused_in_the_check_cell(tmp_path):
-    import torch
-
-    if torch.cuda.is_available():
-        pytest.skip("this machine has CUDA")
-    proc = subprocess.run([sys.executable, "-m", "bnlib.run", "01", "--preset", "smoke", "-p", "device", "cuda", "--out",
-                           str(tmp_path)], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 1 and "failed in cell 2" in proc.stderr
-    assert "ValueError: device='cuda' but torch" in proc.stderr and "use -p device cpu or -p device auto" in proc.stderr
-
-
 def test_notebook_bad_values_name_the_parameter(tmp_path, notebook, name, value, message):
     proc = subprocess.run(
         [sys.executable, "-m", "bnlib.run", notebook, "--preset", "smoke", "-p", name, value, "--out", str(tmp_path)],
