@@ -92,7 +92,7 @@ def test_cuda_without_a_gpu_is_refused_in_the_check_cell(tmp_path):
         pytest.skip("this machine has CUDA")
     proc = subprocess.run([sys.executable, "-m", "bnlib.run", "01", "--preset", "smoke", "-p", "device", "cuda", "--out",
                            str(tmp_path)], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 1 and "failed in cell 2" in proc.stderr
+    assert proc.returncode == 1 and "failed in cell 3" in proc.stderr  # the check cell, after papermill's injected one
     assert "ValueError: device='cuda' but torch" in proc.stderr and "use -p device cpu or -p device auto" in proc.stderr
 
 
