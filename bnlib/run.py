@@ -590,10 +590,15 @@ def stop_signals_raise() -> Iterator[None]:
 
 def stop_descendants(timeout: float = 10.0) -> int:
     """Terminate every process this one started (kernels, pool workers, their sweep workers), killing those still
-    alive after ``timeout`` seconds; returns how many there were."""
+    alive after ``timeout`` seconds; returns how many there were (resource trackers aside: they end with their owner)."""
     import psutil
 
-    procs = psutil.Process().children(recursive=True)  # listed before any dies: orphans would leave the tree
+    def tracker(p: psutil.Process) -> bool:  # multiprocessing's resource trackers ignore SIGTERM; they end with their owner
+        with contextlib.suppress(psutil.Error):
+            return "multiprocessing.resource_tracker" in " ".join(p.cmdline())
+        return False
+
+    procs = [p for p in psutil.Process().children(recursive=True) if not tracker(p)]  # listed before orphans leave the tree
     for p in procs:
         with contextlib.suppress(psutil.NoSuchProcess):
             p.terminate()
