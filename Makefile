@@ -2,7 +2,7 @@
 #   make reproduce   every notebook through papermill at the quick preset into outputs/ (2 at a time)
 #   make test        the whole test suite (notebooks included, at the smoke preset)
 PYTHON ?= python3
-# notebooks run side by side (each with cpu_count / JOBS threads); JOBS=1 runs them one after another
+# notebooks run side by side (each with 1/JOBS of the cores, bnlib.cores); JOBS=1 runs them one after another
 JOBS ?= 2
 VENV ?= .venv
 BIN := $(VENV)/bin
