@@ -70,9 +70,7 @@ class _AllReduceSum(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
-        grad = grad.clone()
-        dist.all_reduce(grad, group=ctx.group)
-        return grad, None
+        return _AllReduceSum.apply(grad, ctx.group), None  # itself differentiable: double backward works too
 
 
 def _all_reduce(t: Tensor, group: dist.ProcessGroup | None) -> Tensor:

@@ -45,7 +45,7 @@ from bnlib.cores import intra_op_threads
 from bnlib.data import DATASET_NAMES, VALIDATION_SIZES, dataset_stats, fixed_subset, load_dataset, to_float, validation_split
 from bnlib.models import MODELS, BatchedMLP, build_model, xavier_init_
 from bnlib.norms import NORM_KINDS
-from bnlib.probes import PROBE_ARGS, PROBES, named_probes
+from bnlib.probes import PROBE_ARGS, PROBE_VERSIONS, PROBES, named_probes
 from bnlib.train import SCHEDULES, evaluate, evaluate_batched, fit, fit_batched, lr_schedule, resolve_device
 
 CACHE_VERSION = 1  # bump when a change alters what a run computes for the same config and seed
@@ -138,8 +138,13 @@ class Run:
         return dataclasses.replace(self, **changes)
 
     def key(self, seed: int) -> str:
-        """A stable 16-hex-digit key of the whole config, the seed and :data:`CACHE_VERSION`."""
-        text = json.dumps({"run": json.loads(self.to_json()), "seed": int(seed), "version": CACHE_VERSION}, sort_keys=True)
+        """A stable 16-hex-digit key of the whole config, the seed, :data:`CACHE_VERSION` and the versions of the
+        run's probes that changed (:data:`bnlib.probes.PROBE_VERSIONS`)."""
+        payload = {"run": json.loads(self.to_json()), "seed": int(seed), "version": CACHE_VERSION}
+        probes = {p: PROBE_VERSIONS[p] for p in self.probes if PROBE_VERSIONS.get(p, 1) != 1}
+        if probes:  # absent otherwise, so the keys of runs without such probes stay as they were
+            payload["probe_versions"] = probes
+        text = json.dumps(payload, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -232,18 +232,27 @@ class BatchNormFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, gamma: Tensor, beta: Tensor, eps: float):  # type: ignore[override]
-        """Run Algorithm 1 and save its cache for the backward pass."""
+        """Run Algorithm 1 and save its cache (and the input) for the backward pass."""
         y, cache = batch_norm_forward(x, gamma, beta, eps)
-        ctx.save_for_backward(*cache[:6])  # the tensor fields
-        ctx.dims, ctx.m = cache.dims, cache.m
+        ctx.save_for_backward(x, *cache[:6])  # the input, then the cache's tensor fields
+        ctx.dims, ctx.m, ctx.eps = cache.dims, cache.m, eps
         mean, var = cache.mean.reshape(-1), cache.var.reshape(-1)
         ctx.mark_non_differentiable(mean, var)
         return y, mean, var
 
     @staticmethod
     def backward(ctx, dy: Tensor, _dmean: Tensor, _dvar: Tensor):  # type: ignore[override]
-        """Apply the Sec. 3 formulas; no gradient for inputs that do not need one."""
-        cache = BatchNormCache(*ctx.saved_tensors, ctx.dims, ctx.m)
+        """Apply the Sec. 3 formulas; no gradient for inputs that do not need one.
+
+        Under ``create_graph=True`` (a Hessian-vector product, a gradient penalty) the cache is recomputed from the
+        saved input with differentiable operations: the one saved in ``forward`` was computed without autograd, so
+        double backward would treat x_hat, x - mu and 1/sigma as constants and return a wrong second derivative.
+        """
+        x, *saved = ctx.saved_tensors
+        if torch.is_grad_enabled():  # double backward: x_hat, mu and sigma must depend on x in the graph
+            _, cache = batch_norm_forward(x, saved[5], torch.zeros_like(saved[5]), ctx.eps)
+        else:
+            cache = BatchNormCache(*saved, ctx.dims, ctx.m)
         dx, dgamma, dbeta = batch_norm_backward(dy, cache)
         need_x, need_gamma, need_beta, _ = ctx.needs_input_grad
         return (
@@ -471,14 +480,19 @@ class _BatchedBatchNormFunction(torch.autograd.Function):
         r = torch.rsqrt(var + eps)
         x_hat = x_mu * r
         g = gamma.unsqueeze(1)
-        ctx.save_for_backward(x_hat, g * r)
+        ctx.save_for_backward(x, gamma, x_hat, g * r)
+        ctx.eps = eps
         mean, var = mean.squeeze(1), var.squeeze(1)
         ctx.mark_non_differentiable(mean, var)
         return torch.addcmul(beta.unsqueeze(1), x_hat, g), mean, var
 
     @staticmethod
     def backward(ctx, dy: Tensor, _dmean: Tensor, _dvar: Tensor):  # type: ignore[override]
-        x_hat, g_r = ctx.saved_tensors
+        x, gamma, x_hat, g_r = ctx.saved_tensors
+        if torch.is_grad_enabled():  # double backward: recompute x_hat and gamma / sigma differentiably from x
+            x_mu = x - x.mean(1, keepdim=True)
+            r = torch.rsqrt(x_mu.square().mean(1, keepdim=True) + ctx.eps)
+            x_hat, g_r = x_mu * r, gamma.unsqueeze(1) * r
         m = dy.shape[1]
         dbeta = dy.sum(1, keepdim=True)
         dgamma = (dy * x_hat).sum(1, keepdim=True)

@@ -531,6 +531,9 @@ PROBES: dict[str, Callable[..., Probe]] = {
     "output_quantiles": _output_quantiles,  # quantiles of the outputs of quantile_layers, pooled over units
     "unit_quantiles": _unit_quantiles,  # quantiles of every unit of quantile_layers, eval mode (Ioffe & Szegedy Fig. 1(b, c))
 }
+# bumped when a probe's numbers change for the same run; part of the cache key of every run that lists the probe
+# (bnlib.experiment.Run.key), so other runs keep their cached results. hessian 2: bnlib's BN twice differentiable.
+PROBE_VERSIONS: dict[str, int] = {"hessian": 2}
 PROBE_ARGS: dict[str, frozenset[str]] = {
     "layer_stats": frozenset({"layer_names", "skip", "bound"}), "ics": frozenset(), "landscape": frozenset({"etas"}),
     "hessian": frozenset({"hessian_iters"}), "output_quantiles": frozenset({"quantile_layers", "quantiles"}),

@@ -50,6 +50,14 @@ def test_cache_version_is_part_of_the_key(monkeypatch):
     assert BASE.key(0) != before
 
 
+def test_a_probe_version_changes_only_the_keys_of_runs_that_list_the_probe(monkeypatch):
+    hessian, landscape = BASE.replace(probes=["hessian"]), BASE.replace(probes=["landscape"])
+    before = hessian.key(0), landscape.key(0), BASE.key(0)
+    monkeypatch.setitem(experiment.PROBE_VERSIONS, "hessian", experiment.PROBE_VERSIONS["hessian"] + 1)
+    after = hessian.key(0), landscape.key(0), BASE.key(0)
+    assert after[0] != before[0] and after[1:] == before[1:]
+
+
 @pytest.mark.parametrize(
     "changes, message",
     [(dict(model="vgg12"), "Run.model: unknown model 'vgg12'; valid models: mlp"),
