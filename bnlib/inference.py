@@ -13,8 +13,7 @@
   ``s * W`` (per output channel) and bias ``s * (b - E[x]) + beta``.
 
 Works with ``torch.nn.BatchNorm1d/2d`` (and subclasses such as ``bnlib.norms.TorchBatchNorm``)
-and with bnlib's from-scratch ``BatchNorm``: any module with ``running_mean``,
-``running_var``, ``eps``, ``momentum`` and ``num_batches_tracked``.
+and with bnlib's from-scratch ``BatchNorm``: the layers of ``bnlib.norms.is_batch_norm(m, plain=True)``.
 
 Example:
     >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, bias=False), torch.nn.BatchNorm2d(4), torch.nn.ReLU())
@@ -33,21 +32,7 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor, nn
 
-def is_batch_norm(module: nn.Module) -> bool:
-    """True for a batch norm layer whose eval mode is the plain affine map with running statistics.
-
-    torch's BN classes and their subclasses, and bnlib's ``BatchNorm`` (not its variants, whose
-    training transform differs: their running statistics are not plain BN's).
-
-    Example:
-        >>> is_batch_norm(torch.nn.BatchNorm2d(3)), is_batch_norm(torch.nn.GroupNorm(1, 3))
-        (True, False)
-    """
-    if isinstance(module, nn.modules.batchnorm._BatchNorm):
-        return module.track_running_stats
-    return type(module).__name__ == "BatchNorm" and all(
-        hasattr(module, a) for a in ("running_mean", "running_var", "eps", "momentum", "num_batches_tracked"))
-
+from bnlib.norms import is_batch_norm
 
 @torch.no_grad()
 def recompute_running_stats(model: nn.Module, batches: Iterable[Tensor]) -> int:
@@ -58,6 +43,8 @@ def recompute_running_stats(model: nn.Module, batches: Iterable[Tensor]) -> int:
     on every batch without gradients, then each layer's momentum and the model's train/eval
     modes are restored. Parameters are untouched. ``batches`` yields model inputs (already
     normalized as in training; no augmentation needed). Returns the number of batches used.
+    The result equals ``torch.optim.swa_utils.update_bn(batches, model)`` (tests/test_inference.py checks it), which
+    works only on torch's BN classes; this one also takes bnlib's ``BatchNorm`` and restores the momenta and modes.
 
     Example:
         >>> bn = torch.nn.BatchNorm1d(2)
@@ -67,7 +54,7 @@ def recompute_running_stats(model: nn.Module, batches: Iterable[Tensor]) -> int:
         >>> bool((bn.running_mean - torch.cat(xs).mean(0)).abs().max() < 1e-5), bn.momentum, bn.training
         (True, 0.1, True)
     """
-    layers = [m for m in model.modules() if is_batch_norm(m)]
+    layers = [m for m in model.modules() if is_batch_norm(m, plain=True)]
     if not layers:
         raise ValueError("the model has no batch norm layer with running statistics; nothing to recompute")
     saved_momentum = [m.momentum for m in layers]
@@ -95,6 +82,9 @@ def recompute_running_stats(model: nn.Module, batches: Iterable[Tensor]) -> int:
 
 def fold_conv_bn(conv: nn.Conv2d, bn: nn.Module) -> nn.Conv2d:
     """One convolution equal to ``bn(conv(x))`` with ``bn`` in eval mode (running statistics).
+
+    The same weights as ``torch.nn.utils.fusion.fuse_conv_bn_eval(conv, bn)`` (tests/test_inference.py checks it), for
+    bnlib's ``BatchNorm`` too, computed in float32 for low-precision layers.
 
     Example:
         >>> conv, bn = torch.nn.Conv2d(2, 3, 1), torch.nn.BatchNorm2d(3).eval()
@@ -138,7 +128,7 @@ def fold_batch_norm(model: nn.Module) -> nn.Module:
     for parent in folded.modules():
         children = list(parent.named_children())
         for (name, child), (next_name, following) in zip(children, children[1:]):
-            if isinstance(child, nn.Conv2d) and is_batch_norm(following):
+            if isinstance(child, nn.Conv2d) and is_batch_norm(following, plain=True):
                 setattr(parent, name, fold_conv_bn(child, following))
                 setattr(parent, next_name, nn.Identity())
     return folded

@@ -26,7 +26,7 @@ from functools import partial
 import torch
 from torch import nn
 
-from bnlib.norms import BatchedBatchNorm, BatchNorm, NormSpec, TorchBatchNorm, norm_layer
+from bnlib.norms import BatchedBatchNorm, NormSpec, is_batch_norm, norm_layer
 
 ACTIVATIONS = {
     "sigmoid": nn.Sigmoid,
@@ -525,7 +525,7 @@ class BatchedMLP(nn.Module):
         if isinstance(first, nn.Linear):
             bias = None if first.bias is None else torch.stack([m.bias for m in layers])
             return BatchedLinear(torch.stack([m.weight for m in layers]), bias)
-        if isinstance(first, (BatchNorm, TorchBatchNorm)):
+        if is_batch_norm(first, plain=True):
             bn = BatchedBatchNorm(self.num_models, first.num_features, first.eps, first.momentum)
             with torch.no_grad():
                 for name in ("weight", "bias", "running_mean", "running_var"):

@@ -1040,6 +1040,27 @@ def instance_norm(num_features: int, eps: float = 1e-5, affine: bool = True) -> 
     return group_norm(num_features, num_features, eps, affine)
 
 
+def is_batch_norm(module: nn.Module, plain: bool = False) -> bool:
+    """True for a layer that normalizes with batch statistics in training: torch's BN classes (and their subclasses:
+    ``TorchBatchNorm``, ``SyncBatchNorm``, ``bnlib.distributed.CrossProcessBatchNorm``), every bnlib BN layer
+    (``BatchNorm`` and its variants) and ``BatchedBatchNorm``. Such a layer cannot train on batches of one example.
+
+    ``plain=True``: only those whose eval mode is BN's affine map with running statistics (Algorithm 2), which can be
+    folded into a convolution or have their statistics recomputed: torch's BN with ``track_running_stats`` and bnlib's
+    ``BatchNorm`` (not its variants, whose training transform differs).
+
+    >>> is_batch_norm(nn.BatchNorm2d(3)), is_batch_norm(LpBatchNorm(3, p=1)), is_batch_norm(nn.GroupNorm(1, 3))
+    (True, True, False)
+    >>> is_batch_norm(LpBatchNorm(3, p=1), plain=True), is_batch_norm(BatchNorm(3), plain=True)
+    (False, True)
+    """
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        return not plain or module.track_running_stats
+    if plain:
+        return type(module) is BatchNorm
+    return isinstance(module, (_BatchStatsNorm, BatchedBatchNorm))
+
+
 NormSpec = str | Callable[..., nn.Module]  # a kind of NORM_KINDS, or a factory (num_features, **kwargs) -> nn.Module
 
 # Norm kind name -> factory ``(num_features, **kwargs) -> nn.Module``.

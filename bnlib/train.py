@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from bnlib import params as P
 from bnlib.cores import use_share
 from bnlib.data import eval_batches, seed_batches, train_batches
-from bnlib.norms import BatchedBatchNorm, BatchNorm, KLBatchNorm, RigidBatchNorm, model_penalty
+from bnlib.norms import is_batch_norm, model_penalty
 
 Callback = Callable[[int, nn.Module], Mapping[str, float]]
 Data = tuple[torch.Tensor, torch.Tensor]
@@ -132,15 +132,14 @@ def default_scale(x: torch.Tensor) -> float:
 
 
 def batch_norm_layers(model: nn.Module) -> list[nn.Module]:
-    """The layers of ``model`` that normalize with batch statistics in training (bnlib's and torch's BN).
+    """The layers of ``model`` that normalize with batch statistics in training (:func:`bnlib.norms.is_batch_norm`).
 
     Example:
         >>> from bnlib.models import mlp
         >>> len(batch_norm_layers(mlp(norm="bn"))), len(batch_norm_layers(mlp(norm="none")))
         (3, 0)
     """
-    kinds = (nn.modules.batchnorm._BatchNorm, BatchNorm, BatchedBatchNorm, RigidBatchNorm, KLBatchNorm)
-    return [m for m in model.modules() if isinstance(m, kinds)]
+    return [m for m in model.modules() if is_batch_norm(m)]
 
 
 def check_batch_size(model: nn.Module, batch_size: int) -> None:

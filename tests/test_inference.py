@@ -1,11 +1,14 @@
 """Tests for bnlib.inference: recomputing running statistics and folding BN into convolutions."""
 
+import copy
+
 import pytest
 import torch
 from torch import nn
 
-from bnlib.inference import fold_batch_norm, fold_conv_bn, is_batch_norm, recompute_running_stats
+from bnlib.inference import fold_batch_norm, fold_conv_bn, recompute_running_stats
 from bnlib.models import small_resnet, vgg
+from bnlib.norms import is_batch_norm
 
 
 def trained_statistics(net: nn.Module, steps: int = 3) -> nn.Module:
@@ -97,3 +100,39 @@ def test_recompute_refuses_empty_input_and_nets_without_bn():
     with pytest.raises(ValueError, match="batches was empty"):
         recompute_running_stats(bn, [])
     assert bn.momentum == 0.1  # restored on failure too
+
+
+def test_recompute_running_stats_equals_torchs_update_bn():
+    from torch.optim.swa_utils import update_bn
+
+    from bnlib.inference import recompute_running_stats
+    from bnlib.models import vgg
+
+    torch.manual_seed(0)
+    ours = vgg("vgg11", width=0.0625, norm="torch_bn")
+    theirs = copy.deepcopy(ours)
+    batches = [torch.randn(16, 3, 32, 32) * 2 + 1 for _ in range(5)]
+    recompute_running_stats(ours, batches)
+    update_bn(batches, theirs)
+    for a, b in zip(ours.buffers(), theirs.buffers()):
+        assert torch.allclose(a.float(), b.float(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("norm", ["torch_bn", "bn"])
+def test_fold_conv_bn_equals_torchs_fuse_conv_bn_eval(norm):
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    from bnlib.inference import fold_conv_bn
+    from bnlib.norms import norm_layer
+
+    torch.manual_seed(0)
+    conv, bn = torch.nn.Conv2d(3, 4, 3), norm_layer(norm, 4)
+    with torch.no_grad():
+        bn.running_mean.normal_(), bn.running_var.uniform_(0.5, 2), bn.weight.normal_(), bn.bias.normal_()
+    bn.eval()
+    ours = fold_conv_bn(conv, bn)
+    reference = bn if norm == "torch_bn" else torch.nn.BatchNorm2d(4).eval()
+    if norm == "bn":
+        reference.load_state_dict(bn.state_dict())
+    theirs = fuse_conv_bn_eval(conv.eval(), reference)
+    assert torch.allclose(ours.weight, theirs.weight, atol=1e-6) and torch.allclose(ours.bias, theirs.bias, atol=1e-6)

@@ -1070,3 +1070,25 @@ def test_torch_batch_norm_keeps_torch_keywords_for_run_norm_args():
 
     assert {"affine", "track_running_stats"} <= set(inspect.signature(TorchBatchNorm).parameters)  # Run.norm_args reads it
     assert TorchBatchNorm(3, affine=False).weight is None
+
+
+@pytest.mark.parametrize("kind", ["bn", "torch_bn", "rigid", "kl_bn", "noisy_bn", "l1", "linf"])
+def test_every_batch_norm_kind_is_one_and_refuses_batches_of_one(kind):
+    from bnlib.models import build_model
+    from bnlib.norms import is_batch_norm, norm_layer
+    from bnlib.train import check_batch_size
+
+    assert is_batch_norm(norm_layer(kind, 4))
+    with pytest.raises(ValueError, match="batch_size=1 with batch normalization"):
+        check_batch_size(build_model("small_cnn", norm=kind), 1)
+
+
+def test_is_batch_norm_plain_means_folding_and_recomputing_apply():
+    from bnlib.distributed import CrossProcessBatchNorm
+    from bnlib.norms import BatchedBatchNorm, is_batch_norm, norm_layer
+
+    assert [is_batch_norm(m) for m in (BatchedBatchNorm(2, 3), CrossProcessBatchNorm(3), norm_layer("gn", 4),
+                                       torch.nn.Identity())] == [True, True, False, False]
+    plain = {kind: is_batch_norm(norm_layer(kind, 4), plain=True) for kind in ("bn", "torch_bn", "rigid", "l2", "ln")}
+    assert plain == {"bn": True, "torch_bn": True, "rigid": False, "l2": False, "ln": False}
+    assert not is_batch_norm(torch.nn.BatchNorm1d(3, track_running_stats=False), plain=True)
