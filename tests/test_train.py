@@ -64,11 +64,18 @@ class NanAfter(nn.Module):
 
 def test_divergence_recorded_at_its_step_and_stops(mnist):
     train, test = mnist
+    torch.manual_seed(0)
     df = fit(NanAfter(7), train, test, steps=100, batch_size=60, lr=0.01, eval_every=5, progress=False, device="cpu")
     assert df["diverged"].tolist() == [False, False, True]
     last = df.iloc[-1]
     assert last["step"] == 7 and math.isnan(last["test_acc"])
-    assert last["train_loss"] == pytest.approx(df["train_loss"].iloc[-1])  # mean over step 6, the last good step
+    # the diverged row's train_loss is the mean over the window's good steps: step 6 alone (step 5 closed the last
+    # window), i.e. the train_loss of the same run stopped at step 6 with an evaluation there
+    torch.manual_seed(0)
+    same = fit(NanAfter(7), train, test, steps=6, batch_size=60, lr=0.01, eval_every=5, progress=False, device="cpu")
+    assert same["step"].tolist() == [0, 5, 6] and not same["diverged"].any()
+    assert math.isfinite(last["train_loss"]) and last["train_loss"] == pytest.approx(same["train_loss"].iloc[-1])
+    assert last["train_loss"] != pytest.approx(df["train_loss"].iloc[1])  # not the step-5 window's mean
 
 
 def test_divergence_above_bound_on_raw_pixels(mnist):
