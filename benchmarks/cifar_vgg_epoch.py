@@ -28,11 +28,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from benchmarks.common import RESULTS, append_row, machine_row
 from bnlib.data import dataset_stats, default_root, load_dataset
 from bnlib.models import vgg
 from bnlib.train import fit
-
-from benchmarks.common import RESULTS, append_row, machine_row
 
 EPOCH_STEPS = 50000 // 128
 

@@ -20,9 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bnlib.cores import SESSION_ENV
-
 from benchmarks.common import RESULTS, append_row, machine_row
+from bnlib.cores import SESSION_ENV
 
 
 def start(notebook: str, preset: str, out: Path) -> tuple[subprocess.Popen, float]:

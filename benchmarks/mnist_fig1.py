@@ -31,12 +31,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmarks.common import RESULTS, append_row, machine_row
 from bnlib.data import dataset_stats, default_root, load_dataset, to_float
 from bnlib.models import BatchedMLP
 from bnlib.probes import QuantileProbe
 from bnlib.train import fit_batched
 
-from benchmarks.common import RESULTS, append_row, machine_row
 # multiply-accumulates per image: forward, and a training step (forward + input grads except the first layer + weight grads)
 FORWARD_MACS = 784 * 100 + 100 * 100 + 100 * 100 + 100 * 10
 TRAIN_MACS = 3 * FORWARD_MACS - 784 * 100
@@ -141,7 +141,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         "speedup": round(plain_full / fast_full, 2), "fast_gflops": round(flops / fast / 1e9, 1),
         "matmul_gflops": round(peak, 1),
     }
-    print(f"Figure 1 sweep, 2 networks x {args.seeds} seeds, extrapolated to {args.paper_steps} steps (medians of {args.repeats}):")
+    print(f"Figure 1 sweep, 2 networks x {args.seeds} seeds, extrapolated to {args.paper_steps} steps "
+          f"(medians of {args.repeats}):")
     print(f"  bnlib batched : {fast_full:8.0f} s   ({args.steps} steps timed: {fast:.1f} s, {row['fast_gflops']} GFLOP/s)")
     print(f"  plain recipe  : {plain_full:8.0f} s   ({args.plain_steps} steps timed: {plain:.1f} s)")
     print(f"  speed-up      : {row['speedup']:.1f}x   (large matmul on this machine: {row['matmul_gflops']} GFLOP/s)")

@@ -28,11 +28,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from benchmarks.common import RESULTS, append_row, machine_row
 from bnlib.data import dataset_stats, load_dataset, to_float
 from bnlib.models import vgg
 from bnlib.probes import hessian_top_eigenvalue, ics, landscape_probe
-
-from benchmarks.common import RESULTS, append_row, machine_row
 
 ETAS = [0.5, 1.0, 2.0, 4.0]
 

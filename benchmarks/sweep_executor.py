@@ -5,7 +5,8 @@ batch ``--batch-size``, ``--steps`` steps each, learning rates spread over a dec
 what notebook 03's sweeps look like.
 
 - **one at a time**: ``bnlib.experiment.execute`` for each run in this process with every core's
-  threads (``threads=None``: this process's share, :func:`bnlib.cores.use_share`, every core when it runs alone): what a notebook did before run_sweep had workers.
+  threads (``threads=None``: this process's share, :func:`bnlib.cores.use_share`, every core when it runs alone): what a
+  notebook did before run_sweep had workers.
 - **default executor**: ``bnlib.sweep.run_sweep`` into an empty folder: a local pool of one
   single-threaded worker process per core (``--workers`` to change), timed twice: *cold* (the
   workers start: torch import and dataset loading included) and *warm* (a second sweep in the same
@@ -29,10 +30,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.common import RESULTS, append_row, machine_row
 from bnlib.experiment import Run, execute
 from bnlib.sweep import default_workers, run_sweep
-
-from benchmarks.common import RESULTS, append_row, machine_row
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

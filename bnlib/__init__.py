@@ -8,7 +8,8 @@ Each module has one job and can be copied on its own:
 - ``bnlib.train``: ``fit``, one training loop by steps that returns a tidy DataFrame
 - ``bnlib.probes``: measurements taken during training (activation quantiles, ...)
 - ``bnlib.sweep``: grids of runs x seeds, each finished run saved to disk and skipped on re-run
-- ``bnlib.verdicts``: per-seed numbers -> effect, Student-t interval and outcome against a declared minimum effect; ``metrics.json``
+- ``bnlib.verdicts``: per-seed numbers -> effect, Student-t interval and outcome against a declared minimum effect;
+  ``metrics.json``
 - ``bnlib.plots``: one seaborn theme, mean with the verdicts' 95% t-interval over seeds
 - ``bnlib.params``: parameter checks for the notebooks' validation cells
 - ``bnlib.cores``: bnlib processes computing at once share the CPU cores (torch threads, sweep workers)

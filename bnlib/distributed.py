@@ -134,7 +134,8 @@ def _worker(rank: int, world_size: int, folder: str) -> None:
         shard = x.chunk(world_size)[rank]
         grad = upstream.chunk(world_size)[rank]
         result: dict[str, Tensor | str] = {}
-        for name, layer in [("local", nn.BatchNorm2d(x.shape[1], eps=eps) if x.dim() == 4 else nn.BatchNorm1d(x.shape[1], eps=eps)),
+        for name, layer in [("local", nn.BatchNorm2d(x.shape[1], eps=eps) if x.dim() == 4
+                                      else nn.BatchNorm1d(x.shape[1], eps=eps)),
                             ("synced", CrossProcessBatchNorm(x.shape[1], eps=eps))]:
             inp = shard.clone().requires_grad_(True)
             if name == "local":
@@ -163,9 +164,9 @@ def compare_shards(x: Tensor, upstream: Tensor | None = None, world_size: int = 
                    timeout: float = 120.0) -> dict:
     """Split ``x`` into ``world_size`` contiguous shards, one per process (gloo on CPU), and run BN two ways.
 
-    Every process (a fresh ``python -m bnlib.distributed`` with one thread) runs one step's forward and backward of (a) a plain ``nn.BatchNorm`` on its shard
-    and (b) :class:`CrossProcessBatchNorm`; the loss is ``sum(out * upstream)``, so ``upstream`` is the
-    gradient arriving at BN's output (default: a fixed random tensor). It also tries ``nn.SyncBatchNorm``
+    Every process (a fresh ``python -m bnlib.distributed`` with one thread) runs one step's forward and backward of (a) a
+    plain ``nn.BatchNorm`` on its shard and (b) :class:`CrossProcessBatchNorm`; the loss is ``sum(out * upstream)``, so
+    ``upstream`` is the gradient arriving at BN's output (default: a fixed random tensor). It also tries ``nn.SyncBatchNorm``
     on its CPU shard and records what happened.
 
     Returns a dict: ``local_*`` and ``synced_*`` for ``out``, ``grad_x`` (shards concatenated back

@@ -80,7 +80,8 @@ class Run:
     # model
     norm: str = "bn"
     norm_args: tuple = ()  # keyword arguments of the norm layer (a dict is accepted), e.g. {"bound": 3.0, "eps": 1e-3}
-    init: str | None = None  # None: the builder's initialization; "xavier": Glorot uniform, zero biases (bnlib.models.xavier_init_)
+    # None: the builder's initialization; "xavier": Glorot uniform, zero biases (bnlib.models.xavier_init_)
+    init: str | None = None
     activation: str | None = None
     width: float | None = None
     hidden: tuple[int, ...] | None = None
@@ -306,9 +307,9 @@ def execute(
 
     Everything is built from the config here, so any process can call it. ``threads`` sets torch's intra-op
     threads for the call (1 by default: the same numbers whatever machine or executor runs it; None: this process's
-    share of the cores, :func:`bnlib.cores.use_share`). The seed fixes the initial weights, the data order, augmentation and dropout. Columns beyond
-    :func:`~bnlib.train.fit`'s: ``val_loss``/``val_acc`` with ``validate`` (on the last row, NaN on the others and on a
-    diverged run), ``train_eval_loss``/``train_eval_acc`` with ``eval_train``; no ``test_*`` columns when
+    share of the cores, :func:`bnlib.cores.use_share`). The seed fixes the initial weights, the data order, augmentation and
+    dropout. Columns beyond :func:`~bnlib.train.fit`'s: ``val_loss``/``val_acc`` with ``validate`` (on the last row, NaN on
+    the others and on a diverged run), ``train_eval_loss``/``train_eval_acc`` with ``eval_train``; no ``test_*`` columns when
     ``evaluate_test`` is False. ``elapsed_s`` is wall time (the one column that differs between executions).
     ``return_model=True`` returns ``(table, trained model)``. A batched run trains alone through :func:`execute_batched`.
 
@@ -343,7 +344,8 @@ def execute(
             x, y = sets["probe"]
             batch = (to_float(x, mean, std).to(dev), y.to(dev))
             callbacks += named_probes(run.probes, model, batch, dict(run.probe_args), run.lr)
-        table = fit(model, sets["train"], sets["test"] if run.evaluate_test else None, steps=run.steps, batch_size=run.batch_size, lr=run.lr,
+        table = fit(model, sets["train"], sets["test"] if run.evaluate_test else None,
+                    steps=run.steps, batch_size=run.batch_size, lr=run.lr,
                     optimizer=run.optimizer, momentum=run.momentum, weight_decay=run.weight_decay, seed=seed, device=dev,
                     eval_every=run.eval_every, mean=mean, std=std, augment=run.augment, channels_last=run.channels_last,
                     autocast=run.autocast, reg_cf=run.reg_cf, callbacks=callbacks, progress=False,

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from bnlib.norms import is_batch_norm
 
+
 @torch.no_grad()
 def recompute_running_stats(model: nn.Module, batches: Iterable[Tensor]) -> int:
     """Set every BN layer's running statistics to their average over ``batches`` (a pass in train mode).

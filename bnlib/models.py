@@ -348,7 +348,8 @@ def small_resnet(
     if not 0 <= dropout < 1:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
     widths = [_scaled(c, width) for c in (16, 32, 64)]
-    layers: OrderedDict[str, nn.Module] = OrderedDict(stem=conv_norm_act(in_channels, widths[0], norm=norm, activation=activation))
+    layers: OrderedDict[str, nn.Module] = OrderedDict(stem=conv_norm_act(in_channels, widths[0], norm=norm,
+                                                                         activation=activation))
     channels = widths[0]
     for stage, out_channels in enumerate(widths, start=1):
         for block in range(1, blocks_per_stage + 1):
@@ -362,7 +363,8 @@ def small_resnet(
     return _init_(nn.Sequential(layers), init_scale, init_std)
 
 
-def deep_linear_network(layers: int = 25, dim: int = 10, *, norm: NormSpec = "none", init_std: float | None = None) -> nn.Sequential:
+def deep_linear_network(layers: int = 25, dim: int = 10, *, norm: NormSpec = "none",
+                        init_std: float | None = None) -> nn.Sequential:
     """Santurkar et al. 2018's deep linear network (DLN): ``layers`` bias-free linear maps of width ``dim``.
 
     With ``norm`` other than "none", a norm layer follows every linear map but the last. Weights from
@@ -538,7 +540,7 @@ class BatchedMLP(nn.Module):
         raise ValueError(f"BatchedMLP cannot batch a {type(first).__name__} layer")
 
     @classmethod
-    def from_seeds(cls, seeds: Sequence[int], **mlp_kwargs) -> "BatchedMLP":
+    def from_seeds(cls, seeds: Sequence[int], **mlp_kwargs) -> BatchedMLP:
         """One ``mlp(**mlp_kwargs)`` per seed, each built under ``torch.manual_seed(seed)``, batched."""
         models = []
         for seed in seeds:

@@ -36,8 +36,9 @@ This file depends only on ``torch`` and can be copied into a project alone.
 
 import math
 import numbers
+from collections.abc import Callable
 from functools import partial
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -877,7 +878,7 @@ class NoisyBatchNorm(_BatchStatsNorm):
         """``num_features`` and every option.
 
         >>> NoisyBatchNorm(4)
-        NoisyBatchNorm(4, mean_range=0.5, std_range=(1.0, 1.25), mean_spread=0.1, std_spread=0.1, eps=1e-05, momentum=0.1, affine=True)
+        NoisyBatchNorm(4, mean_range=0.5, std_range=(1.0, 1.25), mean_spread=0.1, std_spread=0.1, eps=1e-05, momentum=0.1, ...)
         """
         return (
             f"{self.num_features}, mean_range={self.mean_range}, std_range={self.std_range}, "

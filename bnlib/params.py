@@ -157,7 +157,8 @@ def executor(**named: str) -> None:
     for name, value in named.items():
         ok = value in ("local", "dask") or (isinstance(value, str) and value.startswith("dask://") and ":" in value[7:])
         if not ok:
-            raise ValueError(f'{name} must be "local", "dask" (a LocalCluster on this machine) or "dask://HOST:PORT", got {value!r}')
+            raise ValueError(f'{name} must be "local", "dask" (a LocalCluster on this machine) or "dask://HOST:PORT", '
+                             f"got {value!r}")
 
 
 _DEVICE = re.compile(r"cpu|auto|cuda(:\d+)?")

@@ -73,7 +73,8 @@ def layer_outputs(model: nn.Module, modules: Mapping[str, nn.Module], x: torch.T
     return {name: as_models_values_units(out) for name, out in captured.items()}
 
 
-def unit_quantiles(model: nn.Module, modules: Mapping[str, nn.Module], x: torch.Tensor, qs: Sequence[float]) -> dict[str, torch.Tensor]:
+def unit_quantiles(model: nn.Module, modules: Mapping[str, nn.Module], x: torch.Tensor,
+                   qs: Sequence[float]) -> dict[str, torch.Tensor]:
     """Quantiles ``qs`` of every unit of ``modules``' outputs on ``x`` (eval mode, see :func:`layer_outputs`), on the CPU,
     each of shape (quantiles, models, units).
 
@@ -558,7 +559,7 @@ def named_probes(names: Sequence[str], model: nn.Module, batch: tuple[torch.Tens
         >>> for cb in callbacks:
         ...     row.update(cb(0, net))
         >>> sorted(row)
-        ['all|hessian|top', 'all|landscape|beta_smoothness', 'all|landscape|grad_change', 'all|landscape|grad_norm', 'all|landscape|loss_range', 'probe_s']
+        ['all|hessian|top', 'all|landscape|beta_smoothness', 'all|landscape|grad_change', ..., 'probe_s']
     """
     unknown = [n for n in names if n not in PROBES]
     if unknown:

@@ -90,7 +90,8 @@ def overview(all_metrics: dict[str, dict]) -> str:
     lines = ["| notebook | preset | " + " | ".join(OUTCOMES) + " |", "|---|---|" + "---|" * len(OUTCOMES)]
     for stem, m in all_metrics.items():
         counts = Counter(v["outcome"] for v in m.get("verdicts", []))
-        lines.append(f"| {stem} | {m.get('info', {}).get('preset', '?')} | " + " | ".join(str(counts.get(o, 0)) for o in OUTCOMES) + " |")
+        lines.append(f"| {stem} | {m.get('info', {}).get('preset', '?')} | "
+                     + " | ".join(str(counts.get(o, 0)) for o in OUTCOMES) + " |")
     return "\n".join(lines)
 
 

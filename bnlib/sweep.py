@@ -43,11 +43,11 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
+import tempfile  # noqa: F401 - the doctests below use it
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures.process import BrokenProcessPool
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pandas as pd
@@ -107,7 +107,7 @@ def executor_from(spec: str | cf.Executor | None) -> cf.Executor | None:
     return _dask_executor(spec)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _dask_executor(spec: str) -> cf.Executor:
     """One Dask client per spec and process (every sweep of a notebook shares the cluster)."""
     try:
@@ -308,9 +308,9 @@ def run_sweep(
     """Train every run for every seed (or read it from ``out_dir``); one table, in the order asked.
 
     Columns: the run's table (:func:`bnlib.experiment.execute`), then every field of its ``Run`` (tuples joined
-    by commas, ``norm_args``/``probe_args``/``schedule_args`` as JSON objects) and ``seed``. Runs not on disk go to ``executor`` (an ``Executor``, or a string for
-    :func:`executor_from`); with None, to a local pool of ``workers`` processes (default
-    :func:`default_workers`, of which only :func:`bnlib.cores.share` train at a time unless ``workers`` or
+    by commas, ``norm_args``/``probe_args``/``schedule_args`` as JSON objects) and ``seed``. Runs not on disk go to
+    ``executor`` (an ``Executor``, or a string for :func:`executor_from`); with None, to a local pool of ``workers``
+    processes (default :func:`default_workers`, of which only :func:`bnlib.cores.share` train at a time unless ``workers`` or
     ``$BNLIB_WORKERS`` is given), or to this process when ``workers=1``, when one run is left, or when ``device``
     is a GPU (one run after another on it). Each run uses one intra-op thread wherever it runs, so the table
     is the same as ``execute(run, seed)`` in the caller's process. Batched runs (``Run.batched``, the MLP fast path)
@@ -327,7 +327,7 @@ def run_sweep(
         >>> run_sweep([{"lr": 0.1}], seeds=[0], out_dir=tempfile.mkdtemp())
         Traceback (most recent call last):
         ...
-        TypeError: run_sweep: runs must be bnlib.experiment.Run configs, got dict at position 0; build them as Run(dataset=..., model=..., steps=..., batch_size=..., lr=...)
+        TypeError: run_sweep: runs must be bnlib.experiment.Run configs, got dict at position 0; build them as Run(...)
     """
     runs = list(runs)
     for i, run in enumerate(runs):
@@ -450,7 +450,8 @@ def call_key(fn: Callable | str, config: Mapping, seed: int) -> str:
     globals) must be in ``config``.
 
     Example:
-        >>> call_key("f", {"lr": 0.1}, 0) == call_key("f", {"lr": 0.1}, 0), call_key("f", {"lr": 0.1}, 1) == call_key("f", {"lr": 0.1}, 0)
+        >>> (call_key("f", {"lr": 0.1}, 0) == call_key("f", {"lr": 0.1}, 0),
+        ...  call_key("f", {"lr": 0.1}, 1) == call_key("f", {"lr": 0.1}, 0))
         (True, False)
     """
     if callable(fn):

@@ -410,7 +410,7 @@ class Claim:
         >>> c.decide(paired([50.0, 60.0, 55.0], [100.0, 110.0, 105.0], relative=True))
         'supported'
         >>> c.rule()
-        'supported if the 95% CI of relative steps lies below 0 and the estimate reaches -0.1; not supported if it lies above -0.1'
+        'supported if the 95% CI of relative steps lies below 0 and the estimate reaches -0.1; not supported ... above -0.1'
         >>> same = Claim("eps does not matter", "note 003", predicts="same", min_effect=0.005, unit="accuracy difference")
         >>> same.decide(paired([0.910, 0.920, 0.900, 0.915], [0.911, 0.919, 0.901, 0.914])), same.decide(exact(0.02))
         ('supported', 'not supported')
@@ -429,7 +429,8 @@ class Claim:
         if not (isinstance(self.min_effect, (int, float)) and self.min_effect >= 0):
             raise ValueError(f"min_effect must be a number >= 0 (in the effect's unit), got {self.min_effect!r}")
         if self.predicts == "same" and not self.min_effect > 0:
-            raise ValueError("a claim of no effect (predicts='same') needs min_effect > 0: the largest effect that would not matter")
+            raise ValueError("a claim of no effect (predicts='same') needs min_effect > 0: "
+                             "the largest effect that would not matter")
 
     @property
     def sign(self) -> int:
@@ -449,7 +450,8 @@ class Claim:
         side = "above" if self.sign > 0 else "below"
         other = "below" if self.sign > 0 else "above"
         if self.min_effect == 0:
-            return f"supported if the {LEVEL:.0%} CI of {self.unit} lies {side} {self.reference:g}; not supported if it lies {other} it"
+            return (f"supported if the {LEVEL:.0%} CI of {self.unit} lies {side} {self.reference:g}; "
+                    f"not supported if it lies {other} it")
         return (f"supported if the {LEVEL:.0%} CI of {self.unit} lies {side} {self.reference:g} and the estimate reaches "
                 f"{self.threshold:g}; not supported if it lies {other} {self.threshold:g}")
 
@@ -482,14 +484,16 @@ class Claim:
             if outcome == "not supported":
                 return f"the CI lies outside {band}"
             if effect.test == "exact" or effect.n < 2:
-                return "one value cannot decide: run more seeds" if effect.test != "exact" else "the value sits on the band's edge"
+                return ("one value cannot decide: run more seeds" if effect.test != "exact"
+                        else "the value sits on the band's edge")
             dist = abs(effect.estimate - self.reference)
             return f"the CI crosses an edge of {band}; {_more_seeds(effect, abs(self.min_effect - dist))}"
         if outcome == "supported":
             reach = f" and the estimate reaches {self.threshold:g}" if self.min_effect else ""
             return f"the CI lies {'above' if self.sign > 0 else 'below'} {self.reference:g}{reach}"
         if outcome == "not supported":
-            return f"the CI lies {'below' if self.sign > 0 else 'above'} {self.threshold:g}, the smallest effect that would matter"
+            return (f"the CI lies {'below' if self.sign > 0 else 'above'} {self.threshold:g}, "
+                    "the smallest effect that would matter")
         if effect.test == "exact" or effect.n < 2:
             return "one value cannot decide: run more seeds" if effect.test != "exact" else "the value sits on the threshold"
         est = self.sign * (effect.estimate - self.reference)
@@ -531,7 +535,8 @@ class Verdict:
         if len(self.effects) < 2:
             return ""
         counts = ", ".join(f"{sum(o == k for o in self.parts.values())} {k}" for k in OUTCOMES if k in self.parts.values())
-        why = {"mixed": "decisive parts disagree", "inconclusive": "not every part is decided"}.get(self.outcome, "every part agrees")
+        why = {"mixed": "decisive parts disagree",
+               "inconclusive": "not every part is decided"}.get(self.outcome, "every part agrees")
         return f"parts: {counts} → {self.outcome} ({why})"
 
     def evidence(self) -> str:
@@ -611,7 +616,7 @@ class Results:
         >>> r.verdict(Claim("BN is higher", "demo", predicts="higher", min_effect=0.01),
         ...           paired([0.9, 0.92, 0.91], [0.8, 0.83, 0.81], label="BN − plain"))
         SUPPORTED: BN is higher (demo)
-          rule: supported if the 95% CI of the effect lies above 0 and the estimate reaches 0.01; not supported if it lies below 0.01
+          rule: supported if the 95% CI of the effect lies above 0 and the estimate reaches 0.01; not supported ... below 0.01
           BN − plain: +0.097 [95% CI +0.082, +0.111], paired t, n=3 → supported: the CI lies above 0 and the estimate reaches 0.01
         >>> r.outcome("BN is higher"), r.save().name
         ('supported', 'metrics.json')

@@ -15,7 +15,8 @@ CNN = BASE.replace(model="small_cnn")
 CHANGES = {  # one changed value per field: every field is part of the key
     "dataset": "fashion_mnist", "model": "small_cnn", "steps": 13, "batch_size": 33, "lr": 0.2, "norm": "none",
     "activation": "relu", "width": 0.5, "hidden": (50,), "dropout": 0.1, "init_scale": 2.0, "init_std": 0.01,
-    "train_size": 1000, "test_size": 301, "evaluate_test": False, "validate": True, "augment": True, "optimizer": "adam", "momentum": 0.9,
+    "train_size": 1000, "test_size": 301, "evaluate_test": False, "validate": True, "augment": True, "optimizer": "adam",
+    "momentum": 0.9,
     "weight_decay": 1e-4, "reg_cf": 0.5, "eval_every": 3, "eval_train": True, "channels_last": True, "autocast": True,
     "keep_weights": True, "tags": ("section 2",), "norm_args": {"eps": 1e-3}, "init": "xavier", "probes": ("hessian",),
     "probe_args": {"etas": (1.0,)}, "probe_size": 128, "schedule": "cosine", "schedule_args": {"gamma": 0.5}, "batched": True,
@@ -79,7 +80,8 @@ def test_a_probe_version_changes_only_the_keys_of_runs_that_list_the_probe(monke
      (dict(probe_size=0), "Run.probe_size: must be an integer >= 1, got 0"),
      (dict(schedule="linear"), "Run.schedule: unknown schedule 'linear'; valid schedules: constant, cosine"),
      (dict(schedule="cosine", schedule_args={"gamma": 0.5}), r"Run.schedule_args: schedule 'cosine' takes no \['gamma'\]"),
-     (dict(batched=True, model="small_cnn"), "Run.batched: a batched run .* needs model='mlp', got 'small_cnn'; set batched=False"),
+     (dict(batched=True, model="small_cnn"),
+      "Run.batched: a batched run .* needs model='mlp', got 'small_cnn'; set batched=False"),
      (dict(batched=True, optimizer="adam"), "Run.batched: a batched run .* needs optimizer='sgd'"),
      (dict(batched=True, norm="ln"), r"Run.batched: a batched run takes norm in \('none', 'bn', 'torch_bn'\)"),
      (dict(batched=True, probes=("ics",)), r"Run.batched: a batched run takes .* probes in \('unit_quantiles',\)")],
@@ -129,7 +131,8 @@ def test_norm_args_init_and_probes_reach_the_network(data_root):
     from bnlib.norms import RigidBatchNorm
 
     run = CNN.replace(norm="rigid", norm_args={"bound": 2.5, "eps": 1e-3}, init="xavier", steps=4, eval_every=2,
-                      probes=("layer_stats", "landscape", "hessian"), probe_args={"bound": 2.5, "hessian_iters": 2}, probe_size=32)
+                      probes=("layer_stats", "landscape", "hessian"), probe_args={"bound": 2.5, "hessian_iters": 2},
+                      probe_size=32)
     net = experiment.build_run_model(run, 0)
     rigid = [m for m in net.modules() if isinstance(m, RigidBatchNorm)]
     assert rigid and all(m.bound == 2.5 and m.eps == 1e-3 for m in rigid)

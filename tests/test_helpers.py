@@ -47,7 +47,8 @@ def test_quantile_probe_matches_torch_quantile_and_restores_mode():
     probe(5, net)
     assert net.training
     net.eval()
-    expected = torch.quantile(net.norm2(net.fc2(net.act1(net.norm1(net.fc1(x.flatten(1)))))), torch.tensor([0.15, 0.5, 0.85]), dim=0)
+    expected = torch.quantile(net.norm2(net.fc2(net.act1(net.norm1(net.fc1(x.flatten(1)))))), torch.tensor([0.15, 0.5, 0.85]),
+                              dim=0)
     frame = probe.frame()
     got = frame.pivot(index="unit", columns="q", values="value").to_numpy().T
     assert torch.allclose(torch.tensor(got), expected.detach(), atol=1e-5)

@@ -1,7 +1,7 @@
-"""Notebook 01 (internal covariate shift) at the smoke preset: its numbers, verdicts and files (the run is the session fixture `smoke_run`)."""
+"""Notebook 01 (internal covariate shift) at the smoke preset: its numbers, verdicts and files
+(the run is the session fixture `smoke_run`)."""
 
 import pandas as pd
-
 from smoke import read_metrics, smoke_ran
 
 NAME = "01_internal_covariate_shift"

@@ -6,7 +6,6 @@ import sys
 
 import pandas as pd
 import pytest
-
 from smoke import read_metrics, smoke_ran
 
 CLAIMS = {  # claim -> (predicts, min_effect, test of its effect or of every part)

@@ -1,7 +1,6 @@
 """Notebook 03 (CIFAR-10 experiments) at the smoke preset: its numbers and files (the run is the session fixture `smoke_run`)."""
 
 import pandas as pd
-
 from smoke import read_metrics, smoke_ran
 
 HIGH_LR = "BN allows much higher learning rates (x5, x30): there it does as well as the network without BN at the base rate"

@@ -1,4 +1,5 @@
-"""Notebook 04 (failed variants) at the smoke preset: its numbers, verdicts and files (the run is the session fixture `smoke_run`)."""
+"""Notebook 04 (failed variants) at the smoke preset: its numbers, verdicts and files
+(the run is the session fixture `smoke_run`)."""
 
 import math
 

@@ -1,9 +1,9 @@
-"""Notebook 05 (loss landscape) at the smoke preset: its numbers, verdicts and files (the run is the session fixture `smoke_run`)."""
+"""Notebook 05 (loss landscape) at the smoke preset: its numbers, verdicts and files
+(the run is the session fixture `smoke_run`)."""
 
 import math
 
 import pandas as pd
-
 from smoke import find_verdict, read_metrics, smoke_ran
 
 CLAIMS = {  # claim text start -> (predicts, min_effect, reference, parts)

@@ -8,10 +8,10 @@ import re
 
 import nbformat
 import pytest
+from smoke import smoke_ran
 
 from bnlib.run import resolve_notebooks
 from bnlib.verdicts import OUTCOMES
-from smoke import smoke_ran
 
 NOTEBOOKS = [p.stem for p in resolve_notebooks()]
 DECIDED_FIELDS = ("estimate", "ci", "n", "test")

@@ -68,7 +68,10 @@ def test_landscape_and_hessian_on_a_quadratic_match_the_formulas():
     H = X.T @ X
     etas = [0.01, 0.05, 0.1]
     r = landscape_probe(net, _sq, (X, y), etas)
-    loss = lambda w_: (0.5 * (X @ w_ - y).pow(2).sum()).item()
+
+    def loss(w_):
+        return (0.5 * (X @ w_ - y).pow(2).sum()).item()
+
     assert r["losses"] == pytest.approx([loss(w - e * g) for e in etas], rel=1e-10)
     assert r["grad_changes"] == pytest.approx([e * (H @ g).norm().item() for e in etas], rel=1e-10)
     assert r["beta_smoothness"] == pytest.approx(((H @ g).norm() / g.norm()).item(), rel=1e-10)

@@ -1,7 +1,6 @@
 """bnlib.run: parameter checks before running, failures naming notebook and cell, SUMMARY.md."""
 
 import json
-import os
 import subprocess
 import sys
 
@@ -106,7 +105,8 @@ def test_cuda_without_a_gpu_is_refused_in_the_check_cell(tmp_path):
     ("04", "bound", "none", "bound must be a finite number > 0 or None, got 'none'"),
     ("06", "dist_batch", "5", "dist_batch must be an even integer >= 4 (two processes get at least 2 images each), got 5"),
     ("06", "small_batch_sizes", "[1, 8]", "small_batch_sizes and port_batch_sizes must be integers >= 2, got 1"),
-    ("06", "bn_momenta", "[0.99, 1.5]", "bn_momenta must lie in (0, 1] (PyTorch's convention: the weight of the new batch), got 1.5"),
+    ("06", "bn_momenta", "[0.99, 1.5]",
+     "bn_momenta must lie in (0, 1] (PyTorch's convention: the weight of the new batch), got 1.5"),
     ("06", "search_lr_range", "[1.0, 0.1]", "search_lr_range must be [low, high] with 0 < low < high, got [1.0, 0.1]"),
 ])
 def test_notebook_bad_values_name_the_parameter(tmp_path, notebook, name, value, message):

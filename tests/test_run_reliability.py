@@ -12,10 +12,10 @@ import time
 import nbformat
 import psutil
 import pytest
+from test_run import PARAMS, VALIDATE, VERDICT, write_notebook
 
 import bnlib.run as run_module
 from bnlib.run import RunResult, main, resolve_notebooks, run_notebooks, write_summary
-from test_run import PARAMS, VALIDATE, VERDICT, write_notebook
 
 SLEEP = "import time\ntime.sleep(120)"
 

@@ -185,7 +185,8 @@ def test_workers_stop_when_the_sweeping_process_is_killed(tmp_path, data_root):
     children = []
     for _ in range(120):  # wait for the two workers to start
         time.sleep(0.5)
-        found = subprocess.run(["pgrep", "-f", "-P", str(parent.pid), "spawn_main"], capture_output=True, text=True).stdout.split()
+        found = subprocess.run(["pgrep", "-f", "-P", str(parent.pid), "spawn_main"], capture_output=True,
+                               text=True).stdout.split()
         if len(found) == 2:
             children = [int(p) for p in found]
             break

@@ -228,4 +228,5 @@ def test_reg_cf_adds_the_weighted_penalty_and_reports_it(mnist):
         fit(small_cnn(in_channels=1, image_size=28, width=0.25, norm="bn"), small, steps=1, batch_size=60, lr=0.1, reg_cf=1.0,
             progress=False, device="cpu")
     with pytest.raises(ValueError, match="reg_cf must be >= 0"):
-        fit(small_cnn(in_channels=1, image_size=28, width=0.25), small, steps=1, batch_size=60, lr=0.1, reg_cf=-1.0, progress=False)
+        fit(small_cnn(in_channels=1, image_size=28, width=0.25), small, steps=1, batch_size=60, lr=0.1, reg_cf=-1.0,
+            progress=False)
