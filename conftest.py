@@ -1,4 +1,4 @@
-"""Root pytest configuration: the doctests of bnlib.data and bnlib.experiment need the real datasets."""
+"""Root pytest configuration: the one gate of the tests (and doctests) that need the real datasets."""
 
 import os
 from pathlib import Path
@@ -8,16 +8,31 @@ import pytest
 REPO = Path(__file__).resolve().parent
 
 
-def _have_data() -> bool:
-    root = Path(os.environ.get("BNLIB_DATA") or REPO / "data")
-    raw = root / "MNIST" / "raw"
-    return any(raw.glob("t10k-labels-idx1-ubyte*"))
+def data_folder() -> Path:
+    """Where the real datasets are: ``$BNLIB_DATA``, else ``<repo>/data``."""
+    return Path(os.environ.get("BNLIB_DATA") or REPO / "data")
+
+
+def have_data() -> bool:
+    """The one gate of every test that needs the real datasets: MNIST's files are in :func:`data_folder`."""
+    return any((data_folder() / "MNIST" / "raw").glob("t10k-labels-idx1-ubyte*"))
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "data: needs the real datasets (skipped without them, like every test using data_root)")
 
 
 def pytest_collection_modifyitems(config, items):
-    if _have_data():
+    if have_data():
         return
-    skip = pytest.mark.skip(reason="needs the real MNIST files: set BNLIB_DATA (CI uses ../shared/data)")
+    skip = pytest.mark.skip(reason="needs the real datasets: set BNLIB_DATA (CI uses ../shared/data)")
     for item in items:
-        if isinstance(item, pytest.DoctestItem) and item.name.startswith(("bnlib.data", "bnlib.experiment")):
+        doctest = isinstance(item, pytest.DoctestItem) and item.name.startswith(("bnlib.data", "bnlib.experiment"))
+        if doctest or item.get_closest_marker("data") or "data_root" in getattr(item, "fixturenames", ()):
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """The datasets' folder (tests that use it are skipped without the data)."""
+    return data_folder()

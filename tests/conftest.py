@@ -1,21 +1,12 @@
-"""Shared fixtures: the real datasets under $BNLIB_DATA (CI sets it to ../shared/data)."""
+"""Shared fixtures on the real datasets (``data_root`` and the gate that skips without them: the root conftest.py)."""
 
 import os
-from pathlib import Path
 
 import pytest
 
 from bnlib import cores
 
 cores.session()  # the runners, kernels and workers the tests start join this process's session: no rivals for the cores
-
-
-@pytest.fixture(scope="session")
-def data_root() -> Path:
-    root = os.environ.get("BNLIB_DATA")
-    if not root or not any(Path(root, "MNIST", "raw").glob("t10k-labels-idx1-ubyte*")):
-        pytest.skip("set BNLIB_DATA to a folder holding the real MNIST files (CI uses ../shared/data)")
-    return Path(root)
 
 
 @pytest.fixture(scope="session")

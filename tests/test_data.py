@@ -34,10 +34,7 @@ from bnlib.data import (
 )
 
 DATA = os.environ.get("BNLIB_DATA")
-needs_data = pytest.mark.skipif(
-    not DATA or not Path(DATA).is_dir(),
-    reason="real datasets unavailable: set BNLIB_DATA to the folder holding MNIST/, FashionMNIST/, cifar-10-batches-py/",
-)
+needs_data = pytest.mark.data  # skipped without the real datasets (the root conftest.py's gate)
 
 # From /work/shared/data/README.md
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
