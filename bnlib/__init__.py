@@ -6,6 +6,7 @@ Each module has one job and can be copied on its own:
 - ``bnlib.norms``: Batch Normalization from scratch (Ioffe & Szegedy 2015) and its variants
 - ``bnlib.models``: the networks the notebooks train
 - ``bnlib.train``: ``fit``, one training loop by steps that returns a tidy DataFrame
+- ``bnlib.batched``: seeds together, S small networks trained as one batched model (notebook 02's sweeps)
 - ``bnlib.probes``: measurements taken during training (activation quantiles, ...)
 - ``bnlib.sweep``: grids of runs x seeds, each finished run saved to disk and skipped on re-run
 - ``bnlib.verdicts``: per-seed numbers -> effect, Student-t interval and outcome against a declared minimum effect;

@@ -41,15 +41,16 @@ from functools import lru_cache, partial
 import pandas as pd
 import torch
 
+from bnlib.batched import BatchedMLP, evaluate_batched, fit_batched
 from bnlib.cores import intra_op_threads
 from bnlib.data import DATASET_NAMES, VALIDATION_SIZES, dataset_stats, fixed_subset, load_dataset, to_float, validation_split
-from bnlib.models import MODELS, BatchedMLP, build_model, xavier_init_
+from bnlib.models import MODELS, build_model, xavier_init_
 from bnlib.norms import NORM_KINDS
 from bnlib.probes import PROBE_ARGS, PROBE_VERSIONS, PROBES, named_probes
-from bnlib.train import SCHEDULES, evaluate, evaluate_batched, fit, fit_batched, lr_schedule, resolve_device
+from bnlib.train import SCHEDULES, evaluate, fit, lr_schedule, resolve_device
 
 CACHE_VERSION = 1  # bump when a change alters what a run computes for the same config and seed
-BATCHED_NORMS = ("none", "bn", "torch_bn")  # what a batched run (bnlib.models.BatchedMLP) can hold
+BATCHED_NORMS = ("none", "bn", "torch_bn")  # what a batched run (bnlib.batched.BatchedMLP) can hold
 BATCHED_PROBES = ("unit_quantiles",)
 OPTIMIZERS = ("sgd", "adam")
 INITS = (None, "xavier")
@@ -370,11 +371,11 @@ def execute_batched(
     threads: int | None = 1,
     data_root: str | os.PathLike | None = None,
 ) -> list[pd.DataFrame]:
-    """Train several ``(run, seed)`` jobs of batched MLP runs as one :class:`~bnlib.models.BatchedMLP`; one table per job.
+    """Train several ``(run, seed)`` jobs of batched MLP runs as one :class:`~bnlib.batched.BatchedMLP`; one table per job.
 
     The runs must have ``batched=True`` and differ only in ``lr``, ``init_std`` (:func:`batch_group`) and the seed.
     Model ``i`` starts from the weights and sees the batches of ``execute(run_i, seed_i)`` and is updated by SGD with
-    its own learning rate (:func:`bnlib.train.fit_batched`); its table has :func:`execute`'s columns. Each model's
+    its own learning rate (:func:`bnlib.batched.fit_batched`); its table has :func:`execute`'s columns. Each model's
     numbers do not depend on which other jobs share the batch (``tests/test_experiment.py`` checks this exactly), so
     they are cached per run and seed like any other run.
 

@@ -4,8 +4,8 @@ Every builder takes a ``norm`` kind (see :func:`bnlib.norms.norm_layer`) and an
 ``activation`` name, so the same architecture can be trained with and without
 Batch Normalization: :func:`mlp` (the paper's MNIST network), :func:`vgg` (VGG-11/13/16/19
 for small images, with a width multiplier), :func:`small_cnn` (the study note's CNN) and
-:func:`small_resnet`; :func:`build_model` builds any of them by name. :class:`BatchedMLP`
-trains S copies of an ``mlp`` at once.
+:func:`small_resnet`; :func:`build_model` builds any of them by name (:class:`bnlib.batched.BatchedMLP`
+trains S copies of an ``mlp`` at once).
 
 Example:
     >>> import torch
@@ -17,7 +17,6 @@ Example:
 
 from __future__ import annotations
 
-import copy
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -26,7 +25,7 @@ from functools import partial
 import torch
 from torch import nn
 
-from bnlib.norms import BatchedBatchNorm, NormSpec, is_batch_norm, norm_layer
+from bnlib.norms import NormSpec, norm_layer
 
 ACTIVATIONS = {
     "sigmoid": nn.Sigmoid,
@@ -418,148 +417,3 @@ def count_parameters(model: nn.Module) -> int:
         8
     """
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-class _BatchedLinearFunction(torch.autograd.Function):
-    """y = x W^T + b per model, with a backward that writes dW = dy^T x directly (contiguous, one bmm)."""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias):  # x (S, B, in), weight (S, out, in), bias (S, out) or None
-        ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
-        if bias is None:
-            return torch.bmm(x, weight.transpose(1, 2))
-        return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
-
-    @staticmethod
-    def backward(ctx, dy):
-        x, weight = ctx.saved_tensors
-        need_x, need_w, need_b = ctx.needs_input_grad
-        dx = torch.bmm(dy, weight) if need_x else None
-        dw = torch.bmm(dy.transpose(1, 2), x) if need_w else None
-        db = dy.sum(1) if ctx.has_bias and need_b else None
-        return dx, dw, db
-
-
-class BatchedLinear(nn.Module):
-    """``num_models`` linear layers applied at once: weight (S, out, in), bias (S, out) or None.
-
-    Input (S, B, in) gives (S, B, out); an input (B, in) shared by all models gives
-    (S, B, out). Training goes through a small autograd function whose weight
-    gradient is one contiguous ``bmm`` (autograd's own would need a transposed copy).
-
-    Example:
-        >>> layer = BatchedLinear(torch.zeros(3, 2, 5), torch.ones(3, 2))
-        >>> layer(torch.randn(4, 5)).shape
-        torch.Size([3, 4, 2])
-    """
-
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(weight.detach().clone().contiguous())
-        self.bias = None if bias is None else nn.Parameter(bias.detach().clone())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 2:  # one batch shared by every model (evaluation): one large matmul for all of them
-            s, n_out, n_in = self.weight.shape
-            out = (x @ self.weight.reshape(s * n_out, n_in).T).view(len(x), s, n_out).transpose(0, 1).contiguous()
-            return out if self.bias is None else out + self.bias.unsqueeze(1)
-        return _BatchedLinearFunction.apply(x, self.weight, self.bias)
-
-
-class PerModel(nn.Module):
-    """Apply an elementwise ``module`` to each model's slice (S, ...) of a batched tensor on its own.
-
-    PyTorch's vectorized kernels compute the elements of a tensor's tail with other code than the rest, and for
-    transcendental functions (sigmoid, tanh) the two differ in the last bit; applied to the whole (S, B, C) tensor,
-    a model's values would then depend on how many models share it. Slice by slice, model ``s`` gets exactly what
-    it would get alone.
-
-    Example:
-        >>> x = torch.randn(3, 60, 100)
-        >>> torch.equal(PerModel(nn.Sigmoid())(x)[1], torch.sigmoid(x[1:2])[0])
-        True
-    """
-
-    def __init__(self, module: nn.Module) -> None:
-        super().__init__()
-        self.module = module
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.stack([self.module(part) for part in x.unbind(0)])
-
-
-class BatchedMLP(nn.Module):
-    """S independent copies of :func:`mlp`, trained together with batched matrix products.
-
-    Built from S ``mlp(...)`` models with the same architecture (:meth:`from_seeds`
-    builds model ``s`` under ``torch.manual_seed(seeds[s])``, so its initial weights are
-    those of a separate run with that seed). Children keep the names of :func:`mlp`
-    (``fc1, norm1, act1, ..., out``); the BN layers become :class:`bnlib.norms.BatchedBatchNorm`
-    with per-model statistics and running buffers. Input (S, B, C, H, W) (one batch per
-    model) or (B, C, H, W) (the same batch for every model); output (S, B, classes).
-    :meth:`model_at` gives model ``s`` back as a plain ``mlp``.
-
-    Example:
-        >>> net = BatchedMLP.from_seeds([0, 1, 2], norm="bn", activation="sigmoid")
-        >>> net(torch.zeros(5, 1, 28, 28)).shape
-        torch.Size([3, 5, 10])
-        >>> torch.equal(net.model_at(1).fc1.weight, (torch.manual_seed(1), mlp(norm="bn"))[1].fc1.weight)
-        True
-    """
-
-    def __init__(self, models: Sequence[nn.Sequential]) -> None:
-        super().__init__()
-        if not models:
-            raise ValueError("BatchedMLP needs at least one model, got none")
-        names = [[name for name, _ in m.named_children()] for m in models]
-        if any(n != names[0] for n in names):
-            raise ValueError("all models must have the same architecture (the same named layers)")
-        self.num_models = len(models)
-        self._template = [copy.deepcopy(models[0]).cpu()]  # a list, so it is not a submodule
-        for name, first in models[0].named_children():
-            layers = [dict(m.named_children())[name] for m in models]
-            self.add_module(name, self._batched(first, layers))
-
-    def _batched(self, first: nn.Module, layers: list[nn.Module]) -> nn.Module:
-        if isinstance(first, nn.Flatten):
-            return nn.Flatten(start_dim=-3)
-        if isinstance(first, nn.Linear):
-            bias = None if first.bias is None else torch.stack([m.bias for m in layers])
-            return BatchedLinear(torch.stack([m.weight for m in layers]), bias)
-        if is_batch_norm(first, plain=True):
-            bn = BatchedBatchNorm(self.num_models, first.num_features, first.eps, first.momentum)
-            with torch.no_grad():
-                for name in ("weight", "bias", "running_mean", "running_var"):
-                    getattr(bn, name).copy_(torch.stack([getattr(m, name) for m in layers]))
-            return bn
-        if isinstance(first, nn.Identity):
-            return nn.Identity()
-        if isinstance(first, tuple(ACTIVATIONS.values())):
-            return PerModel(copy.deepcopy(first))
-        raise ValueError(f"BatchedMLP cannot batch a {type(first).__name__} layer")
-
-    @classmethod
-    def from_seeds(cls, seeds: Sequence[int], **mlp_kwargs) -> BatchedMLP:
-        """One ``mlp(**mlp_kwargs)`` per seed, each built under ``torch.manual_seed(seed)``, batched."""
-        models = []
-        for seed in seeds:
-            torch.manual_seed(seed)
-            models.append(mlp(**mlp_kwargs))
-        return cls(models)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for module in self.children():
-            x = module(x)
-        return x
-
-    def model_at(self, index: int) -> nn.Sequential:
-        """Model ``index`` as a plain ``mlp`` (a copy, on the CPU)."""
-        model = copy.deepcopy(self._template[0])
-        with torch.no_grad():
-            for name, module in model.named_children():
-                batched = getattr(self, name)
-                for key, value in module.state_dict().items():
-                    source = batched.state_dict()[key]
-                    value.copy_(source if key == "num_batches_tracked" else source[index])
-        return model

@@ -96,7 +96,7 @@ class QuantileProbe:
     quantiles ``qs`` of that unit's values over the batch (and positions, for
     conv layers). :meth:`frame` returns them as a tidy DataFrame with columns
     ``step, layer, model, unit, q, value``; ``model`` is 0 for a plain model and
-    the index of the model in a batched one (e.g. :class:`bnlib.models.BatchedMLP`).
+    the index of the model in a batched one (e.g. :class:`bnlib.batched.BatchedMLP`).
 
     Example:
         >>> net = torch.nn.Sequential(torch.nn.Linear(3, 2))
@@ -548,8 +548,8 @@ def named_probes(names: Sequence[str], model: nn.Module, batch: tuple[torch.Tens
     ``batch`` (inputs as the network takes them, labels), plus a last one that adds ``probe_s`` (their time at this row).
 
     Their columns are ``"layer|kind|stat"`` keys (:func:`tidy_layer_stats` makes them long). Each probe leaves the
-    model's weights, buffers and mode as it found them. On a batched model (:class:`bnlib.models.BatchedMLP`) the
-    ``unit_quantiles`` probe gives one value per model (a list; :func:`bnlib.train.fit_batched` puts each in its model's row).
+    model's weights, buffers and mode as it found them. On a batched model (:class:`bnlib.batched.BatchedMLP`) the
+    ``unit_quantiles`` probe gives one value per model (a list; :func:`bnlib.batched.fit_batched` puts each in its model's row).
 
     Example:
         >>> from bnlib.models import mlp

@@ -5,10 +5,11 @@ import math
 import pytest
 import torch
 
+from bnlib.batched import BatchedMLP, fit_batched
 from bnlib.data import dataset_stats, seed_batches, train_batches
-from bnlib.models import BatchedMLP, mlp
+from bnlib.models import mlp
 from bnlib.norms import BatchedBatchNorm, BatchNorm
-from bnlib.train import fit, fit_batched
+from bnlib.train import fit
 
 MEAN, STD = dataset_stats("mnist")
 SEEDS = [0, 1, 2]

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.autograd import gradgradcheck
 
-from bnlib.models import _BatchedLinearFunction
+from bnlib.batched import _BatchedLinearFunction
 from bnlib.norms import BatchNorm, BatchNormFunction, _BatchedBatchNormFunction
 
 

@@ -56,7 +56,7 @@ def test_quantile_probe_matches_torch_quantile_and_restores_mode():
 
 
 def test_quantile_probe_on_a_batched_model_gives_one_set_per_model():
-    from bnlib.models import BatchedMLP
+    from bnlib.batched import BatchedMLP
 
     net = BatchedMLP.from_seeds([0, 1], hidden=(6,), norm="bn")
     x = torch.randn(50, 1, 28, 28)
