@@ -51,6 +51,7 @@ __all__ = [
     "BatchNorm",
     "TorchBatchNorm",
     "BatchedBatchNorm",
+    "is_batch_norm",
     "RigidBatchNorm",
     "KLBatchNorm",
     "NoisyBatchNorm",
@@ -62,6 +63,10 @@ __all__ = [
     "NORM_KINDS",
     "norm_layer",
 ]
+
+
+# ------------------------------------------------------------------------
+# Shapes, argument checks and the affine step shared by every layer
 
 
 def _reduction_dims(x: Tensor) -> tuple[int, ...]:
@@ -79,6 +84,16 @@ def _reduction_dims(x: Tensor) -> tuple[int, ...]:
 def _channel_shape(x: Tensor) -> tuple[int, ...]:
     """Shape that broadcasts a per-channel (C,) vector against ``x``."""
     return (1, x.shape[1]) + (1,) * (x.dim() - 2)
+
+
+def _affine(x_hat: Tensor, gamma: Tensor, beta: Tensor) -> Tensor:
+    """``y = gamma * x_hat + beta`` per channel: Algorithm 1's scale and shift (``gamma`` and ``beta`` of shape (C,)).
+
+    >>> _affine(torch.zeros(2, 3, 1, 1), torch.ones(3), torch.arange(3.0)).flatten().tolist()
+    [0.0, 1.0, 2.0, 0.0, 1.0, 2.0]
+    """
+    shape = _channel_shape(x_hat)
+    return gamma.reshape(shape) * x_hat + beta.reshape(shape)
 
 
 def _check_layer_args(
@@ -118,6 +133,12 @@ def _check_layer_args(
 def _float32(x: Tensor) -> Tensor:
     """``x`` in float32 if it is float16/bfloat16 (BN statistics in low precision lose accuracy), else unchanged."""
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+# ------------------------------------------------------------------------
+# 1. Algorithm 1 (the Batch Normalizing Transform) and its backward (Sec. 3)
+#   mu_B = 1/m sum_i x_i        sigma_B^2 = 1/m sum_i (x_i - mu_B)^2
+#   x_hat_i = (x_i - mu_B) / sqrt(sigma_B^2 + eps)        y_i = gamma x_hat_i + beta
 
 
 class BatchNormCache(NamedTuple):
@@ -164,13 +185,12 @@ def batch_norm_forward(
     """
     dims = _reduction_dims(x)
     m = x.numel() // x.shape[1]
-    shape = _channel_shape(x)
     mean = x.sum(dims, keepdim=True) / m  # mu_B = 1/m sum_i x_i
     x_mu = x - mean
     var = (x_mu**2).sum(dims, keepdim=True) / m  # sigma_B^2 = 1/m sum_i (x_i - mu_B)^2
     inv_std = 1.0 / torch.sqrt(var + eps)
     x_hat = x_mu * inv_std  # x_hat_i = (x_i - mu_B) / sqrt(sigma_B^2 + eps)
-    y = gamma.reshape(shape) * x_hat + beta.reshape(shape)  # y_i = gamma x_hat_i + beta
+    y = _affine(x_hat, gamma, beta)  # y_i = gamma x_hat_i + beta
     return y, BatchNormCache(x_hat, x_mu, mean, var, inv_std, gamma, dims, m)
 
 
@@ -262,6 +282,12 @@ class BatchNormFunction(torch.autograd.Function):
             dbeta if need_beta else None,
             None,
         )
+
+
+# ------------------------------------------------------------------------
+# 2. The BatchNorm module: batch statistics in training, population statistics at inference
+#   Algorithm 2: E[x] <- E_B[mu_B], Var[x] <- m/(m-1) E_B[sigma_B^2] (here: running averages with momentum)
+#   y = gamma / sqrt(Var[x] + eps) * x + (beta - gamma E[x] / sqrt(Var[x] + eps))
 
 
 class _BatchStatsNorm(nn.Module):
@@ -403,8 +429,7 @@ class BatchNorm(_BatchStatsNorm):
 
     def _eval_forward(self, x: Tensor, gamma: Tensor, beta: Tensor) -> Tensor:
         """Algorithm 2, step 11: y = gamma / sqrt(Var[x] + eps) * (x - E[x]) + beta."""
-        shape = _channel_shape(x)
-        return gamma.reshape(shape) * self._running_x_hat(x) + beta.reshape(shape)
+        return _affine(self._running_x_hat(x), gamma, beta)
 
     def extra_repr(self) -> str:
         """Same fields as torch's batch norm repr.
@@ -461,6 +486,11 @@ class TorchBatchNorm(nn.modules.batchnorm._BatchNorm):
         torch.float32
         """
         return super().forward(_float32(input))
+
+
+# ------------------------------------------------------------------------
+# 3. S models at once (bnlib.batched): the same transform with per-model statistics
+#   x of shape (S, N, C): mu_B, sigma_B^2, gamma, beta and the running buffers of shape (S, C)
 
 
 class _BatchedBatchNormFunction(torch.autograd.Function):
@@ -561,6 +591,12 @@ _RIGID_RECOMPUTE = ("mean", "mean_var")
 _KL_KINDS = ("correct", "original")
 
 
+# ------------------------------------------------------------------------
+# 4. Variants: notebook 04's rigid and KL batch norms, Santurkar et al.'s noisy and l_p ones
+#   rigid: mu_B over the inliers |x_hat| < bound; KL: + KL(N(mu_B, sigma_B^2) || N(0, 1)) as a penalty
+#   noisy: s * BN(x) + m with random m, s at every step; l_p: x_hat = (x - mu_B) / ((1/m sum |x - mu_B|^p)^(1/p) + eps)
+
+
 class RigidBatchNorm(_BatchStatsNorm):
     """Batch norm whose statistics ignore outliers, with a penalty on values beyond ``bound``.
 
@@ -637,8 +673,7 @@ class RigidBatchNorm(_BatchStatsNorm):
             self.penalty = torch.zeros((), dtype=x.dtype, device=x.device)
         if self.clip:
             x_hat = x_hat.clamp(-self.bound, self.bound)
-        shape = _channel_shape(x)
-        return gamma.reshape(shape) * x_hat + beta.reshape(shape)
+        return _affine(x_hat, gamma, beta)
 
     def _train_x_hat(self, x: Tensor) -> Tensor:
         """Steps 1-4 of the class docstring (before the clip); updates the running statistics and diagnostics."""
@@ -731,11 +766,10 @@ class KLBatchNorm(_BatchStatsNorm):
     def forward(self, x: Tensor) -> Tensor:
         """Batch norm of ``x`` (or ``gamma * x + beta``); in training also sets ``self.penalty``."""
         x, gamma, beta = self._checked(x)
-        shape = _channel_shape(x)
         if not self.training:
             self.penalty = torch.zeros((), dtype=x.dtype, device=x.device)
             x_hat = self._running_x_hat(x) if self.normalize else x
-            return gamma.reshape(shape) * x_hat + beta.reshape(shape)
+            return _affine(x_hat, gamma, beta)
         dims = _reduction_dims(x)
         mean = x.mean(dims, keepdim=True)
         var = (x - mean).square().mean(dims, keepdim=True)
@@ -744,7 +778,7 @@ class KLBatchNorm(_BatchStatsNorm):
             mean.detach().reshape(-1), var.detach().reshape(-1), m=x.numel() // x.shape[1]
         )
         x_hat = (x - mean) / torch.sqrt(var + self.eps) if self.normalize else x
-        return gamma.reshape(shape) * x_hat + beta.reshape(shape)
+        return _affine(x_hat, gamma, beta)
 
     def _kl(self, mean: Tensor, var: Tensor) -> Tensor:
         """The per-channel KL term of ``self.kl`` from the batch moments."""
@@ -853,9 +887,8 @@ class NoisyBatchNorm(_BatchStatsNorm):
     def forward(self, x: Tensor) -> Tensor:
         """Batch norm of ``x``; in training plus fresh noise ``s * y + m`` (sets ``self.last_noise``)."""
         x, gamma, beta = self._checked(x)
-        shape = _channel_shape(x)
         if not self.training:
-            return gamma.reshape(shape) * self._running_x_hat(x) + beta.reshape(shape)
+            return _affine(self._running_x_hat(x), gamma, beta)
         y, mean, var = BatchNormFunction.apply(x, gamma, beta, self.eps)
         self._update_running_stats(mean, var, m=x.numel() // x.shape[1])
         m, s = self._sample_noise(x)
@@ -961,7 +994,7 @@ class LpBatchNorm(_BatchStatsNorm):
             x_mu = x - self.running_mean.reshape(shape)
             d = torch.sqrt(self.running_var).reshape(shape)
         x_hat = x_mu / (d + self.eps)
-        return gamma.reshape(shape) * x_hat + beta.reshape(shape)
+        return _affine(x_hat, gamma, beta)
 
     def extra_repr(self) -> str:
         """``num_features`` and every option (p as 1, 2 or inf).
@@ -997,6 +1030,11 @@ def model_penalty(model: nn.Module) -> Tensor:
         return sum(penalties[1:], penalties[0])
     first = next(model.parameters(), None)
     return torch.zeros((), device=first.device if first is not None else "cpu")
+
+
+# ------------------------------------------------------------------------
+# 5. Norms that do not use the batch (Wu & He 2018)
+#   statistics per example over (C/G, H, W): G = 1 layer norm, G = C instance norm
 
 
 def group_norm(num_features: int, num_groups: int | None = None, eps: float = 1e-5, affine: bool = True) -> nn.GroupNorm:
@@ -1039,6 +1077,10 @@ def instance_norm(num_features: int, eps: float = 1e-5, affine: bool = True) -> 
     True
     """
     return group_norm(num_features, num_features, eps, affine)
+
+
+# ------------------------------------------------------------------------
+# 6. Which layers are batch norms, and the registry of norm kinds
 
 
 def is_batch_norm(module: nn.Module, plain: bool = False) -> bool:
