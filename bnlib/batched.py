@@ -31,7 +31,7 @@ from bnlib.cores import use_share
 from bnlib.data import eval_batches, seed_batches
 from bnlib.models import ACTIVATIONS, mlp
 from bnlib.norms import BatchedBatchNorm, is_batch_norm
-from bnlib.train import Callback, Data, default_scale, resolve_device
+from bnlib.train import Callback, Data, MetricsWindow, default_scale, resolve_device
 
 
 class _BatchedLinearFunction(torch.autograd.Function):
@@ -280,8 +280,7 @@ def fit_batched(
     scale = default_scale(x) if scale is None else scale
     batches = seed_batches(x, y, batch_size, seeds, mean=mean, std=std, scale=scale, device=dev)
     S = len(seeds)
-    window_loss = torch.zeros(S, eval_every, device=dev)  # one contiguous row per model: its mean does not depend on S
-    window_correct = torch.zeros(S, eval_every, device=dev)
+    window = MetricsWindow(S, eval_every, dev)
     alive = [True] * S
     rows: list[dict] = []
     start = time.perf_counter()
@@ -295,8 +294,8 @@ def fit_batched(
         if len(diverged_at) < len(models):
             for cb in callbacks:
                 extra.update(cb(step, model))
-        losses = window_loss[:, :n_window].mean(1).tolist() if n_window else [math.nan] * S
-        accs = (window_correct[:, :n_window].mean(1) / batch_size).tolist() if n_window else [math.nan] * S
+        losses = window.mean("loss", n_window).tolist() if n_window else [math.nan] * S
+        accs = (window.mean("correct", n_window) / batch_size).tolist() if n_window else [math.nan] * S
         for s in models:
             diverged = s in diverged_at
             row: dict = {"step": diverged_at.get(s, step), "model": s, "seed": seeds[s], "lr": lrs[s]}
@@ -311,7 +310,6 @@ def fit_batched(
 
     record(0, 0, list(range(S)), {})
     bar = tqdm(total=steps, desc=desc, disable=not progress, leave=False, mininterval=1.0)
-    n = 0
     for step in range(1, steps + 1):
         xb, yb = next(batches)
         logits = model(xb).float()
@@ -320,18 +318,15 @@ def fit_batched(
         opt.zero_grad(set_to_none=True)
         (per_model.sum() if loss_weights is None else (per_model * loss_weights).sum()).backward()
         opt.step()
-        window_loss[:, n] = per_model.detach()
-        window_correct[:, n] = (logits.detach().argmax(2) == yb).sum(1)
-        n += 1
-        if n == eval_every or step == steps:
-            bad = ~torch.isfinite(window_loss[:, :n]) | (window_loss[:, :n] > diverge_above)
-            first_bad = torch.where(bad.any(1), bad.float().argmax(1), -1).tolist()
-            diverged_at = {s: step - n + 1 + i for s, i in enumerate(first_bad) if i >= 0 and alive[s]}
-            record(step, n, [s for s in range(S) if alive[s]], diverged_at)
+        window.add(per_model.detach(), (logits.detach().argmax(2) == yb).sum(1))
+        if window.n == eval_every or step == steps:
+            first_bad = window.first_bad(diverge_above)
+            diverged_at = {s: step - window.n + 1 + i for s, i in enumerate(first_bad) if i >= 0 and alive[s]}
+            record(step, window.n, [s for s in range(S) if alive[s]], diverged_at)
             for s in diverged_at:
                 alive[s] = False
-            bar.update(n)
-            n = 0
+            bar.update(window.n)
+            window.n = 0
             if not any(alive):
                 break
     bar.close()

@@ -167,6 +167,46 @@ def check_batch_size(model: nn.Module, batch_size: int) -> None:
         )
 
 
+class MetricsWindow:
+    """What S models did since their last evaluation: each step's loss, correct count and penalty, one row per model.
+
+    Shared by :func:`fit` (S = 1) and :func:`bnlib.batched.fit_batched`: the means a row reports and the divergence
+    check. A model's row is contiguous, so its mean does not depend on S.
+
+    Example:
+        >>> w = MetricsWindow(models=2, size=3, device="cpu")
+        >>> w.add(torch.tensor([1.0, 2.0]), torch.tensor([5, 6]))
+        >>> w.add(torch.tensor([3.0, float("nan")]), torch.tensor([7, 8]))
+        >>> w.first_bad(above=1e4), w.mean("loss", upto=1).tolist()
+        ([-1, 1], [1.0, 2.0])
+    """
+
+    def __init__(self, models: int, size: int, device: str | torch.device) -> None:
+        self.loss = torch.zeros(models, size, device=device)
+        self.correct = torch.zeros(models, size, device=device)
+        self.penalty = torch.zeros(models, size, device=device)
+        self.n = 0  # steps recorded since the last evaluation
+
+    def add(self, loss: torch.Tensor, correct: torch.Tensor, penalty: torch.Tensor | None = None) -> None:
+        """Record one step: per-model loss and correct count (shape (S,), or scalars for S = 1), optional penalty."""
+        self.loss[:, self.n] = loss
+        self.correct[:, self.n] = correct
+        if penalty is not None:
+            self.penalty[:, self.n] = penalty
+        self.n += 1
+
+    def first_bad(self, above: float, reg_cf: float = 0.0) -> list[int]:
+        """Per model, the window index of its first step whose minimized loss (loss + reg_cf * penalty) is NaN, inf or
+        above ``above``; -1 where there is none."""
+        minimized = self.loss[:, : self.n] + reg_cf * self.penalty[:, : self.n]
+        bad = ~torch.isfinite(minimized) | (minimized > above)
+        return torch.where(bad.any(1), bad.float().argmax(1), -1).tolist()
+
+    def mean(self, name: str, upto: int) -> torch.Tensor:
+        """Per-model mean of ``name`` ("loss", "correct" or "penalty") over the window's first ``upto`` steps."""
+        return getattr(self, name)[:, :upto].mean(1)
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -207,6 +247,15 @@ def evaluate(
     model.train(was_training)
     n = len(y)
     return total_loss.item() / n, correct.item() / n
+
+
+def _stores_penalty(model: nn.Module, reg_cf: float) -> bool:
+    """Whether a layer of ``model`` stored a penalty in the forward pass just run; ``reg_cf > 0`` without one raises."""
+    penalized = any(isinstance(getattr(m, "penalty", None), torch.Tensor) for m in model.modules())
+    if reg_cf > 0 and not penalized:
+        raise ValueError(f"reg_cf={reg_cf} but no layer of the model stores a penalty; use a norm with one "
+                         '(e.g. norm="rigid" or "kl_bn") or reg_cf=0')
+    return penalized
 
 
 def fit(
@@ -302,49 +351,35 @@ def fit(
     x, y = train_data
     scale = default_scale(x) if scale is None else scale
     batches = train_batches(x, y, batch_size, seed=seed, mean=mean, std=std, scale=scale, augment=augment, device=dev)
-    window_loss = torch.zeros(eval_every, device=dev)
-    window_penalty = torch.zeros(eval_every, device=dev)
-    window_correct = torch.zeros(eval_every, device=dev)
+    window = MetricsWindow(1, eval_every, dev)
     penalized: bool | None = None  # does the model store penalties? (known after the first forward pass)
     rows: list[dict] = []
     start = time.perf_counter()
 
-    def record(step: int, n_window: int, diverged: bool = False) -> None:
+    def record(step: int, upto: int, diverged: bool = False) -> None:
         use_share()  # bnlib processes running at once share the cores (re-read at every evaluation)
         row: dict = {"step": step, "seed": seed, "lr": lr}
-        if n_window:
-            row["train_loss"] = window_loss[:n_window].mean().item()
-            row["train_acc"] = window_correct[:n_window].mean().item() / batch_size
-        else:
-            row["train_loss"] = row["train_acc"] = math.nan
+        row["train_loss"] = window.mean("loss", upto)[0].item() if upto else math.nan
+        row["train_acc"] = window.mean("correct", upto)[0].item() / batch_size if upto else math.nan
         if penalized:
-            row["penalty"] = window_penalty[:n_window].mean().item() if n_window else math.nan
+            row["penalty"] = window.mean("penalty", upto)[0].item() if upto else math.nan
         if test_data is not None:
-            if diverged:
-                row["test_loss"] = row["test_acc"] = math.nan
-            else:
-                row["test_loss"], row["test_acc"] = evaluate(model, test_data, mean=mean, std=std, scale=scale, device=dev,
-                                                             autocast=autocast)
+            row["test_loss"], row["test_acc"] = (math.nan, math.nan) if diverged else evaluate(
+                model, test_data, mean=mean, std=std, scale=scale, device=dev, autocast=autocast)
         if not diverged:
             for cb in callbacks:
                 row.update(cb(step, model))
-        row["elapsed_s"] = time.perf_counter() - start
-        row["diverged"] = diverged
-        rows.append(row)
+        rows.append({**row, "elapsed_s": time.perf_counter() - start, "diverged": diverged})
 
     record(0, 0)
     bar = tqdm(total=steps, desc=desc, disable=not progress, leave=False, mininterval=1.0)
-    n = 0
     for step in range(1, steps + 1):
         xb, yb = next(batches)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
             logits = model(xb.contiguous(memory_format=torch.channels_last) if channels_last else xb)
         ce = F.cross_entropy(logits.float(), yb)
         if penalized is None:
-            penalized = any(isinstance(getattr(m, "penalty", None), torch.Tensor) for m in model.modules())
-            if reg_cf > 0 and not penalized:
-                raise ValueError(f"reg_cf={reg_cf} but no layer of the model stores a penalty; use a norm with one "
-                                 '(e.g. norm="rigid" or "kl_bn") or reg_cf=0')
+            penalized = _stores_penalty(model, reg_cf)
         penalty = model_penalty(model) if penalized else None
         loss = ce + reg_cf * penalty if penalty is not None and reg_cf > 0 else ce
         opt.zero_grad(set_to_none=True)
@@ -352,20 +387,14 @@ def fit(
         opt.step()
         if scheduler is not None:
             scheduler.step()
-        window_loss[n] = ce.detach()
-        if penalty is not None:
-            window_penalty[n] = penalty.detach()
-        window_correct[n] = (logits.detach().argmax(1) == yb).sum()
-        n += 1
-        if n == eval_every or step == steps:
-            window = window_loss[:n] + reg_cf * window_penalty[:n]
-            bad = ~torch.isfinite(window) | (window > diverge_above)
-            if bad.any():
-                first_bad = step - n + 1 + int(bad.nonzero()[0, 0])
-                record(first_bad, int(bad.nonzero()[0, 0]), diverged=True)
+        window.add(ce.detach(), (logits.detach().argmax(1) == yb).sum(), None if penalty is None else penalty.detach())
+        if window.n == eval_every or step == steps:
+            bad = window.first_bad(diverge_above, reg_cf)[0]
+            if bad >= 0:  # the row of a diverged run: its first bad step, means over the good steps before it
+                record(step - window.n + 1 + bad, bad, diverged=True)
                 break
-            record(step, n)
-            bar.update(n)
-            n = 0
+            record(step, window.n)
+            bar.update(window.n)
+            window.n = 0
     bar.close()
     return pd.DataFrame(rows)
