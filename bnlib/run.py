@@ -588,9 +588,11 @@ def stop_signals_raise() -> Iterator[None]:
             signal.signal(s, h)
 
 
-def stop_descendants(timeout: float = 10.0) -> int:
-    """Terminate every process this one started (kernels, pool workers, their sweep workers), killing those still
-    alive after ``timeout`` seconds; returns how many there were (resource trackers aside: they end with their owner)."""
+def stop_descendants(since: float, timeout: float = 10.0) -> int:
+    """Terminate every process this one started at or after time ``since`` (the runner's kernels, pool workers and
+    their sweep workers; not, in a JupyterLab kernel that called the runner, its earlier children), killing those
+    still alive after ``timeout`` seconds; returns how many there were (resource trackers aside: they end with their
+    owner)."""
     import psutil
 
     def tracker(p: psutil.Process) -> bool:  # multiprocessing's resource trackers ignore SIGTERM; they end with their owner
@@ -598,7 +600,13 @@ def stop_descendants(timeout: float = 10.0) -> int:
             return "multiprocessing.resource_tracker" in " ".join(p.cmdline())
         return False
 
-    procs = [p for p in psutil.Process().children(recursive=True) if not tracker(p)]  # listed before orphans leave the tree
+    def started_here(p: psutil.Process) -> bool:
+        with contextlib.suppress(psutil.Error):
+            return p.create_time() >= since - 1.0  # create_time has a clock tick's resolution
+        return False
+
+    # listed before any dies: an orphan leaves the tree
+    procs = [p for p in psutil.Process().children(recursive=True) if started_here(p) and not tracker(p)]
     for p in procs:
         with contextlib.suppress(psutil.NoSuchProcess):
             p.terminate()
@@ -710,7 +718,7 @@ def run_notebooks(
         signum = exc.signum if isinstance(exc, Stopped) else signal.SIGINT
         with stop_signals_raise():  # a second signal while stopping
             pass
-        stopped = stop_descendants()
+        stopped = stop_descendants(since=started)
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
         elapsed = time.time() - started

@@ -200,3 +200,19 @@ def test_notebooks_are_named_by_identity_and_copies_stay_out_of_the_series(tmp_p
     with pytest.raises(ValueError, match="no_identity.ipynb is not a notebook of the series .* run it with --preset quick"):
         run_notebooks([str(folder / "no_identity.ipynb")], preset="smoke", out=out)
     assert run_notebooks([str(folder / "no_identity.ipynb")], out=out)[0].status == "ok"  # its own defaults
+
+
+def test_a_stop_ends_only_the_processes_started_since_the_run_began():
+    from bnlib.run import stop_descendants
+
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    earlier = subprocess.Popen(sleeper)  # e.g. a JupyterLab kernel's own worker, started before it called the runner
+    time.sleep(1.5)
+    since = time.time()
+    later = subprocess.Popen(sleeper)
+    try:
+        assert stop_descendants(since=since, timeout=5) == 1
+        assert later.wait(timeout=5) is not None and earlier.poll() is None
+    finally:
+        earlier.kill(), later.kill()
+        earlier.wait(), later.wait()
