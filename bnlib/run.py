@@ -516,15 +516,14 @@ def finish(path: Path, out: Path, status: str, error: str, wall_s: float, params
                      previous)
 
 
-def execute(path: Path, out: Path, preset: str, overrides: dict, kernel: str) -> RunResult:
-    """Execute one notebook into ``out``; never raises for a failing notebook (the result says so)."""
+def execute(path: Path, out: Path, params: dict, kernel: str) -> RunResult:
+    """Execute one notebook into ``out`` with ``params`` (everything papermill injects, ``preset`` and ``out_dir``
+    included); never raises for a failing notebook (the result says so)."""
     import papermill
 
-    params = {**notebook_presets(path, preset), **overrides, "preset": preset,
-              "out_dir": kernel_path(out / path.stem, path.parent)}
     previous = set_aside_previous(out, path.stem)
     running = result_files(out, path.stem)["running"]
-    print(f"[bnlib.run] {path.stem} (preset {preset}) ...", flush=True)
+    print(f"[bnlib.run] {path.stem} (preset {params['preset']}) ...", flush=True)
     start = time.perf_counter()
     error, write_failed = "", False
     try:
@@ -681,11 +680,11 @@ def run_notebooks(
     for name in ("preset", "out_dir"):
         if name in overrides:
             raise ValueError(f"parameter {name!r} is set by the runner; use --{name.split('_')[0]} instead")
-    plan = {}
-    for path in paths:
-        notebook_presets(path, preset)
-        plan[path] = check_parameters(path, overrides)
+    plan = {path: {**notebook_presets(path, preset), **check_parameters(path, overrides), "preset": preset}
+            for path in paths}  # each notebook's parameters, checked before anything is created
     out = prepare_out(out)
+    for path, params in plan.items():
+        params["out_dir"] = kernel_path(out / path.stem, path.parent)
     if os.environ.get("BNLIB_DATA"):  # kernels run in notebooks/, so a relative data path must not depend on cwd
         os.environ["BNLIB_DATA"] = str(Path(os.environ["BNLIB_DATA"]).expanduser().resolve())
     jobs = min(jobs, len(paths))
@@ -702,13 +701,13 @@ def run_notebooks(
         with stop_signals_raise(), active_session(jobs), current_python_kernel() as kernel:
             if jobs == 1:
                 for path in paths:
-                    finished(execute(path, out, preset, plan[path], kernel))
+                    finished(execute(path, out, plan[path], kernel))
             else:
                 pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
                 order = longest_first(paths, out)
                 print(f"[bnlib.run] {len(order)} notebooks, {jobs} at a time (each with 1/{jobs} of the cores), in this "
                       "order: " + ", ".join(p.stem for p in order), flush=True)
-                pending = {pool.submit(execute, path, out, preset, plan[path], kernel) for path in order}
+                pending = {pool.submit(execute, path, out, plan[path], kernel) for path in order}
                 while pending:
                     complete, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for future in complete:
@@ -716,8 +715,6 @@ def run_notebooks(
                 pool.shutdown()
     except KeyboardInterrupt as exc:
         signum = exc.signum if isinstance(exc, Stopped) else signal.SIGINT
-        with stop_signals_raise():  # a second signal while stopping
-            pass
         stopped = stop_descendants(since=started)
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
@@ -727,9 +724,8 @@ def run_notebooks(
             if path.stem not in done and running.exists() and running.stat().st_mtime >= started:
                 with log_lock(out):
                     previous = kept_previous(out, path.stem, read_log(out).get(path.stem))
-                params = {**notebook_presets(path, preset), **plan[path], "preset": preset}
                 finished(finish(path, out, "interrupted", f"stopped by {signal.Signals(signum).name} after "
-                                f"{elapsed:.0f} s (see {out / path.name})", elapsed, params, previous))
+                                f"{elapsed:.0f} s (see {out / path.name})", elapsed, plan[path], previous))
         print(f"[bnlib.run] stopped by {signal.Signals(signum).name}: {stopped} kernel and worker processes ended; "
               f"{len(done)} notebook(s) on record in {out / 'runs.json'}", file=sys.stderr, flush=True)
         raise Stopped(signum) from None
