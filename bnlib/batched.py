@@ -28,10 +28,10 @@ from tqdm.auto import tqdm
 
 from bnlib import params as P
 from bnlib.cores import use_share
-from bnlib.data import eval_batches, seed_batches
+from bnlib.data import seed_batches
 from bnlib.models import ACTIVATIONS, mlp
 from bnlib.norms import BatchedBatchNorm, is_batch_norm
-from bnlib.train import Callback, Data, MetricsWindow, default_scale, resolve_device
+from bnlib.train import Callback, Data, MetricsWindow, default_scale, eval_logits, resolve_device
 
 
 class _BatchedLinearFunction(torch.autograd.Function):
@@ -201,22 +201,16 @@ def evaluate_batched(
         >>> [t.shape for t in evaluate_batched(net, (x, y), device="cpu")]
         [torch.Size([2]), torch.Size([2])]
     """
-    P.positive_int(batch_size=batch_size)
-    x, y = data
-    dev = resolve_device(device)
-    was_training = model.training
-    model.eval()
-    scale = default_scale(x) if scale is None else scale
     total_loss, correct = None, None
-    for xb, yb in eval_batches(x, y, batch_size, mean=mean, std=std, scale=scale, device=dev):
-        logits = model(xb).float()  # (S, B, classes)
+    for logits, yb in eval_logits(model, data, batch_size=batch_size, mean=mean, std=std, scale=scale, device=device):
+        logits = logits.float()  # (S, B, classes)
         s, b, k = logits.shape
         loss = F.cross_entropy(logits.reshape(s * b, k), yb.repeat(s), reduction="none").view(s, b).sum(1).double()
         hits = (logits.argmax(2) == yb).sum(1)
         total_loss = loss if total_loss is None else total_loss + loss
         correct = hits if correct is None else correct + hits
-    model.train(was_training)
-    return (total_loss / len(y)).cpu(), (correct.double() / len(y)).cpu()
+    n = len(data[1])
+    return (total_loss / n).cpu(), (correct.double() / n).cpu()
 
 
 def fit_batched(

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -231,22 +231,49 @@ def evaluate(
         >>> round(loss, 4), acc
         (0.6931, 1.0)
     """
+    total_loss = torch.zeros((), device=resolve_device(device), dtype=torch.float64)
+    correct = torch.zeros((), device=total_loss.device, dtype=torch.long)
+    for logits, yb in eval_logits(model, data, batch_size=batch_size, mean=mean, std=std, scale=scale, device=device,
+                                  autocast=autocast):
+        total_loss += F.cross_entropy(logits.float(), yb, reduction="sum").double()
+        correct += (logits.argmax(1) == yb).sum()
+    n = len(data[1])
+    return total_loss.item() / n, correct.item() / n
+
+
+def eval_logits(
+    model: nn.Module,
+    data: Data,
+    *,
+    batch_size: int = 2000,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    scale: float | None = None,
+    device: str | torch.device = "auto",
+    autocast: bool = False,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``(logits, labels)`` for every batch of ``data`` in order, ``model`` in eval mode and without gradients; the
+    model's mode is restored when the loop ends. What :func:`evaluate` and :func:`bnlib.batched.evaluate_batched`
+    reduce, each its own way. ``batch_size`` must be an integer >= 1.
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+        >>> [tuple(t.shape) for t in next(eval_logits(net, (torch.zeros(6, 1, 2, 2), torch.zeros(6).long()), device="cpu"))]
+        [(6, 2), (6,)]
+    """
     P.positive_int(batch_size=batch_size)
     x, y = data
     dev = resolve_device(device)
     was_training = model.training
     model.eval()
-    total_loss = torch.zeros((), device=dev, dtype=torch.float64)
-    correct = torch.zeros((), device=dev, dtype=torch.long)
     scale = default_scale(x) if scale is None else scale
-    for xb, yb in eval_batches(x, y, batch_size, mean=mean, std=std, scale=scale, device=dev):
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
-            logits = model(xb)
-        total_loss += F.cross_entropy(logits.float(), yb, reduction="sum").double()
-        correct += (logits.argmax(1) == yb).sum()
-    model.train(was_training)
-    n = len(y)
-    return total_loss.item() / n, correct.item() / n
+    try:
+        for xb, yb in eval_batches(x, y, batch_size, mean=mean, std=std, scale=scale, device=dev):
+            with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
+                logits = model(xb)
+            yield logits, yb
+    finally:
+        model.train(was_training)
 
 
 def _stores_penalty(model: nn.Module, reg_cf: float) -> bool:
