@@ -12,7 +12,7 @@ Each module has one job and can be copied on its own:
 - ``bnlib.verdicts``: per-seed numbers -> effect, Student-t interval and outcome against a declared minimum effect;
   ``metrics.json``
 - ``bnlib.plots``: one seaborn theme, mean with the verdicts' 95% t-interval over seeds
-- ``bnlib.params``: parameter checks for the notebooks' validation cells
+- ``bnlib.params``: parameter checks as data (rules and ``check``), one declarative call per notebook check cell
 - ``bnlib.cores``: bnlib processes computing at once share the CPU cores (torch threads, sweep workers)
 - ``bnlib.files``: files written whole or not at all (a temporary file and a rename)
 - ``bnlib.run``: ``python -m bnlib.run``, executes the notebooks with papermill

@@ -256,8 +256,8 @@ def fit_batched(
         >>> df[["seed", "step"]].values.tolist()
         [[0, 0], [1, 0], [0, 2], [1, 2], [0, 4], [1, 4]]
     """
-    P.positive_int(steps=steps, batch_size=batch_size)
-    P.positive_int(none_ok=True, eval_every=eval_every)
+    P.count(steps=steps, batch_size=batch_size)
+    P.optional(P.count)(eval_every=eval_every)
     seeds = list(seeds)
     per_model_lr = isinstance(lr, Sequence)
     lrs = [float(v) for v in lr] if per_model_lr else [float(lr)] * len(seeds)

@@ -1,135 +1,258 @@
-"""Checks for the notebooks' parameter-validation cells, by keyword.
+"""Parameter checks as data: a rule says what a value must be; :func:`check` applies rules to named values.
 
-Each check takes the parameters as keywords (``P.positive_int(seeds=seeds,
-steps=steps)``) and raises ``ValueError`` with a message that names the
-parameter, what it must be and what it got, e.g. ``lr must be a finite number > 0, got -1``.
-Numbers must be finite: ``inf`` and ``nan`` are refused by every numeric check.
+A notebook's check cell is one declarative call, one rule per parameter::
 
-Example:
-    >>> positive(lr=0.1, eps=1e-5)
-    >>> positive(lr=-1)
+    >>> seeds, lr, lrs, test_size = 3, 0.1, [0.1, 1.0], None
+    >>> check(globals(), seeds=count, lr=positive, lrs=list_of(positive), test_size=optional(integer(min=2)))
+
+A value that breaks its rule raises ``ValueError`` naming the parameter, what it must be and what it got. Numbers
+must be finite (``inf`` and ``nan`` fail every numeric rule); ``True``/``False`` are not numbers.
+
+    >>> check({"lr": -1}, lr=positive)
     Traceback (most recent call last):
     ...
     ValueError: lr must be a finite number > 0, got -1
+
+Rules are built from :func:`number`, :func:`integer`, :func:`one_of`, :func:`list_of`, :func:`interval` and
+:func:`optional`, narrowed with :meth:`Rule.where`; library code calls a rule on keywords (``count(steps=steps)``).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from bnlib.presets import PRESET_NAMES
 
 
-def _number(value) -> bool:
-    """True for a finite int or float (not a bool, inf or nan)."""
+class Rule:
+    """What a value must be (``must``, the words of the error) and the ``test`` that says whether it is.
+
+    A test that raises ``TypeError`` or ``ValueError`` counts as failed. Call a rule on keywords to check each.
+
+    Example:
+        >>> even = Rule("an even integer", lambda v: v % 2 == 0)
+        >>> even(batch=4)
+        >>> even(batch=5)
+        Traceback (most recent call last):
+        ...
+        ValueError: batch must be an even integer, got 5
+    """
+
+    def __init__(self, must: str, test: Callable[[Any], bool]):
+        self.must, self.test = must, test
+
+    def __repr__(self) -> str:
+        return f"Rule({self.must!r})"
+
+    def problem(self, value: Any) -> str | None:
+        """None when ``value`` passes; otherwise what to add after ``got value`` in the error ('' for nothing)."""
+        try:
+            return None if self.test(value) else ""
+        except (TypeError, ValueError):
+            return ""
+
+    def check(self, name: str, value: Any) -> None:
+        """Raise ``ValueError("<name> must be <must>, got <value>")`` unless ``value`` passes."""
+        problem = self.problem(value)
+        if problem is not None:
+            raise ValueError(f"{name} must be {self.must}, got {value!r}{problem}")
+
+    def __call__(self, **named: Any) -> None:
+        for name, value in named.items():
+            self.check(name, value)
+
+    def where(self, test: Callable[[Any], bool], must: str) -> Rule:
+        """This rule and one more condition, described by ``must`` (appended to this rule's words).
+
+        Example:
+            >>> dist_batch = integer(min=4).where(lambda b: b % 2 == 0, "and even (two processes get half each)")
+            >>> dist_batch(dist_batch=5)
+            Traceback (most recent call last):
+            ...
+            ValueError: dist_batch must be an integer >= 4 and even (two processes get half each), got 5
+        """
+        return _Where(self, test, must)
+
+
+class _Where(Rule):
+    def __init__(self, base: Rule, test: Callable[[Any], bool], must: str):
+        super().__init__(f"{base.must} {must}", test)
+        self.base = base
+
+    def problem(self, value: Any) -> str | None:
+        base = self.base.problem(value)
+        return base if base is not None else super().problem(value)
+
+
+class _ListOf(Rule):
+    def __init__(self, entry: Rule, length: int | None):
+        size = f"a list of {length}" if length else "a non-empty list"
+        super().__init__(f"{size}, each {entry.must}", lambda v: True)
+        self.entry, self.length = entry, length
+
+    def problem(self, value: Any) -> str | None:
+        if not isinstance(value, (list, tuple)) or not value or (self.length and len(value) != self.length):
+            return ""
+        bad = next((v for v in value if self.entry.problem(v) is not None), _NOTHING)
+        return None if bad is _NOTHING else f" (bad entry {bad!r})"
+
+
+_NOTHING = object()
+
+
+def _finite(value: Any) -> bool:
+    """A finite int or float (not a bool, inf or nan)."""
     return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
 
 
-def positive(*, none_ok: bool = False, **named: float | None) -> None:
-    """Every value must be a finite number > 0 (or None when ``none_ok``).
+def number(*, gt: float | None = None, ge: float | None = None, lt: float | None = None, le: float | None = None) -> Rule:
+    """A finite number within the bounds given (``gt``: >, ``ge``: >=, ``lt``: <, ``le``: <=).
 
     Example:
-        >>> positive(none_ok=True, base_lr=None)
-        >>> positive(lr=float("inf"))
+        >>> number(ge=0, lt=1)
+        Rule('a finite number in [0, 1)')
+        >>> number(gt=0, le=1)(momentum=1.5)
         Traceback (most recent call last):
         ...
-        ValueError: lr must be a finite number > 0, got inf
+        ValueError: momentum must be a finite number in (0, 1], got 1.5
     """
-    for name, value in named.items():
-        if none_ok and value is None:
-            continue
-        if not _number(value) or not value > 0:
-            raise ValueError(f"{name} must be a finite number > 0{' or None' if none_ok else ''}, got {value!r}")
+    low, high = (gt, "(") if gt is not None else (ge, "["), (lt, ")") if lt is not None else (le, "]")
+    if low[0] is not None and high[0] is not None:
+        words = f"in {low[1]}{low[0]:g}, {high[0]:g}{high[1]}"
+    else:
+        words = " ".join(f"{op} {bound:g}" for op, bound in ((">", gt), (">=", ge), ("<", lt), ("<=", le)) if bound is not None)
+    def test(v: Any) -> bool:
+        return _finite(v) and (gt is None or v > gt) and (ge is None or v >= ge) and (lt is None or v < lt) \
+            and (le is None or v <= le)
+    return Rule(f"a finite number {words}".rstrip(), test)
 
 
-def positive_int(*, minimum: int = 1, none_ok: bool = False, **named: int | None) -> None:
-    """Every value must be an integer >= ``minimum`` (or None when ``none_ok``).
+def integer(*, min: int | None = None, max: int | None = None) -> Rule:
+    """An integer (not a bool) in ``[min, max]``.
 
     Example:
-        >>> positive_int(steps=10, seeds=3)
-        >>> positive_int(minimum=2, test_size=1)
+        >>> integer(min=2)(batch_size=1)
         Traceback (most recent call last):
         ...
-        ValueError: test_size must be an integer >= 2, got 1
+        ValueError: batch_size must be an integer >= 2, got 1
     """
-    for name, value in named.items():
-        if none_ok and value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ValueError(f"{name} must be an integer >= {minimum}{' or None' if none_ok else ''}, got {value!r}")
+    words = f" in [{min}, {max}]" if min is not None and max is not None else \
+        f" >= {min}" if min is not None else f" <= {max}" if max is not None else ""
+    return Rule(f"an integer{words}", lambda v: not isinstance(v, bool) and isinstance(v, int)
+                and (min is None or v >= min) and (max is None or v <= max))
 
 
-def nonnegative_int(**named: int) -> None:
-    """Every value must be an integer >= 0 (``first_seed``).
+def one_of(*options: Any) -> Rule:
+    """One of ``options`` (compared with ``==``; True is not 1 here).
 
     Example:
-        >>> nonnegative_int(first_seed=0)
+        >>> one_of("sigmoid", "relu")(activation="swish")
+        Traceback (most recent call last):
+        ...
+        ValueError: activation must be one of 'sigmoid', 'relu', got 'swish'
     """
-    positive_int(minimum=0, **named)
+    return Rule(f"one of {', '.join(map(repr, options))}",
+                lambda v: any(v == o and type(v) is type(o) or v is o for o in options))
 
 
-def all_positive(**named: Iterable[float]) -> None:
-    """Every value must be a non-empty list of finite numbers > 0.
+def list_of(entry: Rule, *, length: int | None = None) -> Rule:
+    """A non-empty list (or tuple) whose entries all pass ``entry``; with ``length``, exactly that many.
 
     Example:
-        >>> all_positive(lrs=[0.1, 1.0])
-        >>> all_positive(lrs=[0.1, 0])
+        >>> list_of(positive)(lrs=[0.1, 0])
         Traceback (most recent call last):
         ...
-        ValueError: lrs must be a list of finite numbers > 0, got [0.1, 0] (bad entry 0)
-        >>> all_positive(lrs=[0.1, float("nan")])
-        Traceback (most recent call last):
-        ...
-        ValueError: lrs must be a list of finite numbers > 0, got [0.1, nan] (bad entry nan)
+        ValueError: lrs must be a non-empty list, each a finite number > 0, got [0.1, 0] (bad entry 0)
     """
-    for name, values in named.items():
-        if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
-            raise ValueError(f"{name} must be a list of finite numbers > 0, got {values!r}")
-        values = list(values)
-        if not values:
-            raise ValueError(f"{name} must be a non-empty list of finite numbers > 0, got []")
-        for v in values:
-            if not _number(v) or not v > 0:
-                raise ValueError(f"{name} must be a list of finite numbers > 0, got {values!r} (bad entry {v!r})")
+    return _ListOf(entry, length)
 
 
-def in_range(low: float, high: float, *, closed_high: bool = False, none_ok: bool = False, **named: float | None) -> None:
-    """Every value must be a finite number in ``[low, high)`` (``[low, high]`` with ``closed_high``), or None when
-    ``none_ok``.
+def interval(entry: Rule) -> Rule:
+    """``[low, high]`` with ``low < high``, both passing ``entry`` (a search range).
 
     Example:
-        >>> in_range(0, 1, dropout=0.5)
-        >>> in_range(0, 1, dropout=1)
+        >>> interval(positive)(lr_range=[1.0, 0.1])
         Traceback (most recent call last):
         ...
-        ValueError: dropout must be a finite number in [0, 1), got 1
-        >>> in_range(0, float("inf"), closed_high=True, momentum=float("inf"))
-        Traceback (most recent call last):
-        ...
-        ValueError: momentum must be a finite number in [0, inf], got inf
+        ValueError: lr_range must be [low, high] with low < high, each a finite number > 0, got [1.0, 0.1]
     """
-    for name, value in named.items():
-        if none_ok and value is None:
-            continue
-        ok = _number(value) and low <= value and (value <= high if closed_high else value < high)
-        if not ok:
-            raise ValueError(f"{name} must be a finite number in [{low:g}, {high:g}{']' if closed_high else ')'}"
-                             f"{' or None' if none_ok else ''}, got {value!r}")
+    pair = list_of(entry, length=2)
+    return Rule(f"[low, high] with low < high, each {entry.must}", lambda v: pair.problem(v) is None and v[0] < v[1])
 
 
-def one_of(options: Collection, **named: object) -> None:
-    """Every value must be one of ``options``.
+def optional(rule: Rule) -> Rule:
+    """None, or a value passing ``rule``.
 
     Example:
-        >>> one_of(["relu", "sigmoid"], activation="relu")
-        >>> one_of(["cpu", "cuda"], device="tpu")
+        >>> optional(positive)(base_lr=None)
+        >>> optional(positive)(base_lr=0)
         Traceback (most recent call last):
         ...
-        ValueError: device must be one of 'cpu', 'cuda', got 'tpu'
+        ValueError: base_lr must be a finite number > 0 or None, got 0
     """
-    for name, value in named.items():
-        if value not in options:
-            raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}, got {value!r}")
+    return Rule(f"{rule.must} or None", lambda v: v is None or rule.problem(v) is None)
+
+
+positive = number(gt=0)
+count = integer(min=1)
+"""An integer >= 1: seeds, steps, sizes."""
+nonnegative = integer(min=0)
+"""An integer >= 0: ``first_seed``."""
+flag = one_of(True, False)
+fraction = number(ge=0, lt=1)
+"""A probability in [0, 1): dropout, SGD momentum."""
+preset = one_of(*PRESET_NAMES)
+executor = Rule('"local", "dask" (a LocalCluster on this machine) or "dask://HOST:PORT"',
+                lambda v: v in ("local", "dask") or (isinstance(v, str) and v.startswith("dask://") and ":" in v[7:]))
+"""Where runs train (:func:`bnlib.sweep.executor_from`)."""
+
+
+class _Device(Rule):
+    def __init__(self):
+        super().__init__("'cpu', 'cuda' (or 'cuda:N') or 'auto'", lambda v: isinstance(v, str) and bool(_DEVICE.fullmatch(v)))
+
+    def check(self, name: str, value: Any) -> None:
+        super().check(name, value)
+        if value.startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ValueError(f"{name}={value!r} but torch {torch.__version__} sees no CUDA device "
+                                 f"(torch.cuda.is_available() is False); use -p {name} cpu or -p {name} auto")
+
+
+_DEVICE = re.compile(r"cpu|auto|cuda(:\d+)?")
+device = _Device()
+"""``"cpu"``, ``"cuda"`` (or ``"cuda:N"``, only where torch sees a GPU) or ``"auto"`` (:func:`bnlib.train.resolve_device`).
+
+Example:
+    >>> device(device="tpu")
+    Traceback (most recent call last):
+    ...
+    ValueError: device must be 'cpu', 'cuda' (or 'cuda:N') or 'auto', got 'tpu'
+"""
+
+
+def check(values: Mapping[str, Any], **rules: Rule) -> None:
+    """Check ``values[name]`` against each rule, in the order given; the first failure raises ``ValueError``.
+
+    ``values`` is any mapping: a notebook passes ``globals()``. A rule that depends on another parameter belongs in a
+    second call, after that parameter has passed its own.
+
+    Example:
+        >>> check({"steps": 10, "batch_size": 64}, steps=count, batch_size=integer(min=2))
+        >>> check({"steps": 10}, step=count)
+        Traceback (most recent call last):
+        ...
+        NameError: check(step=...): no parameter named 'step' (a typo in the check cell?)
+    """
+    for name, rule in rules.items():
+        if name not in values:
+            raise NameError(f"check({name}=...): no parameter named {name!r} (a typo in the check cell?)")
+        rule.check(name, values[name])
 
 
 def seeds_from(first_seed: int, seeds: int) -> list[int]:
@@ -139,58 +262,5 @@ def seeds_from(first_seed: int, seeds: int) -> list[int]:
         >>> seeds_from(100, 3)
         [100, 101, 102]
     """
-    nonnegative_int(first_seed=first_seed)
-    positive_int(seeds=seeds)
+    check({"first_seed": first_seed, "seeds": seeds}, first_seed=nonnegative, seeds=count)
     return list(range(first_seed, first_seed + seeds))
-
-
-def executor(**named: str) -> None:
-    """Check executor specs: ``"local"``, ``"dask"`` or ``"dask://HOST:PORT"`` (see :func:`bnlib.sweep.executor_from`).
-
-    Example:
-        >>> executor(executor="dask://10.0.0.5:8786")
-        >>> executor(executor="cluster")
-        Traceback (most recent call last):
-        ...
-        ValueError: executor must be "local", "dask" (a LocalCluster on this machine) or "dask://HOST:PORT", got 'cluster'
-    """
-    for name, value in named.items():
-        ok = value in ("local", "dask") or (isinstance(value, str) and value.startswith("dask://") and ":" in value[7:])
-        if not ok:
-            raise ValueError(f'{name} must be "local", "dask" (a LocalCluster on this machine) or "dask://HOST:PORT", '
-                             f"got {value!r}")
-
-
-_DEVICE = re.compile(r"cpu|auto|cuda(:\d+)?")
-
-
-def device(**named: str) -> None:
-    """Every value must be ``"cpu"``, ``"cuda"`` (or ``"cuda:N"``) or ``"auto"``; CUDA only where torch sees a GPU.
-
-    ``"auto"`` picks CUDA when available, else the CPU (:func:`bnlib.train.resolve_device`).
-    torch is imported only when a value asks for CUDA.
-
-    Example:
-        >>> device(device="cpu", probe_device="auto")
-        >>> device(device="tpu")
-        Traceback (most recent call last):
-        ...
-        ValueError: device must be 'cpu', 'cuda' (or 'cuda:N') or 'auto', got 'tpu'
-        >>> from unittest import mock
-        >>> with mock.patch("torch.cuda.is_available", return_value=False):
-        ...     device(device="cuda")
-        Traceback (most recent call last):
-        ...
-        ValueError: device='cuda' but torch ... sees no CUDA device (...is_available() is False); use -p device cpu or ...
-    """
-    for name, value in named.items():
-        if not isinstance(value, str) or not _DEVICE.fullmatch(value):
-            raise ValueError(f"{name} must be 'cpu', 'cuda' (or 'cuda:N') or 'auto', got {value!r}")
-        if value.startswith("cuda"):
-            import torch
-
-            if not torch.cuda.is_available():
-                raise ValueError(
-                    f"{name}={value!r} but torch {torch.__version__} sees no CUDA device "
-                    f"(torch.cuda.is_available() is False); use -p {name} cpu or -p {name} auto"
-                )

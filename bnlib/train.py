@@ -157,7 +157,7 @@ def check_batch_size(model: nn.Module, batch_size: int) -> None:
         ...
         ValueError: batch_size=1 with batch normalization (3 BN layers in the model): each batch mean is the example itself, ...
     """
-    P.positive_int(batch_size=batch_size)
+    P.count(batch_size=batch_size)
     n_bn = len(batch_norm_layers(model))
     if batch_size == 1 and n_bn:
         raise ValueError(
@@ -261,7 +261,7 @@ def eval_logits(
         >>> [tuple(t.shape) for t in next(eval_logits(net, (torch.zeros(6, 1, 2, 2), torch.zeros(6).long()), device="cpu"))]
         [(6, 2), (6,)]
     """
-    P.positive_int(batch_size=batch_size)
+    P.count(batch_size=batch_size)
     x, y = data
     dev = resolve_device(device)
     was_training = model.training
@@ -361,8 +361,8 @@ def fit(
         >>> df[["step", "diverged"]].values.tolist()
         [[0, False], [2, False], [4, False]]
     """
-    P.positive_int(steps=steps)
-    P.positive_int(none_ok=True, eval_every=eval_every)
+    P.count(steps=steps)
+    P.optional(P.count)(eval_every=eval_every)
     P.positive(lr=lr)
     eval_every = eval_every or max(1, steps // 20)
     check_batch_size(model, batch_size)

@@ -77,48 +77,70 @@ def test_layer_outputs_conv_gives_values_per_channel():
     assert out.shape == (1, 2 * 3 * 3, 4)
 
 
-@pytest.mark.parametrize(
-    "check, kwargs, message",
-    [(P.positive, dict(lr=-1), "lr must be a finite number > 0, got -1"),
-     (P.positive, dict(none_ok=True, base_lr=0), "base_lr must be a finite number > 0 or None, got 0"),
-     (P.positive_int, dict(seeds=3, steps=0), "steps must be an integer >= 1, got 0"),
-     (P.positive_int, dict(steps=2.5), "steps must be an integer >= 1, got 2.5"),
-     (P.positive_int, dict(steps=True), "steps must be an integer >= 1, got True"),
-     (P.nonnegative_int, dict(first_seed=-1), "first_seed must be an integer >= 0, got -1"),
-     (P.all_positive, dict(lrs=[0.1, -1]), r"lrs must be a list of finite numbers > 0, got \[0.1, -1\] \(bad entry -1\)"),
-     (P.all_positive, dict(lrs=[]), "lrs must be a non-empty list"),
-     (P.in_range, dict(low=0, high=1, dropout=1.0), r"dropout must be a finite number in \[0, 1\), got 1.0"),
-     (P.one_of, dict(options=["relu"], activation="swish"), "activation must be one of 'relu', got 'swish'")],
-)
-def test_param_checks_name_the_parameter(check, kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        check(**kwargs)
-
-
-def test_param_checks_pass_good_values_and_seeds_from():
-    P.positive(lr=0.1, eps=1e-5)
-    P.positive_int(minimum=2, none_ok=True, test_size=None, batch_size=2)
-    P.one_of(["cpu", "cuda"], device="cpu")
-    assert P.seeds_from(100, 3) == [100, 101, 102] and P.seeds_from(0, 1) == [0]
-
-
 INF, NAN = float("inf"), float("nan")
 
 
 @pytest.mark.parametrize(
-    "check, kwargs, message",
-    [(P.positive, dict(lr=INF), "lr must be a finite number > 0, got inf"),
-     (P.positive, dict(lr=NAN), "lr must be a finite number > 0, got nan"),
-     (P.positive, dict(none_ok=True, base_lr=INF), "base_lr must be a finite number > 0 or None, got inf"),
-     (P.all_positive, dict(lrs=[0.1, INF]), "lrs must be a list of finite numbers > 0, got [0.1, inf] (bad entry inf)"),
-     (P.all_positive, dict(lrs=[NAN]), "lrs must be a list of finite numbers > 0, got [nan] (bad entry nan)"),
-     (P.in_range, dict(low=0, high=1, dropout=NAN), "dropout must be a finite number in [0, 1), got nan"),
-     (P.in_range, dict(low=0, high=INF, closed_high=True, momentum=INF), "momentum must be a finite number in [0, inf], got inf"),
-     (P.positive_int, dict(steps=INF), "steps must be an integer >= 1, got inf")],
+    "rule, value, message",
+    [(P.positive, -1, "x must be a finite number > 0, got -1"),
+     (P.optional(P.positive), 0, "x must be a finite number > 0 or None, got 0"),
+     (P.count, 0, "x must be an integer >= 1, got 0"),
+     (P.count, 2.5, "x must be an integer >= 1, got 2.5"),
+     (P.count, True, "x must be an integer >= 1, got True"),
+     (P.nonnegative, -1, "x must be an integer >= 0, got -1"),
+     (P.integer(min=2, max=8), 9, "x must be an integer in [2, 8], got 9"),
+     (P.list_of(P.positive), [0.1, -1], "x must be a non-empty list, each a finite number > 0, got [0.1, -1] (bad entry -1)"),
+     (P.list_of(P.positive), [], "x must be a non-empty list, each a finite number > 0, got []"),
+     (P.list_of(P.positive), "0.1", "x must be a non-empty list, each a finite number > 0, got '0.1'"),
+     (P.list_of(P.count, length=2), [3], "x must be a list of 2, each an integer >= 1, got [3]"),
+     (P.fraction, 1.0, "x must be a finite number in [0, 1), got 1.0"),
+     (P.number(gt=0, le=1), 0, "x must be a finite number in (0, 1], got 0"),
+     (P.number(lt=0), 0, "x must be a finite number < 0, got 0"),
+     (P.one_of("relu"), "swish", "x must be one of 'relu', got 'swish'"),
+     (P.one_of(None, True, False), 1, "x must be one of None, True, False, got 1"),
+     (P.flag, "yes", "x must be one of True, False, got 'yes'"),
+     (P.interval(P.positive), [1.0, 0.1], "x must be [low, high] with low < high, each a finite number > 0, got [1.0, 0.1]"),
+     (P.interval(P.positive), [0.1], "x must be [low, high] with low < high, each a finite number > 0, got [0.1]"),
+     (P.count.where(lambda v: v % 2 == 0, "and even"), 3, "x must be an integer >= 1 and even, got 3"),
+     (P.count.where(lambda v: v % 2 == 0, "and even"), "4", "x must be an integer >= 1 and even, got '4'"),
+     (P.executor, "cluster", 'x must be "local", "dask" (a LocalCluster on this machine) or "dask://HOST:PORT", got \'cluster\''),
+     (P.positive, INF, "x must be a finite number > 0, got inf"),
+     (P.positive, NAN, "x must be a finite number > 0, got nan"),
+     (P.optional(P.positive), INF, "x must be a finite number > 0 or None, got inf"),
+     (P.list_of(P.positive), [0.1, INF], "x must be a non-empty list, each a finite number > 0, got [0.1, inf] (bad entry inf)"),
+     (P.list_of(P.positive), [NAN], "x must be a non-empty list, each a finite number > 0, got [nan] (bad entry nan)"),
+     (P.fraction, NAN, "x must be a finite number in [0, 1), got nan"),
+     (P.number(ge=0), INF, "x must be a finite number >= 0, got inf"),
+     (P.count, INF, "x must be an integer >= 1, got inf")],
 )
-def test_param_checks_refuse_non_finite_numbers(check, kwargs, message):
-    with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
-        check(**kwargs)
+def test_rules_name_the_parameter_the_rule_and_the_value(rule, value, message):
+    with pytest.raises(ValueError) as error:
+        rule(x=value)
+    assert str(error.value) == message
+    with pytest.raises(ValueError) as error:
+        P.check({"x": value}, x=rule)
+    assert str(error.value) == message
+
+
+@pytest.mark.parametrize(
+    "rule, value",
+    [(P.positive, 1e-9), (P.optional(P.integer(min=2)), None), (P.integer(min=2), 2), (P.one_of(None, True), None),
+     (P.list_of(P.one_of("a", "b")), ("a", "b", "a")), (P.interval(P.positive), [1e-6, 1e-2]), (P.executor, "dask://h:8786"),
+     (P.executor, "local"), (P.number(gt=0, le=1), 1), (P.list_of(P.count, length=2), [3, 3])],
+)
+def test_rules_pass_good_values(rule, value):
+    rule(x=value)
+    P.check({"x": value}, x=rule)
+
+
+def test_check_goes_in_order_and_names_a_misspelt_parameter():
+    with pytest.raises(ValueError, match="^a must be an integer >= 1, got 0$"):
+        P.check({"a": 0, "b": 0}, a=P.count, b=P.count)
+    with pytest.raises(NameError, match=r"^check\(step=\.\.\.\): no parameter named 'step'"):
+        P.check({"steps": 1}, step=P.count)
+    assert P.seeds_from(100, 3) == [100, 101, 102] and P.seeds_from(0, 1) == [0]
+    with pytest.raises(ValueError, match="^seeds must be an integer >= 1, got 0$"):
+        P.seeds_from(0, 0)
 
 
 @pytest.mark.parametrize("value", ["cpu", "auto", "cuda", "cuda:1"])

@@ -48,6 +48,22 @@ def test_notebook_stored_without_outputs_and_with_parameters(path):
         assert not unknown, f"preset {preset} sets parameters {unknown} that {path.stem} does not declare"
 
 
+@pytest.mark.parametrize("path", resolve_notebooks(), ids=lambda p: p.stem)
+def test_check_cell_gives_every_parameter_a_rule(path):
+    """The cell after the parameters is declarative: only P.check calls (and named rules), one rule per parameter but the
+    two paths, each parameter once."""
+    import ast
+
+    cell = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"][1]
+    tree = ast.parse(cell.source)
+    calls = [node.value for node in tree.body if isinstance(node, ast.Expr)]
+    assert calls and all(ast.unparse(c.func) == "P.check" and ast.unparse(c.args[0]) == "globals()" for c in calls)
+    assert all(isinstance(node, (ast.Expr, ast.Import, ast.ImportFrom, ast.Assign)) for node in tree.body)
+    checked = [k.arg for c in calls for k in c.keywords]
+    assert len(checked) == len(set(checked)), f"checked twice: {[k for k in checked if checked.count(k) > 1]}"
+    assert set(checked) == set(notebook_parameters(path)) - {"out_dir", "data_root"}
+    assert len(cell.source.splitlines()) <= 25
+
 def test_series_notebooks_carry_their_identity():
     from bnlib.run import notebook_identity
 
@@ -75,7 +91,7 @@ def test_training_notebooks_take_an_executor_and_sweep_runs(stem):
     path = REPO / "notebooks" / f"{stem}.ipynb"
     assert notebook_parameters(path)["executor"] == "\"local\""  # the default, as written in the parameters cell
     source = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
-    assert "P.executor(executor=executor)" in source and "executor=executor" in source.split("P.executor", 1)[1]
+    assert "executor=P.executor" in source and "executor=executor" in source.split("executor=P.executor", 1)[1]
     assert "run_sweep(" in source and "NORM_KINDS[" not in source
 
 

@@ -110,17 +110,27 @@ def test_cuda_without_a_gpu_is_refused_in_the_check_cell():
 
 @pytest.mark.parametrize("notebook, name, value, message", [
     ("01", "seeds", "0", "seeds must be an integer >= 1, got 0"),
+    ("01", "kappas", "[1, 2]", "kappas must be a non-empty list, each a finite number >= 1 with at least two >= 2"),
+    ("01", "eps_values", "[1e-8, 1e-5]", "eps_values must be a non-empty list, each a finite number > 0 with at least two in"),
     ("02", "steps", "0", "steps must be an integer >= 1, got 0"),
     ("02", "activation", "swish", "activation must be one of 'sigmoid', 'relu', 'tanh', got 'swish'"),
     ("03", "model", "vgg12", "model must be one of 'small_cnn', 'small_resnet', 'vgg11', 'vgg13', 'vgg16', 'vgg19', got 'vgg12'"),
-    ("03", "batch_sizes", "[1, 8]", "batch_sizes must all be >= 2, got 1 in [1, 8]: with one example per batch, BN's batch mean"),
+    ("03", "batch_sizes", "[1, 8]", "batch_sizes must be a non-empty list, each an integer in [2, 6400] with two sizes <= "
+                                    "batch_size=64 (claim 9 compares the smallest with the largest of them), got [1, 8] "
+                                    "(bad entry 1)"),
+    ("03", "lr_multipliers", "[5, 30]", "lr_multipliers must be a non-empty list, each a finite number > 0 containing 1"),
     ("04", "bound", "0", "bound must be a finite number > 0 or None, got 0"),
     ("04", "bound", "none", "bound must be a finite number > 0 or None, got 'none'"),
-    ("06", "dist_batch", "5", "dist_batch must be an even integer >= 4 (two processes get at least 2 images each), got 5"),
-    ("06", "small_batch_sizes", "[1, 8]", "small_batch_sizes and port_batch_sizes must be integers >= 2, got 1"),
-    ("06", "bn_momenta", "[0.99, 1.5]",
-     "bn_momenta must lie in (0, 1] (PyTorch's convention: the weight of the new batch), got 1.5"),
-    ("06", "search_lr_range", "[1.0, 0.1]", "search_lr_range must be [low, high] with 0 < low < high, got [1.0, 0.1]"),
+    ("04", "datasets", "[]", "datasets must be a non-empty list, each one of 'mnist', 'fashion_mnist', 'cifar10', got []"),
+    ("05", "slice_points", "2", "slice_points must be an integer >= 3, got 2"),
+    ("06", "dist_batch", "5", "dist_batch must be an integer >= 4 and even (two processes get at least 2 images each), got 5"),
+    ("06", "small_batch_sizes", "[1, 8]", "small_batch_sizes must be a non-empty list, each an integer in [2, 3072], got [1, 8] "
+                                          "(bad entry 1)"),
+    ("06", "bn_momenta", "[0.99, 1.5]", "bn_momenta must be a non-empty list, each a finite number in (0, 1], got [0.99, 1.5] "
+                                        "(bad entry 1.5)"),
+    ("06", "search_lr_range", "[1.0, 0.1]",
+     "search_lr_range must be [low, high] with low < high, each a finite number > 0, got [1.0, 0.1]"),
+    ("06", "search_train_size", "5", "search_train_size must be an integer >= 6, got 5"),
 ])
 def test_notebook_bad_values_name_the_parameter(notebook, name, value, message):
     assert check_cell_error(notebook, name, value).startswith(message)
