@@ -524,6 +524,16 @@ def _unit_quantiles(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], 
     return probe
 
 
+def _weight_norms(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], args: Mapping, lr: float) -> Probe:
+    layers = {name: m for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+
+    @torch.no_grad()
+    def probe(step: int, m: nn.Module) -> dict:
+        return {f"{name}|weight|norm": float(layer.weight.norm()) for name, layer in layers.items()}
+
+    return probe
+
+
 PROBES: dict[str, Callable[..., Probe]] = {
     "layer_stats": _layer_stats,  # LayerStatsProbe on modules named layer_names (default norm, norm2, act), minus skip
     "ics": _ics,  # Santurkar et al. Def. 2.1 per layer, at the run's learning rate
@@ -531,6 +541,7 @@ PROBES: dict[str, Callable[..., Probe]] = {
     "hessian": _hessian,  # top Hessian eigenvalue, hessian_iters power iterations
     "output_quantiles": _output_quantiles,  # quantiles of the outputs of quantile_layers, pooled over units
     "unit_quantiles": _unit_quantiles,  # quantiles of every unit of quantile_layers, eval mode (Ioffe & Szegedy Fig. 1(b, c))
+    "weight_norms": _weight_norms,  # Frobenius norm of every conv and linear weight (BN's scale invariance, Sec. 3.3)
 }
 # bumped when a probe's numbers change for the same run; part of the cache key of every run that lists the probe
 # (bnlib.experiment.Run.key), so other runs keep their cached results. hessian 2: bnlib's BN twice differentiable.
@@ -538,7 +549,7 @@ PROBE_VERSIONS: dict[str, int] = {"hessian": 2}
 PROBE_ARGS: dict[str, frozenset[str]] = {
     "layer_stats": frozenset({"layer_names", "skip", "bound"}), "ics": frozenset(), "landscape": frozenset({"etas"}),
     "hessian": frozenset({"hessian_iters"}), "output_quantiles": frozenset({"quantile_layers", "quantiles"}),
-    "unit_quantiles": frozenset({"quantile_layers", "quantiles"}),
+    "unit_quantiles": frozenset({"quantile_layers", "quantiles"}), "weight_norms": frozenset(),
 }
 
 

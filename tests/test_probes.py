@@ -131,3 +131,18 @@ def test_probes_leave_weights_buffers_optimizer_and_rng_unchanged():
     assert all(torch.equal(opt.state_dict()["state"][k]["momentum_buffer"], v) for k, v in opt_state.items())
     assert len(df) == 2 and (df["l2"] >= 0).all() and df["l2"].iloc[1] > 0  # dropout noise is the same in G and G'
     assert math.isfinite(r["beta_smoothness"]) and math.isfinite(lam)
+
+
+def test_weight_norms_probe_gives_every_conv_and_linear_weight_norm():
+    from bnlib.probes import named_probes
+
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    x, y = torch.randn(8, 3, 8, 8), torch.randint(0, 3, (8,))
+    begin, probe, end = named_probes(["weight_norms"], net, (x, y), {}, lr=0.1)
+    row = probe(0, net)
+    assert sorted(row) == ["0|weight|norm", "4|weight|norm"]
+    assert row["0|weight|norm"] == pytest.approx(math.sqrt((net[0].weight ** 2).sum().item()), rel=1e-6)
+    with torch.no_grad():
+        net[4].weight.mul_(3)
+    assert probe(0, net)["4|weight|norm"] == pytest.approx(3 * row["4|weight|norm"], rel=1e-6)
