@@ -115,10 +115,9 @@ def test_cuda_without_a_gpu_is_refused_in_the_check_cell():
     ("02", "steps", "0", "steps must be an integer >= 1, got 0"),
     ("02", "activation", "swish", "activation must be one of 'sigmoid', 'relu', 'tanh', got 'swish'"),
     ("03", "model", "vgg12", "model must be one of 'small_cnn', 'small_resnet', 'vgg11', 'vgg13', 'vgg16', 'vgg19', got 'vgg12'"),
-    ("03", "batch_sizes", "[1, 8]", "batch_sizes must be a non-empty list, each an integer in [2, 6400] with two sizes <= "
-                                    "batch_size=64 (claim 9 compares the smallest with the largest of them), got [1, 8] "
-                                    "(bad entry 1)"),
-    ("03", "lr_multipliers", "[5, 30]", "lr_multipliers must be a non-empty list, each a finite number > 0 containing 1"),
+    ("03", "lr_multipliers", "[1, 5]", "lr_multipliers must be a non-empty list, each a finite number > 1, got [1, 5] (bad entry 1)"),
+    ("03", "init_scales", "[0.1, 10.0]", "init_scales must be a non-empty list, each a finite number > 0 containing 1.0"),
+    ("03", "lr_decay", "0", "lr_decay must be a finite number in (0, 1], got 0"),
     ("04", "bound", "0", "bound must be a finite number > 0 or None, got 0"),
     ("04", "bound", "none", "bound must be a finite number > 0 or None, got 'none'"),
     ("04", "datasets", "[]", "datasets must be a non-empty list, each one of 'mnist', 'fashion_mnist', 'cifar10', got []"),
