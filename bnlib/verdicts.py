@@ -107,6 +107,8 @@ def mean_sd(values, digits: int | None = None) -> str:
         '0.980 (SD 0.010, n=3)'
         >>> mean_sd([0.5, float("nan")], digits=2)
         '0.50 (n=1; 1 not finite)'
+        >>> mean_sd([0.024, 0.024000000000000004])
+        '0.0240 (SD 0, n=2)'
     """
     v = np.asarray(list(values), dtype=float)
     finite = v[np.isfinite(v)]
@@ -114,6 +116,8 @@ def mean_sd(values, digits: int | None = None) -> str:
     if finite.size == 0:
         return f"n/a (no finite values of {len(v)})"
     sd = float(finite.std(ddof=1)) if finite.size > 1 else None
+    if sd is not None and sd <= 1e-12 * max(1.0, float(np.abs(finite).max())):
+        sd = 0.0  # equal values up to float rounding (0.024 and 0.024000000000000004)
     mean = f"{finite.mean():.{digits}f}" if digits is not None else fmt(float(finite.mean()), sd)
     if sd is None:
         return f"{mean} (n=1{missing})"
