@@ -109,6 +109,7 @@ PRESETS: dict[str, dict[str, dict]] = {
             "sweep_lrs": [0.1, 3.0],
             "sweep_seeds": 2,
             "sweep_steps": 10,
+            "author_steps": 20,
         },
         "quick": {},
         "full": {
@@ -122,6 +123,7 @@ PRESETS: dict[str, dict[str, dict]] = {
             "test_size": None,
             "sweep_seeds": 5,
             "sweep_steps": 1000,
+            "author_steps": 3000,
         },
     },
     "05_loss_landscape": {

@@ -8,7 +8,7 @@ from smoke import find_verdict, read_metrics, smoke_ran
 CLAIMS = {  # claim (start of its text) -> (predicts, min_effect, number of parts at smoke: 0 for a single effect)
     "Rigid BN does no better than BN": ("same", 0.01, 4),  # {mnist, cifar10} x {rigid, rigid_clip}
     "The KL regularizer without normalization falls short of BN": ("lower", 0.01, 2),
-    "Rigid BN cannot take a large learning rate": ("lower", 0.01, 0),  # smoke sweeps 0.1 and 3: only 3 is >= 10 x lr
+    "A regularizer that is not stable makes training explode": ("higher", 0.5, 3),  # rigid_reg, kl_bn, kl_only against BN
     "Outliers are rare": ("same", 0.05, 2),  # 0.5 / sqrt(batch_size 100)
     "The rigid penalty is so large early": ("higher", 0.0, 2),
     "The clip and the penalty limit": ("higher", 0.05, 4),
@@ -16,7 +16,7 @@ CLAIMS = {  # claim (start of its text) -> (predicts, min_effect, number of part
     "The KL term stops decreasing": ("same", 0.1, 2),
     "The KL variant needs an initialization": ("higher", 0.01, 0),
     "Without normalization there is no gamma-like term": ("higher", 0.1, 0),  # BN without γ against BN
-    "The KL formula slip explains part of the failure": ("higher", 0.01, 2),
+    "The KL formula slip explains part of the failure": ("higher", 0.01, 3),  # {mnist, cifar10} at lr, mnist at the author's
 }
 
 
@@ -52,7 +52,8 @@ def test_notebook_04_verdicts(smoke_run):
         assert v["predicts"] == predicts and math.isclose(v["min_effect"], min_effect), start
         assert len(v.get("parts", [])) == n_parts, start
     # comparisons of variants share seeds: paired over the 2 smoke seeds, never Welch
-    for start in ("Rigid BN does no better", "The KL regularizer without", "The clip and the penalty", "The KL formula slip"):
+    for start in ("Rigid BN does no better", "The KL regularizer without", "The clip and the penalty", "The KL formula slip",
+                  "A regularizer that is not stable"):
         for part in find_verdict(m["verdicts"], start)["parts"]:
             assert part["test"] == "paired t" and part["n"] == 2, (start, part["part"])
     for start in ("The KL variant needs", "Without normalization"):
@@ -60,6 +61,11 @@ def test_notebook_04_verdicts(smoke_run):
     assert "BN without γ / BN − 1" in find_verdict(m["verdicts"], "Without normalization")["evidence"]
     # the original KL expression diverges within the first steps on MNIST at lr 0.05: counted at chance, said in the evidence
     slip = find_verdict(m["verdicts"], "The KL formula slip")
-    mnist = next(p for p in slip["parts"] if p["part"] == "mnist")
-    assert mnist["estimate"] > 0.2 and "kl_only_original on mnist 2/2 (at step" in slip["evidence"]
-    assert "diverged" in find_verdict(m["verdicts"], "Rigid BN cannot take")["evidence"]
+    assert [p["part"] for p in slip["parts"]] == ["mnist, lr 0.05", "cifar10, lr 0.05", "mnist, lr 0.001"]
+    assert slip["parts"][0]["estimate"] > 0.2 and "kl_only_original on mnist 2/2 (at step" in slip["evidence"]
+    assert "at the author's lr 0.001" in slip["evidence"]
+    explode = find_verdict(m["verdicts"], "A regularizer that is not stable")
+    assert [p["part"] for p in explode["parts"]] == ["rigid_reg", "kl_bn", "kl_only"]
+    assert "control, rigid without a penalty" in explode["evidence"]
+    shares = read_metrics(out / "04_failed_variants")["numbers"]["diverged_share_at_large_lrs"]
+    assert all(len(v) == 2 and all(0 <= x <= 1 for x in v) for v in shares.values())
