@@ -110,6 +110,7 @@ PRESETS: dict[str, dict[str, dict]] = {
             "sweep_seeds": 2,
             "sweep_steps": 10,
             "author_steps": 20,
+            "bounds": [2.0, 5.0],
         },
         "quick": {},
         "full": {

@@ -293,6 +293,15 @@ def _columns(run: Run) -> dict:
     return out
 
 
+def _with_fields(table: pd.DataFrame, run: Run, seed: int) -> pd.DataFrame:
+    """``table`` with the run's fields and the seed as columns, added in one piece (one insert per field fragments a table
+    that has hundreds of probe columns, and pandas warns); existing columns keep their place."""
+    fields = {**_columns(run), "seed": seed}
+    added = pd.DataFrame(fields, index=table.index)
+    kept = table.drop(columns=[c for c in fields if c in table.columns])
+    return pd.concat([kept, added], axis=1)[[*table.columns, *(c for c in fields if c not in table.columns)]]
+
+
 def run_sweep(
     runs: Sequence[Run],
     seeds: Iterable[int] = (0,),
@@ -407,7 +416,7 @@ def run_sweep(
         raise SweepError(f"{len(errors)} of {len(jobs)} runs failed (tracebacks in {cache.folder}/*.error.txt; the "
                          f"{len(jobs) - len(errors)} others are saved; run the sweep again to retry the failed ones):\n"
                          + "\n".join(lines))
-    frames = [tables[(run, seed)].assign(**_columns(run), seed=seed) for run in runs for seed in seeds]
+    frames = [_with_fields(tables[(run, seed)], run, seed) for run in runs for seed in seeds]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 

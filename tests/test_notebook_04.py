@@ -6,7 +6,7 @@ import math
 from smoke import find_verdict, read_metrics, smoke_ran
 
 CLAIMS = {  # claim (start of its text) -> (predicts, min_effect, number of parts at smoke: 0 for a single effect)
-    "Rigid BN does no better than BN": ("same", 0.01, 4),  # {mnist, cifar10} x {rigid, rigid_clip}
+    "Rigid BN does no better than BN": ("same", 0.01, 6),  # {mnist, cifar10} x {rigid, rigid_mv, rigid_clip}
     "The KL regularizer without normalization falls short of BN": ("lower", 0.01, 2),
     "A regularizer that is not stable makes training explode": ("higher", 0.5, 3),  # rigid_reg, kl_bn, kl_only against BN
     "Outliers are rare": ("same", 0.05, 2),  # 0.5 / sqrt(batch_size 100)
@@ -37,8 +37,12 @@ def test_notebook_04_numbers(smoke_run):
     assert set(n["largest_usable_lr"]) == {"none", "bn", "rigid", "rigid_clip", "rigid_reg", "kl_bn", "kl_only"}
     assert set(n["largest_usable_lr"].values()) <= {0.1, 3.0}  # the smoke preset's sweep_lrs
     assert all(len(per_seed) == 2 for per_seed in n["grad_cv"].values())
+    assert set(n["departure_bound"]) == {"rigid", "rigid_mv"}
+    assert all(b is None or b in (2.0, 5.0) for b in n["departure_bound"].values())  # one of the smoke preset's bounds
+    bound_sweep = (nb_out / "bound_sweep.csv").read_text()
+    assert "rigid_mv" in bound_sweep and "paired t, n=2" in bound_sweep
     table = (nb_out / "comparison_table.csv").read_text()
-    assert all(v in table for v in ["rigid_clip", "kl_only_original"]) and "nan" not in table and "(SD " in table
+    assert all(v in table for v in ["rigid_clip", "rigid_mv", "kl_only_original"]) and "nan" not in table and "(SD " in table
     layer_stats = (nb_out / "layer_stats.csv").read_text()
     assert "conv1.norm" in layer_stats and "stem.norm" in layer_stats and "grad" in layer_stats
 
