@@ -444,6 +444,35 @@ def hessian_top_eigenvalue(model: nn.Module, loss_fn: LossFn, batch: tuple[torch
     return estimate
 
 
+def penalty_gradients(model: nn.Module, loss_fn: LossFn, batch: tuple[torch.Tensor, torch.Tensor], reg_cf: float = 1.0
+                      ) -> dict[str, float]:
+    """Norms of the gradients of the loss and of ``reg_cf`` times the layers' penalty (:func:`bnlib.norms.model_penalty`)
+    on ``batch`` in train mode, and their ratio (penalty / loss); the model is left as it was.
+
+    How hard the penalty pulls against the loss: the note's guess that the rigid penalty is not stable (note 000).
+
+    Example:
+        >>> from bnlib.norms import RigidBatchNorm
+        >>> net = nn.Sequential(nn.Linear(4, 8), RigidBatchNorm(8, bound=0.5), nn.Linear(8, 3))
+        >>> g = penalty_gradients(net, nn.functional.cross_entropy, (torch.randn(16, 4), torch.randint(0, 3, (16,))), 0.1)
+        >>> sorted(g), g["penalty"] > 0, g["ratio"] == g["penalty"] / g["loss"]
+        (['loss', 'penalty', 'ratio'], True, True)
+    """
+    from bnlib.norms import model_penalty
+
+    with preserved(model):
+        model.train()
+        x, y = batch
+        loss = loss_fn(model(x), y)
+        penalty = reg_cf * model_penalty(model)
+        params = [p for p in model.parameters() if p.requires_grad]
+        norms = {}
+        for name, value in (("loss", loss), ("penalty", penalty)):
+            grads = torch.autograd.grad(value, params, retain_graph=True, allow_unused=True) if value.requires_grad else []
+            norms[name] = math.sqrt(sum(float((g.double() ** 2).sum()) for g in grads if g is not None))
+    return {**norms, "ratio": norms["penalty"] / norms["loss"] if norms["loss"] > 0 else math.nan}
+
+
 # ---- named probes: what a bnlib.experiment.Run lists in ``probes`` ------------------------------------------------------
 
 Probe = Callable[[int, nn.Module], dict]
@@ -534,6 +563,12 @@ def _weight_norms(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], ar
     return probe
 
 
+def _penalty_grad(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], args: Mapping, lr: float) -> Probe:
+    reg_cf = float(args.get("reg_cf", 1.0))
+    return lambda step, m: {f"all|penalty_grad|{k}": v for k, v in
+                            penalty_gradients(m, torch.nn.functional.cross_entropy, batch, reg_cf).items()}
+
+
 PROBES: dict[str, Callable[..., Probe]] = {
     "layer_stats": _layer_stats,  # LayerStatsProbe on modules named layer_names (default norm, norm2, act), minus skip
     "ics": _ics,  # Santurkar et al. Def. 2.1 per layer, at the run's learning rate
@@ -542,6 +577,7 @@ PROBES: dict[str, Callable[..., Probe]] = {
     "output_quantiles": _output_quantiles,  # quantiles of the outputs of quantile_layers, pooled over units
     "unit_quantiles": _unit_quantiles,  # quantiles of every unit of quantile_layers, eval mode (Ioffe & Szegedy Fig. 1(b, c))
     "weight_norms": _weight_norms,  # Frobenius norm of every conv and linear weight (BN's scale invariance, Sec. 3.3)
+    "penalty_grad": _penalty_grad,  # gradient norms of the loss and of reg_cf x the layers' penalty, and their ratio
 }
 # bumped when a probe's numbers change for the same run; part of the cache key of every run that lists the probe
 # (bnlib.experiment.Run.key), so other runs keep their cached results. hessian 2: bnlib's BN twice differentiable.
@@ -550,6 +586,7 @@ PROBE_ARGS: dict[str, frozenset[str]] = {
     "layer_stats": frozenset({"layer_names", "skip", "bound"}), "ics": frozenset(), "landscape": frozenset({"etas"}),
     "hessian": frozenset({"hessian_iters"}), "output_quantiles": frozenset({"quantile_layers", "quantiles"}),
     "unit_quantiles": frozenset({"quantile_layers", "quantiles"}), "weight_norms": frozenset(),
+    "penalty_grad": frozenset({"reg_cf"}),
 }
 
 

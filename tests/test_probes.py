@@ -146,3 +146,24 @@ def test_weight_norms_probe_gives_every_conv_and_linear_weight_norm():
     with torch.no_grad():
         net[4].weight.mul_(3)
     assert probe(0, net)["4|weight|norm"] == pytest.approx(3 * row["4|weight|norm"], rel=1e-6)
+
+
+def test_penalty_gradients_match_autograd_and_leave_the_model_as_it_was():
+    from bnlib.norms import RigidBatchNorm, model_penalty
+    from bnlib.probes import penalty_gradients
+
+    torch.manual_seed(4)
+    net = nn.Sequential(nn.Linear(4, 8), RigidBatchNorm(8, bound=0.5), nn.ReLU(), nn.Linear(8, 3)).double().eval()
+    x, y = torch.randn(32, 4, dtype=torch.float64), torch.randint(0, 3, (32,))
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    got = penalty_gradients(net, nn.functional.cross_entropy, (x, y), reg_cf=0.3)
+    assert not net.training and all(torch.equal(v, state[k]) for k, v in net.state_dict().items())
+    net.train()
+    out = net(x)
+    grads = torch.autograd.grad(0.3 * model_penalty(net), list(net.parameters()), allow_unused=True, retain_graph=True)
+    want = math.sqrt(sum(float((g ** 2).sum()) for g in grads if g is not None))
+    assert got["penalty"] == pytest.approx(want, rel=1e-12) and want > 0
+    loss_grads = torch.autograd.grad(nn.functional.cross_entropy(out, y), list(net.parameters()))
+    assert got["loss"] == pytest.approx(math.sqrt(sum(float((g ** 2).sum()) for g in loss_grads)), rel=1e-12)
+    plain = nn.Sequential(nn.Linear(4, 3)).double()
+    assert penalty_gradients(plain, nn.functional.cross_entropy, (x, y))["penalty"] == 0.0  # no layer with a penalty
