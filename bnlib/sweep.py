@@ -417,7 +417,7 @@ def run_sweep(
                          f"{len(jobs) - len(errors)} others are saved; run the sweep again to retry the failed ones):\n"
                          + "\n".join(lines))
     frames = [_with_fields(tables[(run, seed)], run, seed) for run in runs for seed in seeds]
-    # tables with different probe columns concatenate into many blocks; copy() consolidates them (a caller's assign warns otherwise)
+    # tables with different probe columns concatenate into many blocks: copy() consolidates them (or a caller's assign warns)
     return pd.concat(frames, ignore_index=True).copy() if frames else pd.DataFrame()
 
 
