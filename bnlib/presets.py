@@ -118,7 +118,7 @@ PRESETS: dict[str, dict[str, dict]] = {
             "width": 1.0,
             "seeds": 5,
             "steps": 3000,
-            "cifar_steps": 3000,
+            "cifar_steps": 4500,  # 10 epochs of 45,000 images at batch 100: long enough for the ResNet to learn
             "eval_every": 250,
             "probe_every": 250,
             "test_size": None,
