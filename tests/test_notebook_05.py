@@ -29,15 +29,19 @@ def test_notebook_05_numbers(smoke_run):
     n = m["numbers"]
     assert m["info"]["lrs"] == [0.1, 0.5] and m["info"]["first_seed"] == 0 and m["info"]["seeds"] == 2
     assert n["probe_overhead"] > 0
-    # VGG-11 has 8 convolutions and 1 linear layer; the first has nothing before it and is left out of the ICS verdict
-    assert len(n["ics_layers"]) == 9 and n["ics_layers"][0] == "conv1.conv"
-    assert "0.1" in n["ics_bn_minus_plain"] and len(n["ics_bn_minus_plain"]["0.1"]) == 2
+    # VGG-11 has 8 convolutions and 1 linear layer; the first has nothing before it and is left out of the ICS figure and verdict
+    assert len(n["ics_layers"]) == 8 and n["ics_layers"][0] == "conv2.conv"
+    # seeds where a network diverged or stayed at chance are left out of the ICS comparison, and recorded
+    kept = 2 - len(n["ics_excluded_seeds"]["0.1"])
+    assert len(n["ics_bn_minus_plain"].get("0.1", [])) == kept
     assert sorted(n["plain_over_bn_first_probe"]) == ["beta_smoothness", "grad_change", "loss_range", "top"]
     assert all(v > 0 for v in n["plain_over_bn_first_probe"].values())
-    assert all(len(v) == 2 for v in n["log_plain_over_bn"].values())
+    dead = set(n["landscape_excluded_seeds"]["BN"]) | set(n["landscape_excluded_seeds"]["no BN"])
+    assert all(len(v) == 2 - len(dead) for v in n["log_plain_over_bn"].values())
     for key, accs in n["final_acc"].items():  # diverged runs count at chance, never dropped
         assert len(accs) == 2 and all(0 <= a <= 1 for a in accs), key
     assert len(n["noisy_bn_final_acc"]) == 2
+    assert sorted(n["final_train_acc"]) == ["BN", "no BN", "noisy BN"] and all(len(v) == 2 for v in n["final_train_acc"].values())
     assert all(len(v) == 2 and all(d > 0 for d in v) for v in n["drift"].values())
     assert all(v >= 1 for v in n["slice_max_over_center"].values())  # the trained weights lie on the slice (alpha = 0)
     dln = (nb_out / "dln.csv").read_text()
@@ -58,7 +62,7 @@ def test_notebook_05_verdicts_follow_their_rules(smoke_run):
             assert "parts" not in v, start
         elif parts == "per lr probed after step 0":  # a learning rate at which every plain run diverged at once has no part
             assert "parts" not in v or [p["part"] for p in v["parts"]] == ["lr 0.1", "lr 0.5"], start
-            assert "parts" in v or "seeds without probes after step 0 (diverged) [0, 1]" in v["evidence"], start
+            assert "parts" in v or "seeds left out (a network diverged or stayed at chance) [0, 1]" in v["evidence"], start
         else:
             assert [p["part"] for p in v["parts"]] == parts, start
     # claim 1 is paired by seed: its per-seed differences are BN − plain of the recorded final accuracies
