@@ -499,6 +499,8 @@ def _landscape(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], args:
         land = landscape_probe(m, torch.nn.functional.cross_entropy, batch, etas)
         row = {f"all|landscape|{k}": land[k] for k in ("loss_range", "beta_smoothness", "grad_norm")}
         row["all|landscape|grad_change"] = max(land["grad_changes"])
+        along = [land["loss0"], *land["losses"]]  # the loss at theta and at every step along the gradient: Fig. 4(a)'s band
+        row["all|landscape|loss_min"], row["all|landscape|loss_max"] = min(along), max(along)
         return row
 
     return probe
@@ -572,7 +574,7 @@ def _penalty_grad(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], ar
 PROBES: dict[str, Callable[..., Probe]] = {
     "layer_stats": _layer_stats,  # LayerStatsProbe on modules named layer_names (default norm, norm2, act), minus skip
     "ics": _ics,  # Santurkar et al. Def. 2.1 per layer, at the run's learning rate
-    "landscape": _landscape,  # loss range, gradient change, beta-smoothness along the gradient, steps etas x lr
+    "landscape": _landscape,  # loss range (and its ends), gradient change, beta-smoothness along the gradient, steps etas x lr
     "hessian": _hessian,  # top Hessian eigenvalue, hessian_iters power iterations
     "output_quantiles": _output_quantiles,  # quantiles of the outputs of quantile_layers, pooled over units
     "unit_quantiles": _unit_quantiles,  # quantiles of every unit of quantile_layers, eval mode (Ioffe & Szegedy Fig. 1(b, c))
@@ -580,8 +582,9 @@ PROBES: dict[str, Callable[..., Probe]] = {
     "penalty_grad": _penalty_grad,  # gradient norms of the loss and of reg_cf x the layers' penalty, and their ratio
 }
 # bumped when a probe's numbers change for the same run; part of the cache key of every run that lists the probe
-# (bnlib.experiment.Run.key), so other runs keep their cached results. hessian 2: bnlib's BN twice differentiable.
-PROBE_VERSIONS: dict[str, int] = {"hessian": 2}
+# (bnlib.experiment.Run.key), so other runs keep their cached results. hessian 2: bnlib's BN twice differentiable;
+# landscape 2: also the lowest and highest loss along the step.
+PROBE_VERSIONS: dict[str, int] = {"hessian": 2, "landscape": 2}
 PROBE_ARGS: dict[str, frozenset[str]] = {
     "layer_stats": frozenset({"layer_names", "skip", "bound"}), "ics": frozenset(), "landscape": frozenset({"etas"}),
     "hessian": frozenset({"hessian_iters"}), "output_quantiles": frozenset({"quantile_layers", "quantiles"}),

@@ -44,6 +44,12 @@ def test_notebook_05_numbers(smoke_run):
     assert sorted(n["final_train_acc"]) == ["BN", "no BN", "noisy BN"] and all(len(v) == 2 for v in n["final_train_acc"].values())
     assert all(len(v) == 2 and all(d > 0 for d in v) for v in n["drift"].values())
     assert all(v >= 1 for v in n["slice_max_over_center"].values())  # the trained weights lie on the slice (alpha = 0)
+    for name in ["vgg_curves", "noisy_bn_training", "ics_vgg", "ics_over_training", "landscape", "loss_range_band"]:
+        assert (nb_out / f"{name}.png").stat().st_size > 10_000, name  # the paper's Fig. 1-4, drawn as it draws them
+    probes = pd.read_csv(nb_out / "probes.csv")
+    ends = probes[probes["stat"].isin(["loss_min", "loss_max", "loss_range"])].pivot_table(
+        index=["network", "seed", "step"], columns="stat", values="value").dropna()
+    assert len(ends) and ((ends["loss_max"] - ends["loss_min"] - ends["loss_range"]).abs() < 1e-9).all()
     dln = (nb_out / "dln.csv").read_text()
     assert "ics_relative" in dln and "beta_smoothness" in dln
 

@@ -167,3 +167,15 @@ def test_penalty_gradients_match_autograd_and_leave_the_model_as_it_was():
     assert got["loss"] == pytest.approx(math.sqrt(sum(float((g ** 2).sum()) for g in loss_grads)), rel=1e-12)
     plain = nn.Sequential(nn.Linear(4, 3)).double()
     assert penalty_gradients(plain, nn.functional.cross_entropy, (x, y))["penalty"] == 0.0  # no layer with a penalty
+
+
+def test_landscape_probe_row_gives_the_ends_of_the_loss_range():
+    from bnlib.probes import named_probes
+
+    torch.manual_seed(5)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(12, 6), nn.ReLU(), nn.Linear(6, 3))
+    batch = (torch.randn(16, 12), torch.randint(0, 3, (16,)))
+    row = named_probes(["landscape"], net, batch, {"etas": [0.5, 2.0]}, lr=0.5)[1](0, net)
+    low, high = row["all|landscape|loss_min"], row["all|landscape|loss_max"]
+    loss0 = nn.functional.cross_entropy(net(batch[0]), batch[1]).item()
+    assert low <= loss0 <= high and high - low == pytest.approx(row["all|landscape|loss_range"], abs=1e-12)
