@@ -42,6 +42,7 @@ PRESETS: dict[str, dict[str, dict]] = {
             "inf_steps": 150,
             "eps_steps": 100,
             "eps_values": [1e-8, 1e-5, 1e-3],
+            "scale_steps": 100,
         },
         "quick": {},
         "full": {
@@ -51,6 +52,7 @@ PRESETS: dict[str, dict[str, dict]] = {
             "ics_eval_every": 250,
             "inf_steps": 5000,
             "eps_steps": 5000,
+            "scale_steps": 5000,
         },
     },
     "02_mnist_reproduction": {

@@ -24,16 +24,22 @@ def test_notebook_01_numbers(smoke_run):
     assert n["bn_bias_grad_relative"] < 1e-5 and n["bias_norm_final"] > 0.1
     assert n["constant_pixels"] == 67 and n["covariance_rank_full_train"] < 784
     assert n["keras099_vs_torch001_max_diff"] < 1e-12
+    # Sec. 3.3: with fc2's weights x 10 and BN's eps x 100 nothing changes; with eps kept, only by about eps / variance
+    checks = n["scale_invariance_checks"]
+    assert checks["output change, ε × a²"] < 1e-10 and checks["a·G(aW) − G(W), ε × a²"] < 1e-10
+    assert checks["output change, ε kept"] > checks["output change, ε × a²"] and abs(checks["cos(W, G)"]) < 1e-3
+    assert n["norm_growth_relative_error_median"] < 1e-3  # ||W - ηG||² = ||W||² + η²||G||² step by step
+    assert set(n["equilibrium_ratio"]) == {"0.001", "0.01"}
 
 
 def test_notebook_01_verdicts(smoke_run):
     out, _ = smoke_run
     smoke_ran(out, "01")
     verdicts = {v["claim"]: v for v in read_metrics(out / NAME)["verdicts"]}
-    assert len(verdicts) == 10
+    assert len(verdicts) == 11
     by_start = {text.split(" ")[0] + " " + text.split(" ")[1]: v for text, v in verdicts.items()}
     # the deterministic checks are decided even at smoke, by one computation each
-    for start in ("Gradient descent", "The Sec.", "A mean", "The batch", "Full (ZCA)"):
+    for start in ("Gradient descent", "The Sec.", "A mean", "The batch", "Full (ZCA)", "Through BN"):
         v = by_start[start]
         assert v["outcome"] == "supported", (start, v["evidence"])
         tests = [p["test"] for p in v["parts"]] if "parts" in v else [v["test"]]
