@@ -30,13 +30,14 @@ def test_notebook_01_numbers(smoke_run):
     assert checks["output change, ε kept"] > checks["output change, ε × a²"] and abs(checks["cos(W, G)"]) < 1e-3
     assert n["norm_growth_relative_error_median"] < 1e-3  # ||W - ηG||² = ||W||² + η²||G||² step by step
     assert set(n["equilibrium_ratio"]) == {"0.001", "0.01"}
+    assert all(len(v) == 2 and all(0 <= s <= 1 for s in v) for v in n["saturated_share"].values())  # per seed, a share
 
 
 def test_notebook_01_verdicts(smoke_run):
     out, _ = smoke_run
     smoke_ran(out, "01")
     verdicts = {v["claim"]: v for v in read_metrics(out / NAME)["verdicts"]}
-    assert len(verdicts) == 11
+    assert len(verdicts) == 12
     by_start = {text.split(" ")[0] + " " + text.split(" ")[1]: v for text, v in verdicts.items()}
     # the deterministic checks are decided even at smoke, by one computation each
     for start in ("Gradient descent", "The Sec.", "A mean", "The batch", "Full (ZCA)", "Through BN"):
@@ -52,6 +53,8 @@ def test_notebook_01_verdicts(smoke_run):
     ics = by_start["BN keeps"]
     assert [p["part"] for p in ics["parts"]] == ["|median moved|", "|spread changed|"]
     assert all(p["test"] == "paired t" and p["n"] == 2 for p in ics["parts"])
+    sat = by_start["With BN"]
+    assert sat["predicts"] == "lower" and sat["min_effect"] == 0.01 and sat["test"] == "paired t" and sat["n"] == 2
     std = [v for t, v in verdicts.items() if t.startswith("Standardized inputs")]
     assert len(std) == 2 and all(v["test"] == "paired t" and v["predicts"] == "higher" for v in std)
 
