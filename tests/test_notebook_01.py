@@ -37,7 +37,7 @@ def test_notebook_01_verdicts(smoke_run):
     out, _ = smoke_run
     smoke_ran(out, "01")
     verdicts = {v["claim"]: v for v in read_metrics(out / NAME)["verdicts"]}
-    assert len(verdicts) == 12
+    assert len(verdicts) == 13
     by_start = {text.split(" ")[0] + " " + text.split(" ")[1]: v for text, v in verdicts.items()}
     # the deterministic checks are decided even at smoke, by one computation each
     for start in ("Gradient descent", "The Sec.", "A mean", "The batch", "Full (ZCA)", "Through BN"):
@@ -57,6 +57,7 @@ def test_notebook_01_verdicts(smoke_run):
     assert sat["predicts"] == "lower" and sat["min_effect"] == 0.01 and sat["test"] == "paired t" and sat["n"] == 2
     std = [v for t, v in verdicts.items() if t.startswith("Standardized inputs")]
     assert len(std) == 2 and all(v["test"] == "paired t" and v["predicts"] == "higher" for v in std)
+    assert by_start["Whitened inputs"]["test"] == "paired t" and "ZCA" in by_start["Whitened inputs"]["evidence"]
 
 
 def test_notebook_01_learning_rate_chosen_on_validation(smoke_run):
@@ -69,7 +70,8 @@ def test_notebook_01_learning_rate_chosen_on_validation(smoke_run):
     assert {"val_acc", "test_acc"} <= set(lin.columns)
     val = lin["val_acc"].where(~lin["diverged"].astype(bool), 0.1)
     best = lin.assign(v=val).groupby(["inputs", "lr"])["v"].mean().groupby(level="inputs").idxmax()
-    assert n["linear_standardized_chosen_lr"] == best["standardized"][1]
+    assert n["linear_standardized_chosen_lr"] == best["per-pixel standardization"][1]
+    assert n["linear_zca_chosen_lr"] == best["ZCA whitening"][1]
     assert n["linear_raw_chosen_lr"] == best["raw 0–255"][1]
     assert (out / NAME / "linear_classifier_summary.csv").exists()
 
