@@ -37,7 +37,7 @@ def test_notebook_01_verdicts(smoke_run):
     out, _ = smoke_run
     smoke_ran(out, "01")
     verdicts = {v["claim"]: v for v in read_metrics(out / NAME)["verdicts"]}
-    assert len(verdicts) == 13
+    assert len(verdicts) == 14
     by_start = {text.split(" ")[0] + " " + text.split(" ")[1]: v for text, v in verdicts.items()}
     # the deterministic checks are decided even at smoke, by one computation each
     for start in ("Gradient descent", "The Sec.", "A mean", "The batch", "Full (ZCA)", "Through BN"):
@@ -57,6 +57,8 @@ def test_notebook_01_verdicts(smoke_run):
     assert sat["predicts"] == "lower" and sat["min_effect"] == 0.01 and sat["test"] == "paired t" and sat["n"] == 2
     std = [v for t, v in verdicts.items() if t.startswith("Standardized inputs")]
     assert len(std) == 2 and all(v["test"] == "paired t" and v["predicts"] == "higher" for v in std)
+    bites = by_start["Where a"]
+    assert bites["predicts"] == "higher" and bites["test"] == "paired t" and "of 784" in bites["evidence"]
     assert by_start["Whitened inputs"]["test"] == "paired t" and "ZCA" in by_start["Whitened inputs"]["evidence"]
 
 
