@@ -47,10 +47,12 @@ def as_models_values_units(out: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def layer_outputs(model: nn.Module, modules: Mapping[str, nn.Module], x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Outputs of ``modules`` on input ``x``, in eval mode, each as (models, values, units).
+def layer_outputs(model: nn.Module, modules: Mapping[str, nn.Module], x: torch.Tensor, train: bool = False
+                  ) -> dict[str, torch.Tensor]:
+    """Outputs of ``modules`` on input ``x``, in eval mode (``train=True``: train mode, BN with the batch's statistics, the
+    function being trained), each as (models, values, units).
 
-    The model's mode is restored afterwards. See :func:`as_models_values_units`.
+    The model's mode and buffers (BN's running statistics) are restored afterwards. See :func:`as_models_values_units`.
 
     Example:
         >>> net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.ReLU())
@@ -63,27 +65,32 @@ def layer_outputs(model: nn.Module, modules: Mapping[str, nn.Module], x: torch.T
         for name, m in modules.items()
     ]
     was_training = model.training
-    model.eval()
+    saved = [b.detach().clone() for b in model.buffers()] if train else []
+    model.train(train)
     try:
-        model(x)
+        with torch.no_grad():
+            model(x)
     finally:
         for h in handles:
             h.remove()
+        with torch.no_grad():
+            for b, before in zip(model.buffers(), saved):
+                b.copy_(before)
         model.train(was_training)
     return {name: as_models_values_units(out) for name, out in captured.items()}
 
 
 def unit_quantiles(model: nn.Module, modules: Mapping[str, nn.Module], x: torch.Tensor,
-                   qs: Sequence[float]) -> dict[str, torch.Tensor]:
-    """Quantiles ``qs`` of every unit of ``modules``' outputs on ``x`` (eval mode, see :func:`layer_outputs`), on the CPU,
-    each of shape (quantiles, models, units).
+                   qs: Sequence[float], train: bool = False) -> dict[str, torch.Tensor]:
+    """Quantiles ``qs`` of every unit of ``modules``' outputs on ``x`` (eval mode, or train mode with ``train``: see
+    :func:`layer_outputs`), on the CPU, each of shape (quantiles, models, units).
 
     Example:
         >>> net = torch.nn.Sequential(torch.nn.Linear(3, 2))
         >>> unit_quantiles(net, {"fc": net[0]}, torch.randn(100, 3), (0.15, 0.5, 0.85))["fc"].shape
         torch.Size([3, 1, 2])
     """
-    outs = layer_outputs(model, modules, x)
+    outs = layer_outputs(model, modules, x, train)
     return {name: torch.quantile(out.float(), torch.tensor(tuple(qs), device=out.device), dim=1).cpu()
             for name, out in outs.items()}
 
@@ -542,10 +549,14 @@ def _unit_quantiles(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], 
     qs = tuple(float(q) for q in args.get("quantiles", (0.15, 0.5, 0.85)))
     if not layers:
         raise ValueError("the unit_quantiles probe needs probe_args quantile_layers, e.g. {'quantile_layers': ['norm3']}")
+    mode = args.get("mode", "eval")
+    if mode not in ("eval", "train"):
+        raise ValueError(f"the unit_quantiles probe's mode must be 'eval' or 'train', got {mode!r}")
 
     def probe(step: int, m: nn.Module) -> dict:
         row: dict = {}
-        for name, values in unit_quantiles(m, {name: m.get_submodule(name) for name in layers}, batch[0], qs).items():
+        modules = {name: m.get_submodule(name) for name in layers}
+        for name, values in unit_quantiles(m, modules, batch[0], qs, train=mode == "train").items():
             by_unit = values.permute(0, 2, 1).tolist()  # [q][unit][model]
             for q, units in zip(qs, by_unit):
                 for unit, per_model in enumerate(units):
@@ -577,7 +588,7 @@ PROBES: dict[str, Callable[..., Probe]] = {
     "landscape": _landscape,  # loss range (and its ends), gradient change, beta-smoothness along the gradient, steps etas x lr
     "hessian": _hessian,  # top Hessian eigenvalue, hessian_iters power iterations
     "output_quantiles": _output_quantiles,  # quantiles of the outputs of quantile_layers, pooled over units
-    "unit_quantiles": _unit_quantiles,  # quantiles of every unit of quantile_layers, eval mode (Ioffe & Szegedy Fig. 1(b, c))
+    "unit_quantiles": _unit_quantiles,  # quantiles of every unit of quantile_layers, eval or train mode (Fig. 1(b, c))
     "weight_norms": _weight_norms,  # Frobenius norm of every conv and linear weight (BN's scale invariance, Sec. 3.3)
     "penalty_grad": _penalty_grad,  # gradient norms of the loss and of reg_cf x the layers' penalty, and their ratio
 }
@@ -588,7 +599,7 @@ PROBE_VERSIONS: dict[str, int] = {"hessian": 2, "landscape": 2}
 PROBE_ARGS: dict[str, frozenset[str]] = {
     "layer_stats": frozenset({"layer_names", "skip", "bound"}), "ics": frozenset(), "landscape": frozenset({"etas"}),
     "hessian": frozenset({"hessian_iters"}), "output_quantiles": frozenset({"quantile_layers", "quantiles"}),
-    "unit_quantiles": frozenset({"quantile_layers", "quantiles"}), "weight_norms": frozenset(),
+    "unit_quantiles": frozenset({"quantile_layers", "quantiles", "mode"}), "weight_norms": frozenset(),
     "penalty_grad": frozenset({"reg_cf"}),
 }
 

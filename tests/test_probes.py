@@ -179,3 +179,20 @@ def test_landscape_probe_row_gives_the_ends_of_the_loss_range():
     low, high = row["all|landscape|loss_min"], row["all|landscape|loss_max"]
     loss0 = nn.functional.cross_entropy(net(batch[0]), batch[1]).item()
     assert low <= loss0 <= high and high - low == pytest.approx(row["all|landscape|loss_range"], abs=1e-12)
+
+
+def test_layer_outputs_in_train_mode_use_the_batch_and_keep_the_running_statistics():
+    from bnlib.probes import layer_outputs, unit_quantiles
+
+    torch.manual_seed(6)
+    net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)).eval()
+    with torch.no_grad():
+        net[1].running_mean.fill_(5.0)
+    x = torch.randn(64, 3) + 2
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    train_out = layer_outputs(net, {"bn": net[1]}, x, train=True)["bn"][0]
+    assert train_out.mean(0).abs().max() < 1e-5 and not net.training  # normalized with the batch's own statistics
+    assert all(torch.equal(v, state[k]) for k, v in net.state_dict().items())  # running statistics untouched
+    eval_out = layer_outputs(net, {"bn": net[1]}, x)["bn"][0]
+    assert (eval_out.mean(0) < -1).all()  # eval mode: the (planted) running mean 5 is subtracted
+    assert unit_quantiles(net, {"bn": net[1]}, x, (0.5,), train=True)["bn"].shape == (1, 1, 4)
