@@ -112,6 +112,7 @@ class Run:
     keep_weights: bool = False  # run_sweep stores the final weights (bnlib.sweep.trained_model loads them)
     batched: bool = False  # train as one model with the sweep's batched runs that differ only in lr, init_std, seed
     tags: tuple[str, ...] = field(default=())  # free labels (e.g. the section of a notebook); part of the key
+    inputs: str = "standardized"  # "standardized": pixels minus the dataset's mean, over its std; "unit": pixels in [0, 1]
 
     def __post_init__(self) -> None:
         if self.hidden is not None:
@@ -142,7 +143,11 @@ class Run:
     def key(self, seed: int) -> str:
         """A stable 16-hex-digit key of the whole config, the seed, :data:`CACHE_VERSION` and the versions of the
         run's probes that changed (:data:`bnlib.probes.PROBE_VERSIONS`)."""
-        payload = {"run": json.loads(self.to_json()), "seed": int(seed), "version": CACHE_VERSION}
+        config = json.loads(self.to_json())
+        for name, default in LATER_FIELDS.items():  # absent at their default: the keys of runs that do not use them stay
+            if config[name] == default:
+                del config[name]
+        payload = {"run": config, "seed": int(seed), "version": CACHE_VERSION}
         probes = {p: PROBE_VERSIONS[p] for p in self.probes if PROBE_VERSIONS.get(p, 1) != 1}
         if probes:  # absent otherwise, so the keys of runs without such probes stay as they were
             payload["probe_versions"] = probes
@@ -151,6 +156,20 @@ class Run:
 
 
 RUN_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Run))  # the columns run_sweep adds to a table
+# fields added after runs were cached, with their defaults: a run enters them into its key only when it sets another value
+LATER_FIELDS: dict[str, object] = {"inputs": "standardized"}
+INPUTS = ("standardized", "unit")
+
+
+def input_stats(run: Run) -> tuple:
+    """(mean, std) that :func:`bnlib.data.to_float` applies to the run's images: the dataset's, or (None, None) for pixels in
+    [0, 1] (``inputs="unit"``).
+
+    Example:
+        >>> input_stats(Run(dataset="mnist", model="mlp", steps=1, batch_size=2, lr=0.1, inputs="unit"))
+        (None, None)
+    """
+    return dataset_stats(run.dataset) if run.inputs == "standardized" else (None, None)
 
 
 def _freeze(value):
@@ -183,6 +202,8 @@ def _validate(run: Run) -> None:
 
     if run.dataset not in DATASET_NAMES:
         raise bad("dataset", f"unknown dataset {run.dataset!r}; valid datasets: {', '.join(DATASET_NAMES)}")
+    if run.inputs not in INPUTS:
+        raise bad("inputs", f"must be one of {', '.join(map(repr, INPUTS))}, got {run.inputs!r}")
     if run.model not in MODELS:
         raise bad("model", f"unknown model {run.model!r}; valid models: {', '.join(MODELS)}")
     if run.norm not in NORM_KINDS:
@@ -327,7 +348,7 @@ def execute(
     with intra_op_threads(threads):
         dev = resolve_device(device)
         sets = run_data(run, data_root)
-        mean, std = dataset_stats(run.dataset)
+        mean, std = input_stats(run)
 
         def metrics(name: str, data, last_only: bool):
             def callback(step: int, model: torch.nn.Module) -> dict:
@@ -399,7 +420,7 @@ def execute_batched(
     with intra_op_threads(threads):
         dev = resolve_device(device)
         sets = run_data(run, data_root)
-        mean, std = dataset_stats(run.dataset)
+        mean, std = input_stats(run)
         net = BatchedMLP([build_run_model(r, seed, data_root) for r, seed in jobs])
         callbacks = []
         if run.validate:

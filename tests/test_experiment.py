@@ -20,6 +20,7 @@ CHANGES = {  # one changed value per field: every field is part of the key
     "weight_decay": 1e-4, "reg_cf": 0.5, "eval_every": 3, "eval_train": True, "channels_last": True, "autocast": True,
     "keep_weights": True, "tags": ("section 2",), "norm_args": {"eps": 1e-3}, "init": "xavier", "probes": ("hessian",),
     "probe_args": {"etas": (1.0,)}, "probe_size": 128, "schedule": "cosine", "schedule_args": {"gamma": 0.5}, "batched": True,
+    "inputs": "unit",
 }
 
 
@@ -178,3 +179,26 @@ def test_batched_jobs_must_share_everything_but_lr_init_std_and_seed():
         experiment.execute_batched([(BASE, 0)])
     with pytest.raises(ValueError, match="a batched run returns no model"):
         execute(run, 0, return_model=True)
+
+
+def test_a_later_field_enters_the_key_only_when_set():
+    """Fields added after runs were cached (LATER_FIELDS) leave the keys of runs at their default as they were."""
+    import hashlib
+    import json
+
+    from bnlib.experiment import CACHE_VERSION, LATER_FIELDS
+
+    run = Run(dataset="mnist", model="mlp", steps=1, batch_size=2, lr=0.1)
+    config = {k: v for k, v in json.loads(run.to_json()).items() if k not in LATER_FIELDS}
+    payload = json.dumps({"run": config, "seed": 0, "version": CACHE_VERSION}, sort_keys=True)
+    assert run.key(0) == hashlib.sha256(payload.encode()).hexdigest()[:16]
+    assert run.replace(inputs="unit").key(0) != run.key(0)
+    with pytest.raises(ValueError, match="Run.inputs: must be one of 'standardized', 'unit', got 'raw'"):
+        run.replace(inputs="raw")
+
+
+@pytest.mark.data
+def test_unit_inputs_train_on_pixels_in_0_1(data_root):
+    run = Run(dataset="mnist", model="mlp", norm="none", steps=3, batch_size=20, lr=0.1, eval_every=3, test_size=100)
+    standardized, unit = execute(run, 0, data_root=data_root), execute(run.replace(inputs="unit"), 0, data_root=data_root)
+    assert standardized["train_loss"].iloc[-1] != unit["train_loss"].iloc[-1]

@@ -15,6 +15,8 @@ CLAIMS = {  # claim -> (predicts, min_effect, test of its effect or of every par
     "BN reaches a higher test accuracy": ("higher", 0.003, "paired t"),
     "With BN the sigmoid-input distribution is stable; without BN it shifts": ("lower", 0.2, "paired t"),
     "The Figure 1 picture (BN faster and higher) holds on Fashion-MNIST and with ReLU": ("higher", 0.005, "paired t"),
+    "In a public reproduction's setting BN beats the plain network by about 3 points (98.15% vs 94.92%)":
+        ("higher", 0.016, "paired t"),
 }
 
 
@@ -39,6 +41,8 @@ def test_notebook_02_numbers(smoke_run):
     for knob in ("lr", "init_std"):
         assert sorted(n[f"worst_{knob}_acc"]) == ["with BN", "without BN"]
         assert all(len(v) == 2 and all(0 <= a <= 1 for a in v) for v in n[f"worst_{knob}_acc"].values())
+    assert sorted(n["public_setting_final_acc"]) == ["with BN", "without BN"]
+    assert all(len(v) == 2 and all(0 <= a <= 1 for a in v) for v in n["public_setting_final_acc"].values())
     table = (out / "02_mnist_reproduction" / "fig1a_table.csv").read_text()
     assert "steps to 97%" in table and "with BN" in table and "nan" not in table
 
