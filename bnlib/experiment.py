@@ -157,7 +157,7 @@ class Run:
 
 RUN_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Run))  # the columns run_sweep adds to a table
 # fields added after runs were cached, with their defaults: a run enters them into its key only when it sets another value
-LATER_FIELDS: dict[str, object] = {"inputs": "standardized"}
+LATER_FIELDS: dict[str, object] = {f.name: f.default for f in dataclasses.fields(Run) if f.name in ("inputs",)}
 INPUTS = ("standardized", "unit")
 
 

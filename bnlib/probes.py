@@ -68,14 +68,12 @@ def layer_outputs(model: nn.Module, modules: Mapping[str, nn.Module], x: torch.T
     saved = [b.detach().clone() for b in model.buffers()] if train else []
     model.train(train)
     try:
-        with torch.no_grad():
-            model(x)
+        model(x)
     finally:
         for h in handles:
             h.remove()
-        with torch.no_grad():
-            for b, before in zip(model.buffers(), saved):
-                b.copy_(before)
+        for b, before in zip(model.buffers(), saved):
+            b.copy_(before)
         model.train(was_training)
     return {name: as_models_values_units(out) for name, out in captured.items()}
 
