@@ -20,9 +20,9 @@ PRESET_NAMES = ("smoke", "quick", "full")
 QUICK_SECONDS: dict[str, float] = {
     "01_internal_covariate_shift": 103,
     "02_mnist_reproduction": 323,
-    "03_cifar10_experiments": 984,
-    "04_failed_variants": 1069,
-    "05_loss_landscape": 683,
+    "03_cifar10_experiments": 347,  # 03-05: one notebook at a time beside another bnlib session (one core each), 2026-12-03
+    "04_failed_variants": 340,
+    "05_loss_landscape": 294,
     "06_batchnorm_in_practice": 897,
 }
 
@@ -94,6 +94,8 @@ PRESETS: dict[str, dict[str, dict]] = {
             "seeds": 5,
             "tune_seeds": 2,
             "epochs": 15,
+            "lr_multipliers": [5, 30],
+            "init_scales": [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0],
             "init_epochs": 2,
         },
     },
@@ -123,10 +125,14 @@ PRESETS: dict[str, dict[str, dict]] = {
             "cifar_steps": 4500,  # 10 epochs of 45,000 images at batch 100: long enough for the ResNet to learn
             "eval_every": 250,
             "probe_every": 250,
+            "probe_size": 256,
             "test_size": None,
             "sweep_seeds": 5,
+            "sweep_lrs": [0.01, 0.1, 1.0, 3.0],
             "sweep_steps": 1000,
             "author_steps": 3000,
+            "bounds": [1.5, 2.0, 3.0, 5.0],
+            "fixed_stds": [0.01, 0.1],
         },
     },
     "05_loss_landscape": {
@@ -146,12 +152,15 @@ PRESETS: dict[str, dict[str, dict]] = {
         },
         "quick": {},
         "full": {
+            "width": 0.125,
             "seeds": 5,
             "steps": 12000,  # 34 epochs at batch 128 (the paper: about 15,000 steps); 40 runs fit in about 2.5 h on 2 CPU cores
             "probe_every": 1000,
+            "probe_size": 256,
             "test_size": None,
             "hessian_iters": 20,
             "dln_steps": 3000,
+            "slice_points": 21,
         },
     },
     "06_batchnorm_in_practice": {
