@@ -20,9 +20,9 @@ PRESET_NAMES = ("smoke", "quick", "full")
 QUICK_SECONDS: dict[str, float] = {
     "01_internal_covariate_shift": 103,
     "02_mnist_reproduction": 323,
-    "03_cifar10_experiments": 347,  # 03-05: one notebook at a time beside another bnlib session (one core each), 2026-12-03
-    "04_failed_variants": 340,
-    "05_loss_landscape": 294,
+    "03_cifar10_experiments": 347,  # beside another bnlib session (one core each), 2026-12-03
+    "04_failed_variants": 339,  # 04 and 05: `bnlib.run 04 05 --jobs 2`, 2026-12-03
+    "05_loss_landscape": 286,
     "06_batchnorm_in_practice": 897,
 }
 
