@@ -3,7 +3,9 @@
 
 import math
 
+import numpy as np
 import pandas as pd
+import pytest
 from smoke import find_verdict, read_metrics, smoke_ran
 
 CLAIMS = {  # claim text start -> (predicts, min_effect, reference, parts)
@@ -92,3 +94,26 @@ def test_notebook_05_tables(smoke_run):
     assert (fin.loc[fin["diverged"], "value"] == 0.1).all()  # a diverged run counts at chance
     ics = pd.read_csv(nb_out / "ics_per_seed.csv")
     assert {"lr", "seed", "BN", "no BN"} <= set(ics.columns) and (ics[["BN", "no BN"]] >= 0).all().all()
+
+
+def test_notebook_05_end_of_training(smoke_run):
+    """The last-probe table: one row per measure, and its landscape effect recomputed from probes.csv."""
+    out, _ = smoke_run
+    smoke_ran(out, "05")
+    nb_out = out / "05_loss_landscape"
+    table = pd.read_csv(nb_out / "end_of_training.csv", index_col="measure")
+    assert len(table) == 2 + 2 + 4  # relative ICS and cosine at two rates, three landscape measures and the Hessian at lr 0.1
+    numbers = read_metrics(nb_out)["numbers"]
+    probes = pd.read_csv(nb_out / "probes.csv")
+    last = probes[(probes["lr"] == 0.1) & (probes["stat"] == "loss_range") & (probes["step"] == probes["step"].max())]
+    dead = numbers["landscape_excluded_seeds"]
+    value = {n: last[(last["network"] == n) & ~last["seed"].isin(dead[n])].set_index("seed")["value"] for n in ("BN", "no BN")}
+    shared = [s for s in value["BN"].index if s in value["no BN"].index and value["BN"][s] > 0 and value["no BN"][s] > 0]
+    name = "loss range, lr 0.1"
+    if shared:
+        expected = np.mean([np.log(value["no BN"][s] / value["BN"][s]) for s in shared])
+        assert numbers["end_of_training"][name]["estimate"] == pytest.approx(expected, rel=1e-9)
+        assert numbers["end_of_training"][name]["n"] == len(shared)
+    else:
+        assert name not in numbers["end_of_training"]
+        assert table.loc[name].iloc[-1] == "no seed with both networks probed"
