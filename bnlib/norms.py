@@ -19,6 +19,10 @@ Network Training by Reducing Internal Covariate Shift", ICML 2015
   Sec. 2).
 * ``LpBatchNorm``         -- batch norm that divides by the average l_p
   distance to the mean, p = 1, 2 or inf (Santurkar et al. 2018, Sec. 3.3).
+* ``GhostBatchNorm``      -- batch norm over chunks ("ghost batches") of each
+  batch (Hoffer et al. 2017).
+* ``BatchRenorm``         -- batch renormalization: batch statistics corrected
+  towards the running ones by clipped r and d (Ioffe 2017).
 * ``model_penalty``       -- the sum of those layers' penalties, to add to the loss.
 * ``group_norm``, ``layer_norm``, ``instance_norm`` -- normalizations that do
   not use the batch (``nn.GroupNorm`` with 32, 1 or C groups).
@@ -56,6 +60,8 @@ __all__ = [
     "KLBatchNorm",
     "NoisyBatchNorm",
     "LpBatchNorm",
+    "GhostBatchNorm",
+    "BatchRenorm",
     "model_penalty",
     "group_norm",
     "layer_norm",
@@ -1033,7 +1039,163 @@ def model_penalty(model: nn.Module) -> Tensor:
 
 
 # ------------------------------------------------------------------------
-# 5. Norms that do not use the batch (Wu & He 2018)
+# 5. Small-batch remedies that keep BN: ghost batches (Hoffer et al. 2017) and batch renormalization (Ioffe 2017)
+
+
+class GhostBatchNorm(_BatchStatsNorm):
+    """Batch norm over "ghost" batches: each training batch is cut into chunks of about ``virtual_batch`` examples,
+    and each chunk is normalized with its own statistics (Hoffer, Hubara & Soudry 2017, "Train longer, generalize
+    better", Sec. 4).
+
+    Training: k = max(1, N // ``virtual_batch``) chunks of nearly equal size (``torch.tensor_split``, so no chunk
+    is smaller than ``virtual_batch``); every chunk goes through Algorithm 1 (``BatchNormFunction``). A batch of at
+    most ``virtual_batch`` examples is one chunk: the layer is then :class:`BatchNorm`.
+
+    Running statistics: **one** update per training batch, with the mean over chunks of the chunk means and of the
+    chunk variances (each made unbiased with its own m / (m - 1)), at ``momentum``. Updating once per chunk instead
+    would decay the old value by (1 - momentum)^k per step, k times faster than the same momentum in BN: mind this
+    when porting a ghost BN that updates per chunk. Eval: Algorithm 2 with the running statistics, as BN.
+
+    >>> gbn = GhostBatchNorm(3, virtual_batch=4)
+    >>> x = torch.randn(16, 3)
+    >>> y = gbn(x)  # four ghost batches of 4
+    >>> bool(y[:4].mean(0).abs().max() < 1e-5), bool(y.mean(0).abs().max() < 1e-5)  # each chunk has mean 0
+    (True, True)
+    >>> bool(torch.allclose(GhostBatchNorm(3, virtual_batch=16)(x), BatchNorm(3)(x)))  # one chunk: BN
+    True
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        virtual_batch: int = 32,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+    ) -> None:
+        if isinstance(virtual_batch, bool) or not isinstance(virtual_batch, numbers.Integral) or virtual_batch < 2:
+            raise ValueError(
+                f"GhostBatchNorm: virtual_batch must be an integer >= 2, got {virtual_batch!r}: it is the number of "
+                "examples normalized together (a ghost batch of 1 has no variance); use e.g. virtual_batch=32"
+            )
+        super().__init__(num_features, eps, momentum, affine)
+        self.virtual_batch = int(virtual_batch)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Normalize each ghost batch with its own statistics (train) or ``x`` with the running ones (eval)."""
+        x, gamma, beta = self._checked(x)
+        if not self.training:
+            return _affine(self._running_x_hat(x), gamma, beta)
+        chunks = torch.tensor_split(x, max(1, x.shape[0] // self.virtual_batch))
+        outs, means, variances = [], [], []
+        for chunk in chunks:
+            y, mean, var = BatchNormFunction.apply(chunk, gamma, beta, self.eps)
+            m = chunk.numel() // chunk.shape[1]
+            outs.append(y)
+            means.append(mean)
+            variances.append(var * (m / (m - 1)) if m > 1 else var)
+        self._update_running_stats(torch.stack(means).mean(0), torch.stack(variances).mean(0), m=0, unbiased=False)
+        return torch.cat(outs)
+
+    def extra_repr(self) -> str:
+        """``num_features``, ``virtual_batch`` and BN's fields.
+
+        >>> GhostBatchNorm(4, virtual_batch=8)
+        GhostBatchNorm(4, virtual_batch=8, eps=1e-05, momentum=0.1, affine=True)
+        """
+        return (
+            f"{self.num_features}, virtual_batch={self.virtual_batch}, eps={self.eps}, "
+            f"momentum={self.momentum}, affine={self.affine}"
+        )
+
+
+class BatchRenorm(_BatchStatsNorm):
+    """Batch renormalization (Ioffe 2017, "Batch Renormalization", Algorithm 1): BN corrected towards the running
+    statistics, so that training and inference compute the same function even when batches are small.
+
+    Training, per channel, with the batch mean ``mu_B`` and ``sigma_B = sqrt(var_B + eps)`` (biased variance, as BN)
+    and the running ones ``mu``, ``sigma = sqrt(running_var + eps)``::
+
+        r = clip(sigma_B / sigma, 1 / r_max, r_max)        (no gradient)
+        d = clip((mu_B - mu) / sigma, -d_max, d_max)       (no gradient)
+        x_hat = (x - mu_B) / sigma_B * r + d,    y = gamma * x_hat + beta
+
+    With r = 1 and d = 0 (``r_max=1, d_max=0``, or the first step of the warm-up) it is :class:`BatchNorm`
+    exactly, forward and backward. The limits grow linearly from (1, 0) to (``r_max``, ``d_max``) over the first
+    ``warmup_steps`` training batches (the paper keeps r_max = 1, d_max = 0 for 5,000 steps, then relaxes them to
+    3 and 5; its running averages must be warm before r and d may correct towards them). Running statistics as
+    BN's (moving averages of the batch mean and the unbiased batch variance; the paper averages sigma itself).
+    Eval: Algorithm 2, as BN.
+
+    >>> brn = BatchRenorm(3, r_max=1.0, d_max=0.0)
+    >>> x = torch.randn(8, 3)
+    >>> bool(torch.allclose(brn(x), BatchNorm(3)(x)))  # r = 1, d = 0: BN
+    True
+    >>> brn = BatchRenorm(3, r_max=3.0, d_max=5.0, warmup_steps=100)
+    >>> _ = [brn(torch.randn(8, 3)) for _ in range(50)]
+    >>> brn.limits()  # halfway through the warm-up
+    (2.0, 2.5)
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        r_max: float = 3.0,
+        d_max: float = 5.0,
+        warmup_steps: int = 0,
+        eps: float = 1e-5,
+        momentum: float | None = 0.01,
+        affine: bool = True,
+    ) -> None:
+        if not (isinstance(r_max, numbers.Real) and math.isfinite(r_max) and r_max >= 1):
+            raise ValueError(f"BatchRenorm: r_max must be a finite number >= 1, got {r_max!r}: r is clipped to "
+                             "[1 / r_max, r_max]; r_max=1 is BN's scale (the paper relaxes it to 3)")
+        if not (isinstance(d_max, numbers.Real) and math.isfinite(d_max) and d_max >= 0):
+            raise ValueError(f"BatchRenorm: d_max must be a finite number >= 0, got {d_max!r}: d is clipped to "
+                             "[-d_max, d_max]; d_max=0 is BN's shift (the paper relaxes it to 5)")
+        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, numbers.Integral) or warmup_steps < 0:
+            raise ValueError(f"BatchRenorm: warmup_steps must be an integer >= 0, got {warmup_steps!r}: the training "
+                             "batches over which the limits grow from (1, 0) to (r_max, d_max)")
+        super().__init__(num_features, eps, momentum, affine)
+        self.r_max, self.d_max, self.warmup_steps = float(r_max), float(d_max), int(warmup_steps)
+
+    def limits(self) -> tuple[float, float]:
+        """(r_max, d_max) for the next training batch: linear in the batches seen during the warm-up."""
+        if self.warmup_steps == 0:
+            return self.r_max, self.d_max
+        t = min(1.0, int(self.num_batches_tracked) / self.warmup_steps)
+        return 1.0 + t * (self.r_max - 1.0), t * self.d_max
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Renormalize ``x`` with batch statistics corrected by r and d (train) or the running ones (eval)."""
+        x, gamma, beta = self._checked(x)
+        if not self.training:
+            return _affine(self._running_x_hat(x), gamma, beta)
+        r_max, d_max = self.limits()
+        with torch.no_grad():
+            var_b, mu_b = torch.var_mean(x, _reduction_dims(x), correction=0)
+            sigma = torch.sqrt(self.running_var + self.eps)
+            r = (torch.sqrt(var_b + self.eps) / sigma).clamp(1 / r_max, r_max)
+            d = ((mu_b - self.running_mean) / sigma).clamp(-d_max, d_max)
+        # gamma * (x_hat * r + d) + beta is Algorithm 1 with scale gamma * r and shift gamma * d + beta
+        y, mean, var = BatchNormFunction.apply(x, gamma * r, gamma * d + beta, self.eps)
+        self._update_running_stats(mean, var, m=x.numel() // x.shape[1])
+        return y
+
+    def extra_repr(self) -> str:
+        """``num_features``, the limits, the warm-up and BN's fields.
+
+        >>> BatchRenorm(4)
+        BatchRenorm(4, r_max=3.0, d_max=5.0, warmup_steps=0, eps=1e-05, momentum=0.01, affine=True)
+        """
+        return (
+            f"{self.num_features}, r_max={self.r_max}, d_max={self.d_max}, warmup_steps={self.warmup_steps}, "
+            f"eps={self.eps}, momentum={self.momentum}, affine={self.affine}"
+        )
+
+
+# ------------------------------------------------------------------------
+# 6. Norms that do not use the batch (Wu & He 2018)
 #   statistics per example over (C/G, H, W): G = 1 layer norm, G = C instance norm
 
 
@@ -1080,7 +1242,7 @@ def instance_norm(num_features: int, eps: float = 1e-5, affine: bool = True) -> 
 
 
 # ------------------------------------------------------------------------
-# 6. Which layers are batch norms, and the registry of norm kinds
+# 7. Which layers are batch norms, and the registry of norm kinds
 
 
 def is_batch_norm(module: nn.Module, plain: bool = False) -> bool:
@@ -1120,6 +1282,8 @@ NORM_KINDS: dict[str, Callable[..., nn.Module]] = {
     "l1": partial(LpBatchNorm, p=1),
     "l2": partial(LpBatchNorm, p=2),
     "linf": partial(LpBatchNorm, p=float("inf")),
+    "ghost_bn": GhostBatchNorm,  # virtual_batch=32
+    "batch_renorm": BatchRenorm,  # r_max=3, d_max=5, no warm-up, momentum 0.01
     "ln": layer_norm,
     "in": instance_norm,
     "gn": group_norm,

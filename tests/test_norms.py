@@ -18,6 +18,8 @@ from bnlib.norms import (
     NORM_KINDS,
     BatchNorm,
     BatchNormFunction,
+    BatchRenorm,
+    GhostBatchNorm,
     TorchBatchNorm,
     batch_norm_backward,
     batch_norm_forward,
@@ -321,7 +323,7 @@ def test_unknown_kind_lists_valid_kinds():
         norm_layer("xyz", 4)
     assert str(info.value) == (
         "unknown norm kind 'xyz'; valid kinds: none, bn, torch_bn, rigid, rigid_clip, kl_bn, kl_only, "
-        "noisy_bn, l1, l2, linf, ln, in, gn"
+        "noisy_bn, l1, l2, linf, ghost_bn, batch_renorm, ln, in, gn"
     )
 
 
@@ -982,6 +984,7 @@ def test_batch_independent_norms_normalize_their_groups_per_example(kind, group_
 VARIANT_LAYERS = [
     lambda n: RigidBatchNorm(n, clip=True), lambda n: KLBatchNorm(n, normalize=False), NoisyBatchNorm,
     lambda n: LpBatchNorm(n, p=1), lambda n: LpBatchNorm(n, p=INF),
+    lambda n: GhostBatchNorm(n, virtual_batch=2), BatchRenorm,
 ]
 
 
@@ -1012,6 +1015,8 @@ MOMENTUM_LAYERS = {
     "KLBatchNorm": KLBatchNorm,
     "NoisyBatchNorm": NoisyBatchNorm,
     "LpBatchNorm": LpBatchNorm,
+    "GhostBatchNorm": GhostBatchNorm,
+    "BatchRenorm": BatchRenorm,
     "BatchedBatchNorm": lambda n, **kw: BatchedBatchNorm(2, n, **kw),
 }
 BAD_LAYER_ARGS = [
@@ -1089,3 +1094,126 @@ def test_is_batch_norm_plain_means_folding_and_recomputing_apply():
     plain = {kind: is_batch_norm(norm_layer(kind, 4), plain=True) for kind in ("bn", "torch_bn", "rigid", "l2", "ln")}
     assert plain == {"bn": True, "torch_bn": True, "rigid": False, "l2": False, "ln": False}
     assert not is_batch_norm(torch.nn.BatchNorm1d(3, track_running_stats=False), plain=True)
+
+
+# --------------------------------------------------------------------------- ghost batch norm and batch renormalization
+
+
+def bn_outputs_and_grads(layer, x, upstream):
+    """The layer's training output and the gradients of <output, upstream> w.r.t. x, gamma and beta."""
+    x = x.clone().requires_grad_(True)
+    y = layer(x)
+    dx, dg, db = torch.autograd.grad((y * upstream).sum(), (x, layer.weight, layer.bias))
+    return y.detach(), dx, dg, db
+
+
+@pytest.mark.parametrize("shape, virtual_batch", [((16, 3), 4), ((10, 3), 4), ((12, 2, 3, 3), 5), ((9, 4), 2)])
+def test_ghost_bn_equals_functional_batch_norm_per_chunk(shape, virtual_batch):
+    x, up = torch.randn(shape, dtype=torch.float64) * 3 + 1, torch.randn(shape, dtype=torch.float64)
+    layer = GhostBatchNorm(shape[1], virtual_batch=virtual_batch, momentum=0.1).double()
+    with torch.no_grad():
+        layer.weight.copy_(torch.rand(shape[1]) + 0.5)
+        layer.bias.copy_(torch.randn(shape[1]))
+    y, dx, dg, db = bn_outputs_and_grads(layer, x, up)
+    # the direct implementation: split into N // virtual_batch nearly equal chunks, torch's batch norm on each
+    xr = x.clone().requires_grad_(True)
+    g, b = layer.weight.detach().clone().requires_grad_(True), layer.bias.detach().clone().requires_grad_(True)
+    k = shape[0] // virtual_batch
+    chunks = torch.tensor_split(xr, k)
+    assert min(len(c) for c in chunks) >= virtual_batch
+    ref = torch.cat([F.batch_norm(c, None, None, g, b, training=True, eps=layer.eps) for c in chunks])
+    rdx, rdg, rdb = torch.autograd.grad((ref * up).sum(), (xr, g, b))
+    for got, want in ((y, ref.detach()), (dx, rdx), (dg, rdg), (db, rdb)):
+        assert torch.allclose(got, want, atol=1e-10)
+    dims = reduction_dims(shape)
+    means = torch.stack([c.detach().mean(dims) for c in chunks]).mean(0)
+    unbiased = torch.stack([c.detach().var(dims, unbiased=True) for c in chunks]).mean(0)
+    assert torch.allclose(layer.running_mean, 0.1 * means, atol=1e-12)  # one update per batch, from (0, 1)
+    assert torch.allclose(layer.running_var, 0.9 + 0.1 * unbiased, atol=1e-12)
+    assert int(layer.num_batches_tracked) == 1
+
+
+def test_ghost_bn_with_one_chunk_is_batch_norm_and_evaluates_as_batch_norm():
+    x, up = torch.randn(8, 3, 2, 2, dtype=torch.float64), torch.randn(8, 3, 2, 2, dtype=torch.float64)
+    ghost, bn = GhostBatchNorm(3, virtual_batch=8).double(), BatchNorm(3).double()
+    for got, want in zip(bn_outputs_and_grads(ghost, x, up), bn_outputs_and_grads(bn, x, up)):
+        assert torch.allclose(got, want, atol=1e-12)
+    assert torch.allclose(ghost.running_var, bn.running_var) and torch.allclose(ghost.running_mean, bn.running_mean)
+    ghost.eval(), bn.eval()
+    assert torch.allclose(ghost(x), bn(x), atol=1e-12)
+
+
+def test_ghost_bn_running_average_decays_once_per_batch_not_per_chunk():
+    layer = GhostBatchNorm(2, virtual_batch=4, momentum=0.5)
+    x = torch.randn(32, 2) + 10.0  # 8 chunks, each of mean about 10
+    layer(x)
+    # per-chunk updates would leave 0.5^8 of the initial 0 (mean about 10); one update per batch leaves half of it
+    assert torch.allclose(layer.running_mean, 0.5 * x.mean(0), atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(8, 3), (6, 4, 3, 3)])
+def test_batch_renorm_with_r_1_and_d_0_is_batch_norm(shape):
+    x, up = torch.randn(shape, dtype=torch.float64) * 2 + 3, torch.randn(shape, dtype=torch.float64)
+    brn, bn = BatchRenorm(shape[1], r_max=1.0, d_max=0.0, momentum=0.1).double(), BatchNorm(shape[1]).double()
+    for _ in range(3):  # the running statistics move away from (0, 1); r and d stay clipped to (1, 0)
+        for got, want in zip(bn_outputs_and_grads(brn, x, up), bn_outputs_and_grads(bn, x, up)):
+            assert torch.allclose(got, want, atol=1e-10)
+    assert torch.allclose(brn.running_mean, bn.running_mean) and torch.allclose(brn.running_var, bn.running_var)
+
+
+@pytest.mark.parametrize("r_max, d_max", [(3.0, 5.0), (1.5, 0.2)])
+def test_batch_renorm_equals_the_papers_algorithm(r_max, d_max):
+    c = 4
+    x, up = torch.randn(16, c, dtype=torch.float64) * 2 + 1, torch.randn(16, c, dtype=torch.float64)
+    layer = BatchRenorm(c, r_max=r_max, d_max=d_max, momentum=0.1).double()
+    with torch.no_grad():  # running statistics far from the batch's, so that both clips act in some channels
+        layer.running_mean.copy_(torch.tensor([0.0, -1.0, -3.0, 10.0]))
+        layer.running_var.copy_(torch.tensor([4.0, 0.01, 1.0, 100.0]))
+        layer.weight.copy_(torch.rand(c) + 0.5)
+        layer.bias.copy_(torch.randn(c))
+    mu, sigma = layer.running_mean.clone(), torch.sqrt(layer.running_var + layer.eps)
+    y, dx, dg, db = bn_outputs_and_grads(layer, x, up)
+    xr = x.clone().requires_grad_(True)
+    g, b = layer.weight.detach().clone().requires_grad_(True), layer.bias.detach().clone().requires_grad_(True)
+    mu_b, sigma_b = xr.mean(0), torch.sqrt(xr.var(0, unbiased=False) + layer.eps)
+    r = (sigma_b / sigma).clamp(1 / r_max, r_max).detach()  # Ioffe 2017, Algorithm 1: r and d are constants
+    d = ((mu_b - mu) / sigma).clamp(-d_max, d_max).detach()
+    ref = g * ((xr - mu_b) / sigma_b * r + d) + b
+    rdx, rdg, rdb = torch.autograd.grad((ref * up).sum(), (xr, g, b))
+    assert ((r == r_max) | (r == 1 / r_max)).any() and ((d == d_max) | (d == -d_max)).any()  # the clips acted
+    for got, want in ((y, ref.detach()), (dx, rdx), (dg, rdg), (db, rdb)):
+        assert torch.allclose(got, want, atol=1e-10)
+    assert torch.allclose(layer.running_mean, 0.9 * mu + 0.1 * x.mean(0))
+    layer.eval()
+    assert torch.allclose(layer(x), F.batch_norm(x, layer.running_mean, layer.running_var, layer.weight, layer.bias,
+                                                 training=False, eps=layer.eps))
+
+
+def test_batch_renorm_warm_up_relaxes_the_limits_linearly():
+    layer = BatchRenorm(2, r_max=3.0, d_max=5.0, warmup_steps=4)
+    seen = []
+    for _ in range(6):
+        seen.append(layer.limits())
+        layer(torch.randn(8, 2))
+    assert seen == [(1.0, 0.0), (1.5, 1.25), (2.0, 2.5), (2.5, 3.75), (3.0, 5.0), (3.0, 5.0)]
+    layer.eval()
+    layer(torch.randn(8, 2))  # evaluation does not advance the warm-up
+    assert int(layer.num_batches_tracked) == 6
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: GhostBatchNorm(3, virtual_batch=1), "GhostBatchNorm: virtual_batch must be an integer >= 2, got 1"),
+    (lambda: GhostBatchNorm(3, virtual_batch=2.5), "GhostBatchNorm: virtual_batch must be an integer >= 2, got 2.5"),
+    (lambda: BatchRenorm(3, r_max=0.5), "BatchRenorm: r_max must be a finite number >= 1, got 0.5"),
+    (lambda: BatchRenorm(3, d_max=-1), "BatchRenorm: d_max must be a finite number >= 0, got -1"),
+    (lambda: BatchRenorm(3, warmup_steps=-2), "BatchRenorm: warmup_steps must be an integer >= 0, got -2"),
+])
+def test_small_batch_layers_refuse_bad_arguments(make, message):
+    with pytest.raises(ValueError, match="^" + re.escape(message)):
+        make()
+
+
+def test_norm_layer_builds_the_small_batch_kinds():
+    assert norm_layer("ghost_bn", 4, virtual_batch=8).virtual_batch == 8
+    assert norm_layer("batch_renorm", 4, warmup_steps=10).limits() == (1.0, 0.0)
+    assert norms.is_batch_norm(norm_layer("ghost_bn", 4)) and norms.is_batch_norm(norm_layer("batch_renorm", 4))
