@@ -20,7 +20,7 @@ def test_notebook_06_numbers(smoke_run):
     nb_out = out / "06_batchnorm_in_practice"
     m = read_metrics(nb_out)
     n, info = m["numbers"], m["info"]
-    assert len(m["verdicts"]) == 17 and len({v["claim"] for v in m["verdicts"]}) == 17
+    assert len(m["verdicts"]) == 18 and len({v["claim"] for v in m["verdicts"]}) == 18
     assert info["test_size"] == 200 and info["seeds"] == 2 and info["first_seed"] == 0
     assert info["train_size"] == 45_000 and info["validation_size"] == 5_000  # the last 5,000 training images are held out
     outcomes = {v["claim"]: v["outcome"] for v in m["verdicts"]}
@@ -50,6 +50,17 @@ def test_notebook_06_numbers(smoke_run):
     assert "val_acc" in header and "test_acc" not in header  # the sweep that chooses rates never sees the test set
     trials = (nb_out / "search_trials.csv").read_text().splitlines()
     assert len(trials) == 1 + 2 * 2 * 4  # header + 2 networks x 2 searches x 2x2 trials
+    # eps: the networks as trained barely notice a port to 1e-3; with every conv weight before BN x0.01 (variances x1e-4) they do
+    eps_changed = {a: sum(v) / len(v) for a, v in n["eps_port_predictions_changed"].items()}
+    assert sorted(eps_changed) == ["0.01", "0.1", "1"] and eps_changed["0.01"] > eps_changed["1"] + 0.05, eps_changed
+    eps_verdict = next(v for v in m["verdicts"] if v["claim"].startswith("A mismatch of eps"))
+    assert len(eps_verdict["parts"]) == 3
+    # the variance convention: the smallest m of a batch statistic is VGG-11's last 2x2 feature map times the batch size
+    with open(nb_out / "variance_convention.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted({int(r["batch size"]) for r in rows}) == [2, 8, 64] and len(rows) == 2 * 3
+    assert all(int(r["smallest m"]) == 4 * int(r["batch size"]) for r in rows)
+    assert set(n["convention_predictions_changed"]) == {"2", "8", "64"}
     for name in ["train_vs_eval_mode.csv", "checkpoints.csv", "lag_runs.csv", "momentum_ports.csv", "eps_port.csv",
                  "small_batches.csv", "distributed_bn.csv", "fold_timing.csv", "initial_loss.csv", "lr_curves.csv",
                  "search_results.csv", "lr_validation.png"]:
