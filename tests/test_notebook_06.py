@@ -20,7 +20,7 @@ def test_notebook_06_numbers(smoke_run):
     nb_out = out / "06_batchnorm_in_practice"
     m = read_metrics(nb_out)
     n, info = m["numbers"], m["info"]
-    assert len(m["verdicts"]) == 18 and len({v["claim"] for v in m["verdicts"]}) == 18
+    assert len(m["verdicts"]) == 21 and len({v["claim"] for v in m["verdicts"]}) == 21
     assert info["test_size"] == 200 and info["seeds"] == 2 and info["first_seed"] == 0
     assert info["train_size"] == 45_000 and info["validation_size"] == 5_000  # the last 5,000 training images are held out
     outcomes = {v["claim"]: v["outcome"] for v in m["verdicts"]}
@@ -68,6 +68,16 @@ def test_notebook_06_numbers(smoke_run):
     first = min(int(r["step"]) for r in lag)
     for r in (r for r in lag if int(r["step"]) == first):
         assert float(r["mean_error_debiased"]) < 0.5 * float(r["mean_error_running"]), r
+    # small batches: every (kind, batch, budget) at its rate chosen on validation; ghost BN only where a batch holds 2+ groups
+    with open(nb_out / "small_batches.csv") as f:
+        small = list(csv.DictReader(f))
+    cells = {(r["norm"], int(r["batch"]), r["budget"]) for r in small}
+    assert len(cells) == 2 * (5 * 2 - 1) and ("ghost_bn", 2, "equal examples") not in cells
+    assert {int(r["steps"]) for r in small if r["budget"] == "equal steps"} == {64 // 16}
+    assert all(int(r["steps"]) == 64 // int(r["batch"]) for r in small if r["budget"] == "equal examples")
+    assert all(float(r["factor"]) in (1.0, 4.0) and abs(float(r["lr"]) - 0.05 * int(r["batch"]) / 64 * float(r["factor"])) < 1e-12
+               for r in small)
+    assert set(n["small_batch_chosen_factor"].values()) <= {1.0, 4.0}
     for name in ["train_vs_eval_mode.csv", "checkpoints.csv", "lag_runs.csv", "momentum_ports.csv", "eps_port.csv",
                  "small_batches.csv", "distributed_bn.csv", "fold_timing.csv", "initial_loss.csv", "lr_curves.csv",
                  "search_results.csv", "lr_validation.png"]:
