@@ -193,6 +193,8 @@ PRESETS: dict[str, dict[str, dict]] = {
             "search_grid": [2, 2],
             "search_steps": 5,
             "final_steps": 10,
+            "finetune_size": 32,
+            "finetune_steps": 5,
         },
         "quick": {},
         "full": {

@@ -20,7 +20,7 @@ def test_notebook_06_numbers(smoke_run):
     nb_out = out / "06_batchnorm_in_practice"
     m = read_metrics(nb_out)
     n, info = m["numbers"], m["info"]
-    assert len(m["verdicts"]) == 21 and len({v["claim"] for v in m["verdicts"]}) == 21
+    assert len(m["verdicts"]) == 24 and len({v["claim"] for v in m["verdicts"]}) == 24
     assert info["test_size"] == 200 and info["seeds"] == 2 and info["first_seed"] == 0
     assert info["train_size"] == 45_000 and info["validation_size"] == 5_000  # the last 5,000 training images are held out
     outcomes = {v["claim"]: v["outcome"] for v in m["verdicts"]}
@@ -78,6 +78,11 @@ def test_notebook_06_numbers(smoke_run):
     assert all(float(r["factor"]) in (1.0, 4.0) and abs(float(r["lr"]) - 0.05 * int(r["batch"]) / 64 * float(r["factor"])) < 1e-12
                for r in small)
     assert set(n["small_batch_chosen_factor"].values()) <= {1.0, 4.0}
+    # shifted inputs: 3 shifts per network; a frozen BN's running statistics do not move while fine-tuning, an updating one's do
+    with open(nb_out / "distribution_shift.csv") as f:
+        assert sorted(r["shift"] for r in csv.DictReader(f)) == ["brightness"] * 2 + ["contrast"] * 2 + ["noise"] * 2
+    drift = n["fine_tune_drift"]
+    assert drift["frozen"] == [0.0, 0.0] and min(drift["updating"]) > 1e-4, drift
     for name in ["train_vs_eval_mode.csv", "checkpoints.csv", "lag_runs.csv", "momentum_ports.csv", "eps_port.csv",
                  "small_batches.csv", "distributed_bn.csv", "fold_timing.csv", "initial_loss.csv", "lr_curves.csv",
                  "search_results.csv", "lr_validation.png"]:
