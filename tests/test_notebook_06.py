@@ -48,8 +48,13 @@ def test_notebook_06_numbers(smoke_run):
     with open(nb_out / "lr_curves.csv") as f:
         header = next(csv.reader(f))
     assert "val_acc" in header and "test_acc" not in header  # the sweep that chooses rates never sees the test set
-    trials = (nb_out / "search_trials.csv").read_text().splitlines()
-    assert len(trials) == 1 + 2 * 2 * 4  # header + 2 networks x 2 searches x 2x2 trials
+    with open(nb_out / "search_trials.csv") as f:
+        trials = list(csv.DictReader(f))
+    assert len(trials) == 2 * 3 * 3  # 2 networks x the 3x3 lattice of a 2x2 grid refined twice
+    assert sum(r["in grid"] == "True" for r in trials) == 2 * 4
+    with open(nb_out / "search_draws.csv") as f:
+        draws = list(csv.DictReader(f))
+    assert len(draws) == 2 * 200 and all(float(r["cv − grid's"]) <= 1 for r in draws)
     # eps: the networks as trained barely notice a port to 1e-3; with every conv weight before BN x0.01 (variances x1e-4) they do
     eps_changed = {a: sum(v) / len(v) for a, v in n["eps_port_predictions_changed"].items()}
     assert sorted(eps_changed) == ["0.01", "0.1", "1"] and eps_changed["0.01"] > eps_changed["1"] + 0.05, eps_changed
