@@ -33,8 +33,8 @@ def test_mlp_init_std_and_errors():
     assert net.fc1.bias.abs().max().item() == 0
     with pytest.raises(ValueError, match="unknown activation 'swish'; valid activations: sigmoid, relu"):
         mlp(activation="swish")
-    with pytest.raises(ValueError, match="unknown norm kind 'batch_renorm'"):
-        mlp(norm="batch_renorm")
+    with pytest.raises(ValueError, match="unknown norm kind 'switch_bn'"):
+        mlp(norm="switch_bn")
     with pytest.raises(ValueError, match="init_std must be > 0"):
         mlp(init_std=0)
 
