@@ -362,22 +362,24 @@ class _BatchStatsNorm(nn.Module):
             self.running_var.reshape(shape) + self.eps
         )
 
+    def _eval_forward(self, x: Tensor, gamma: Tensor, beta: Tensor) -> Tensor:
+        """Algorithm 2, step 11: y = gamma / sqrt(Var[x] + eps) * (x - E[x]) + beta."""
+        return _affine(self._running_x_hat(x), gamma, beta)
+
     @torch.no_grad()
-    def _update_running_stats(
-        self, mean: Tensor, var: Tensor, m: int | Tensor, unbiased: bool = True
-    ) -> None:
+    def _update_running_stats(self, mean: Tensor, var: Tensor, m: int | Tensor | None) -> None:
         """Moving averages of the batch mean and the unbiased batch variance.
 
-        ``m`` is the number of values behind ``var``: an int, or a per-channel
-        tensor of counts (each > 1). ``unbiased=False`` averages ``var`` as
-        given (no m / (m - 1) correction).
+        ``m`` is the number of values behind ``var``, for the m / (m - 1)
+        correction: an int, or a per-channel tensor of counts (each > 1);
+        ``None`` averages ``var`` as given (already unbiased, or not a variance).
         """
         self.num_batches_tracked.add_(1)
         if self.momentum is None:
             factor = 1.0 / float(self.num_batches_tracked)
         else:
             factor = self.momentum
-        if unbiased:
+        if m is not None:
             var = var * (m / (m - 1))
         self.running_mean.mul_(1 - factor).add_(mean, alpha=factor)
         self.running_var.mul_(1 - factor).add_(var, alpha=factor)
@@ -432,10 +434,6 @@ class BatchNorm(_BatchStatsNorm):
         y, mean, var = BatchNormFunction.apply(x, gamma, beta, self.eps)
         self._update_running_stats(mean, var, m=x.numel() // x.shape[1])
         return y
-
-    def _eval_forward(self, x: Tensor, gamma: Tensor, beta: Tensor) -> Tensor:
-        """Algorithm 2, step 11: y = gamma / sqrt(Var[x] + eps) * (x - E[x]) + beta."""
-        return _affine(self._running_x_hat(x), gamma, beta)
 
     def extra_repr(self) -> str:
         """Same fields as torch's batch norm repr.
@@ -894,7 +892,7 @@ class NoisyBatchNorm(_BatchStatsNorm):
         """Batch norm of ``x``; in training plus fresh noise ``s * y + m`` (sets ``self.last_noise``)."""
         x, gamma, beta = self._checked(x)
         if not self.training:
-            return _affine(self._running_x_hat(x), gamma, beta)
+            return self._eval_forward(x, gamma, beta)
         y, mean, var = BatchNormFunction.apply(x, gamma, beta, self.eps)
         self._update_running_stats(mean, var, m=x.numel() // x.shape[1])
         m, s = self._sample_noise(x)
@@ -994,7 +992,7 @@ class LpBatchNorm(_BatchStatsNorm):
             if self.p != float("inf"):
                 d = d / m ** (1.0 / self.p)  # (1/m sum |x - mu|^p)^(1/p)
             self._update_running_stats(
-                mu.detach().reshape(-1), d.detach().reshape(-1) ** 2, m, unbiased=False
+                mu.detach().reshape(-1), d.detach().reshape(-1) ** 2, m=None
             )
         else:
             x_mu = x - self.running_mean.reshape(shape)
@@ -1085,7 +1083,7 @@ class GhostBatchNorm(_BatchStatsNorm):
         """Normalize each ghost batch with its own statistics (train) or ``x`` with the running ones (eval)."""
         x, gamma, beta = self._checked(x)
         if not self.training:
-            return _affine(self._running_x_hat(x), gamma, beta)
+            return self._eval_forward(x, gamma, beta)
         chunks = torch.tensor_split(x, max(1, x.shape[0] // self.virtual_batch))
         outs, means, variances = [], [], []
         for chunk in chunks:
@@ -1093,8 +1091,8 @@ class GhostBatchNorm(_BatchStatsNorm):
             m = chunk.numel() // chunk.shape[1]
             outs.append(y)
             means.append(mean)
-            variances.append(var * (m / (m - 1)) if m > 1 else var)
-        self._update_running_stats(torch.stack(means).mean(0), torch.stack(variances).mean(0), m=0, unbiased=False)
+            variances.append(var * (m / (m - 1)))  # every chunk has >= 2 examples, or one chunk of m > 1 values
+        self._update_running_stats(torch.stack(means).mean(0), torch.stack(variances).mean(0), m=None)
         return torch.cat(outs)
 
     def extra_repr(self) -> str:
@@ -1170,7 +1168,7 @@ class BatchRenorm(_BatchStatsNorm):
         """Renormalize ``x`` with batch statistics corrected by r and d (train) or the running ones (eval)."""
         x, gamma, beta = self._checked(x)
         if not self.training:
-            return _affine(self._running_x_hat(x), gamma, beta)
+            return self._eval_forward(x, gamma, beta)
         r_max, d_max = self.limits()
         with torch.no_grad():
             var_b, mu_b = torch.var_mean(x, _reduction_dims(x), correction=0)
