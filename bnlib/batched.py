@@ -24,13 +24,13 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from bnlib import params as P
 from bnlib.cores import use_share
 from bnlib.data import seed_batches
 from bnlib.models import ACTIVATIONS, mlp
 from bnlib.norms import BatchedBatchNorm, is_batch_norm
+from bnlib.progress import progress_bar
 from bnlib.train import Callback, Data, MetricsWindow, default_scale, eval_logits, resolve_device
 
 
@@ -303,7 +303,7 @@ def fit_batched(
             rows.append(row)
 
     record(0, 0, list(range(S)), {})
-    bar = tqdm(total=steps, desc=desc, disable=not progress, leave=False, mininterval=1.0)
+    bar = progress_bar(total=steps, desc=desc, disable=not progress, leave=False, mininterval=1.0)
     for step in range(1, steps + 1):
         xb, yb = next(batches)
         logits = model(xb).float()

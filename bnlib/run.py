@@ -21,6 +21,13 @@ share DIR keep each other's records; a damaged one is set aside and rebuilt from
 notebook runs, its last good result waits as ``NN_name.previous.ipynb`` and ``NN_name/metrics.previous.json``;
 it is deleted when the run succeeds and kept, named as stale in ``SUMMARY.md``, when it fails.
 
+Output: a line as each notebook starts and ends, and while it runs its progress (cells done of all, time elapsed,
+time left by its last run in ``runs.json``): one line rewritten on a terminal, else a new line at most once a
+minute (``--jobs``, log files). Kernels talk over local sockets (no transport warning) and draw progress bars as
+one plain line each (``bnlib.progress``), so no executed notebook keeps a frozen widget. ``SUMMARY.md`` gives per
+notebook the wall time of this execution, the training time stored in its run cache (what an empty cache costs),
+the seeds, and the git revision.
+
 Exit status: 0; 1 if a notebook failed or a file could not be written (a full disk is named as such); 2 for bad
 arguments (nothing ran); 128 + the signal's number after SIGINT, SIGTERM or SIGHUP, which stop the kernels and
 worker processes and leave what finished on record.
@@ -56,6 +63,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass
@@ -64,6 +72,7 @@ from pathlib import Path
 from bnlib import cores
 from bnlib.files import atomic_write_text
 from bnlib.presets import PRESET_NAMES, PRESETS, QUICK_SECONDS, SERIES, preset_parameters
+from bnlib.progress import TEXT_ENV, duration
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO / "notebooks"
@@ -86,6 +95,8 @@ class RunResult:
     identity: str | None = None  # the series notebook it is (metadata.bnlib.notebook)
     finished: str = ""  # when, UTC
     previous: dict | None = None  # the last good result, kept while this one is not ok
+    compute: dict | None = None  # the training time recorded in its run cache (bnlib.sweep.cache_compute)
+    revision: str = ""  # the repository's git revision ("+changes" when the working tree differed from it)
 
 
 class Stopped(KeyboardInterrupt):
@@ -353,12 +364,41 @@ def read_log(out: Path) -> dict:
         return log
 
 
+def compute_text(compute: dict | None) -> str:
+    """A run cache's recorded training time (:func:`bnlib.sweep.cache_compute`) for SUMMARY.md.
+
+    Example:
+        >>> compute_text({"runs": 3, "seconds": 4000.0, "untimed": 1}), compute_text({"runs": 0, "seconds": 0, "untimed": 0})
+        ('1 h 6 min over 2 runs (1 more stored without its time)', 'no cached runs')
+    """
+    if not compute:
+        return "?"
+    if not compute["runs"]:
+        return "no cached runs"
+    timed = compute["runs"] - compute["untimed"]
+    text = f"{duration(compute['seconds'])} over {timed} runs" if timed else "no recorded times"
+    return text + (f" ({compute['untimed']} more stored without its time)" if compute["untimed"] and timed else
+                   f" ({compute['untimed']} runs stored before times were recorded)" if compute["untimed"] else "")
+
+
 def _summary_lines(out: Path, log: dict) -> list[str]:
-    lines = ["# Run summary", "", "| notebook | status | preset | wall time | finished (UTC) |", "|---|---|---|---|---|"]
+    info = {}
+    for name in log:
+        metrics = out / name / "metrics.json"
+        with contextlib.suppress(OSError, ValueError):
+            info[name] = json.loads(metrics.read_text()).get("info", {})
+    lines = ["# Run summary", "",
+             "Wall time: this execution of the notebook (from a warm run cache it only reads the finished runs). Training "
+             "in the run cache: the wall time of the runs the notebook read, summed over runs (one worker at a time): "
+             "what an empty cache costs.", "",
+             "| notebook | status | preset | seeds | wall time | training in the run cache | revision | finished (UTC) |",
+             "|---|---|---|---|---|---|---|---|"]
     for name in sorted(log):
-        r = log[name]
-        wall = f"{r['wall_s']:.0f} s" if isinstance(r.get("wall_s"), (int, float)) and math.isfinite(r["wall_s"]) else "?"
-        lines.append(f"| {name} | {r.get('status', '?')} | {r.get('preset', '?')} | {wall} | {r.get('finished') or '?'} |")
+        r, i = log[name], info.get(name, {})
+        wall = duration(r["wall_s"]) if isinstance(r.get("wall_s"), (int, float)) and math.isfinite(r["wall_s"]) else "?"
+        seeds = f"{i['seeds']} from {i.get('first_seed', 0)}" if "seeds" in i else "?"
+        lines.append(f"| {name} | {r.get('status', '?')} | {r.get('preset', '?')} | {seeds} | {wall} | "
+                     f"{compute_text(r.get('compute'))} | {r.get('revision') or '?'} | {r.get('finished') or '?'} |")
     for name in sorted(log):
         r = log[name]
         lines += ["", f"## {name}", ""]
@@ -496,7 +536,7 @@ def restore_kernelspec(output: Path, source: Path) -> None:
 
 
 def finish(path: Path, out: Path, status: str, error: str, wall_s: float, params: dict, previous: dict | None,
-           write_failed: bool = False) -> RunResult:
+           write_failed: bool = False, revision: str = "") -> RunResult:
     """After a notebook ran (or was stopped): its executed copy takes its place (a truncated one, after a write
     error, is deleted), a superseded good result is deleted; returns its record."""
     f = result_files(out, path.stem)
@@ -512,29 +552,89 @@ def finish(path: Path, out: Path, status: str, error: str, wall_s: float, params
         f["previous_metrics"].unlink(missing_ok=True)
         previous = None
     finished = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+    from bnlib.sweep import cache_compute
+
     return RunResult(path.stem, status, wall_s, params["preset"], params, error, notebook_identity(path), finished,
-                     previous)
+                     previous, cache_compute(out / path.stem / "runs"), revision)
 
 
-def execute(path: Path, out: Path, params: dict, kernel: str) -> RunResult:
+def git_revision() -> str:
+    """The repository's commit (short hash), with "+changes" when ``bnlib/`` or ``notebooks/`` differ from it (the
+    code behind the results); "" outside git.
+
+    Example:
+        >>> bool(re.fullmatch(r"([0-9a-f]{7,40}(\\+changes)?)?", git_revision()))
+        True
+    """
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=30, check=True).stdout
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD").strip()
+        changed = bool(git("status", "--porcelain", "--untracked-files=no", "--", "bnlib", "notebooks").strip())
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return commit + ("+changes" if changed else "")
+
+
+def expected_seconds(out: Path, stem: str, preset: str) -> float | None:
+    """The wall time of the last good run of notebook ``stem`` at ``preset`` recorded in ``out/runs.json``, or None."""
+    if not (out / "runs.json").exists():
+        return None
+    with log_lock(out):
+        record = read_log(out).get(stem, {})
+    wall = record.get("wall_s")
+    ok = record.get("status") == "ok" and record.get("preset") == preset and isinstance(wall, (int, float))
+    return float(wall) if ok and math.isfinite(wall) else None
+
+
+def ipc_kernel_manager():
+    """A kernel manager class whose kernels talk over local sockets (IPC) instead of TCP on POSIX systems: ipykernel
+    warns at every start of a TCP kernel without encryption. None elsewhere (papermill's default manager)."""
+    if os.name != "posix":
+        return None
+    from jupyter_client import AsyncKernelManager
+    from traitlets import default
+
+    class IPCKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _transport_default(self) -> str:
+            return "ipc"
+
+        @default("ip")
+        def _ip_default(self) -> str:  # the sockets' path prefix: one per kernel (the default, "kernel-ipc", is shared)
+            return os.path.join(tempfile.gettempdir(), f"bnlib-kernel-{uuid.uuid4().hex}")
+
+    return IPCKernelManager
+
+
+def execute(path: Path, out: Path, params: dict, kernel: str, live: bool = False, revision: str = "") -> RunResult:
     """Execute one notebook into ``out`` with ``params`` (everything papermill injects, ``preset`` and ``out_dir``
-    included); never raises for a failing notebook (the result says so)."""
+    included), reporting its progress (:class:`bnlib.progress.NotebookWatch`; ``live``: one line rewritten on a
+    terminal); never raises for a failing notebook (the result says so)."""
     import papermill
 
+    from bnlib.progress import NotebookWatch
+
+    expected = expected_seconds(out, path.stem, params["preset"])
     previous = set_aside_previous(out, path.stem)
     running = result_files(out, path.stem)["running"]
-    print(f"[bnlib.run] {path.stem} (preset {params['preset']}) ...", flush=True)
+    print(f"[bnlib.run] {path.stem} (preset {params['preset']}) started", flush=True)
     start = time.perf_counter()
     error, write_failed = "", False
+    manager = ipc_kernel_manager()
     try:
-        papermill.execute_notebook(
-            str(path), str(running), parameters=params, kernel_name=kernel, language="python", cwd=str(path.parent),
-            progress_bar=False,
-        )
+        with NotebookWatch(running, path.stem, expected, live=live):
+            papermill.execute_notebook(
+                str(path), str(running), parameters=params, kernel_name=kernel, language="python", cwd=str(path.parent),
+                progress_bar=False, **({"kernel_manager_class": manager} if manager else {}),
+            )
     except Exception as exc:  # noqa: BLE001 - any failure is reported, the other notebooks still run
         error, write_failed = describe_failure(exc, out / path.name), isinstance(exc, OSError) and is_write_error(exc)
     return finish(path, out, "failed" if error else "ok", error, time.perf_counter() - start, params, previous,
-                  write_failed)
+                  write_failed, revision)
 
 
 # ---------------------------------------------------------------- the runner
@@ -690,24 +790,26 @@ def run_notebooks(
     jobs = min(jobs, len(paths))
     done: dict[str, RunResult] = {}
     started = time.time()
+    revision = git_revision()
+    live = jobs == 1 and sys.stdout.isatty()
 
     def finished(result: RunResult) -> None:
-        print(f"[bnlib.run] {result.notebook}: {result.status} in {result.wall_s:.0f} s", flush=True)
+        print(f"[bnlib.run] {result.notebook}: {result.status} in {duration(result.wall_s)}", flush=True)
         done[result.notebook] = result
         write_summary(out, [result])  # a finished notebook is on record even if a later one crashes the runner
 
     pool = None
     try:
-        with stop_signals_raise(), active_session(jobs), current_python_kernel() as kernel:
+        with stop_signals_raise(), active_session(jobs), current_python_kernel() as kernel, _environ(**{TEXT_ENV: "text"}):
             if jobs == 1:
                 for path in paths:
-                    finished(execute(path, out, plan[path], kernel))
+                    finished(execute(path, out, plan[path], kernel, live, revision))
             else:
                 pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
                 order = longest_first(paths, out)
                 print(f"[bnlib.run] {len(order)} notebooks, {jobs} at a time (each with 1/{jobs} of the cores), in this "
                       "order: " + ", ".join(p.stem for p in order), flush=True)
-                pending = {pool.submit(execute, path, out, plan[path], kernel) for path in order}
+                pending = {pool.submit(execute, path, out, plan[path], kernel, False, revision) for path in order}
                 while pending:
                     complete, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for future in complete:
@@ -725,7 +827,8 @@ def run_notebooks(
                 with log_lock(out):
                     previous = kept_previous(out, path.stem, read_log(out).get(path.stem))
                 finished(finish(path, out, "interrupted", f"stopped by {signal.Signals(signum).name} after "
-                                f"{elapsed:.0f} s (see {out / path.name})", elapsed, plan[path], previous))
+                                f"{elapsed:.0f} s (see {out / path.name})", elapsed, plan[path], previous,
+                                revision=revision))
         print(f"[bnlib.run] stopped by {signal.Signals(signum).name}: {stopped} kernel and worker processes ended; "
               f"{len(done)} notebook(s) on record in {out / 'runs.json'}", file=sys.stderr, flush=True)
         raise Stopped(signum) from None

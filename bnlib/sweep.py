@@ -44,6 +44,7 @@ import shutil
 import signal
 import sys
 import tempfile  # noqa: F401 - the doctests below use it
+import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures.process import BrokenProcessPool
@@ -51,12 +52,12 @@ from functools import cache
 from pathlib import Path
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from bnlib.cores import intra_op_threads, usable_cores
 from bnlib.cores import share as core_share
 from bnlib.experiment import CACHE_VERSION, Run, batch_group, execute, execute_batched
 from bnlib.files import atomic_write_bytes, atomic_write_text
+from bnlib.progress import progress_bar
 
 WORKERS_ENV = "BNLIB_WORKERS"  # worker processes of the local pool, all kept busy (see default_workers)
 
@@ -163,14 +164,18 @@ def _stop_pool(workers: int) -> None:
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _train(jobs: list[tuple[str, int]], device: str, data_root: str | None) -> list[tuple[str, bytes | None]]:
+def _train(jobs: list[tuple[str, int]], device: str, data_root: str | None) -> list[tuple[str, bytes | None, float]]:
     """Worker side of a sweep: one task, either one run or several batched ones trained together (:func:`_tasks`),
-    each from its JSON config; returns each job's table as CSV text and, if kept, its weights."""
+    each from its JSON config; returns each job's table as CSV text, its weights if kept, and its share of the
+    task's wall time (seconds over the number of jobs)."""
     import torch
 
+    start = time.perf_counter()
     runs = [(Run.from_json(run_json), seed) for run_json, seed in jobs]
     if runs[0][0].batched:  # a task of several jobs is always a batched group
-        return [(table.to_csv(index=False), None) for table in execute_batched(runs, device=device, data_root=data_root)]
+        tables = execute_batched(runs, device=device, data_root=data_root)
+        share = (time.perf_counter() - start) / len(runs)
+        return [(table.to_csv(index=False), None, share) for table in tables]
     run, seed = runs[0]
     table, model = execute(run, seed, device=device, data_root=data_root, return_model=True)
     weights = None
@@ -178,7 +183,7 @@ def _train(jobs: list[tuple[str, int]], device: str, data_root: str | None) -> l
         buffer = io.BytesIO()
         torch.save({k: v.cpu() for k, v in model.state_dict().items()}, buffer)
         weights = buffer.getvalue()
-    return [(table.to_csv(index=False), weights)]
+    return [(table.to_csv(index=False), weights, time.perf_counter() - start)]
 
 
 def _tasks(jobs: Sequence[tuple[Run, int]], parts: int) -> list[list[tuple[Run, int]]]:
@@ -218,15 +223,16 @@ class RunCache:
         return {kind: self.folder / f"{key}{suffix}" for kind, suffix in
                 (("meta", ".json"), ("table", ".csv.gz"), ("weights", ".pt"), ("error", ".error.txt"))}
 
-    def save(self, run: Run, seed: int, csv_text: str, weights: bytes | None = None) -> None:
-        """Store one finished run: its table, its weights (if given), then the marker that makes it count."""
+    def save(self, run: Run, seed: int, csv_text: str, weights: bytes | None = None, train_s: float | None = None) -> None:
+        """Store one finished run: its table, its weights (if given), then the marker that makes it count (with
+        ``train_s``, the run's wall time: its share of a batched group's)."""
         p = self.paths(run, seed)
         atomic_write_bytes(p["table"], gzip.compress(csv_text.encode(), mtime=0))
         if weights is not None:
             atomic_write_bytes(p["weights"], weights)
         meta = {"run": json.loads(run.to_json()), "seed": seed, "version": CACHE_VERSION,
                 "rows": len(pd.read_csv(io.StringIO(csv_text))), "sha256": hashlib.sha256(csv_text.encode()).hexdigest(),
-                "weights_sha256": None if weights is None else hashlib.sha256(weights).hexdigest()}
+                "weights_sha256": None if weights is None else hashlib.sha256(weights).hexdigest(), "train_s": train_s}
         atomic_write_text(p["meta"], json.dumps(meta, indent=1))
         p["error"].unlink(missing_ok=True)
 
@@ -357,7 +363,7 @@ def run_sweep(
     todo = [job for job in jobs if tables[job] is None]
     errors: dict[tuple[Run, int], str] = {}  # job -> the error's first line
     root = None if data_root is None else str(data_root)
-    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=desc or "runs", unit="run", disable=not progress,
+    bar = progress_bar(total=len(jobs), initial=len(jobs) - len(todo), desc=desc or "runs", unit="run", disable=not progress,
                mininterval=1.0, smoothing=0)
 
     def finished(task: list[tuple[Run, int]], get_result: Callable[[], list[tuple[str, bytes | None]]]) -> None:
@@ -369,8 +375,8 @@ def run_sweep(
                 cache.record_error(*job, "".join(traceback.format_exception(e)).strip())
             bar.set_postfix(failed=len(errors))
         else:
-            for job, (csv_text, weights) in zip(task, results):
-                cache.save(*job, csv_text, weights)
+            for job, (csv_text, weights, train_s) in zip(task, results):
+                cache.save(*job, csv_text, weights, train_s=train_s)
                 tables[job] = cache.load(*job)
         bar.update(len(task))
 
@@ -507,17 +513,54 @@ def call_sweep(
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(dict(c), s) for c in configs for s in seeds]
     frames = []
-    for config, seed in tqdm(jobs, desc=desc or getattr(fn, "__qualname__", "calls"), disable=not progress):
+    for config, seed in progress_bar(jobs, desc=desc or getattr(fn, "__qualname__", "calls"), unit="call", disable=not progress):
         key = call_key(fn, config, seed)
         csv = out / f"{key}.csv"
         if not csv.exists():
+            start = time.perf_counter()
             with one_thread():
                 df = fn(**config, seed=seed).copy()
             for k, v in config.items():
                 df[k] = v if isinstance(v, (int, float, str, bool)) or v is None else str(v)
             df["seed"] = seed
             atomic_write_text(out / f"{key}.json", json.dumps({"fn": getattr(fn, "__qualname__", ""), "config": config,
-                                                               "seed": seed}, default=str))
+                                                               "seed": seed, "train_s": time.perf_counter() - start},
+                                                              default=str))
             atomic_write_text(csv, df.to_csv(index=False))
         frames.append(pd.read_csv(csv))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def cache_compute(folder: str | os.PathLike) -> dict:
+    """The training time recorded in a folder of finished runs (:func:`run_sweep`'s and :func:`call_sweep`'s files).
+
+    Returns ``{"runs": n, "seconds": s, "untimed": k}``: ``s`` sums the wall time of the ``n - k`` runs whose time is
+    known (a run of a batched group counts its share of the group's); the ``k`` others were stored before times
+    were recorded. A run stored without its time that trained alone counts its table's last ``elapsed_s``.
+
+    Example:
+        >>> from bnlib.experiment import Run
+        >>> d = tempfile.mkdtemp()
+        >>> RunCache(d).save(Run(dataset="mnist", model="mlp", steps=1, batch_size=2, lr=0.1), 0, "step\\n0\\n", train_s=2.5)
+        >>> cache_compute(d)
+        {'runs': 1, 'seconds': 2.5, 'untimed': 0}
+    """
+    runs, seconds, untimed = 0, 0.0, 0
+    for meta_path in sorted(Path(folder).glob("*.json")):
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(meta, dict) or not ({"run", "fn"} & set(meta)):
+            continue
+        runs += 1
+        if meta.get("train_s") is not None:
+            seconds += float(meta["train_s"])
+            continue
+        table = meta_path.with_name(meta_path.name.removesuffix(".json") + ".csv.gz")
+        if "run" in meta and not meta["run"].get("batched") and table.exists():
+            with contextlib.suppress(OSError, ValueError, EOFError, KeyError):
+                seconds += float(pd.read_csv(table, usecols=["elapsed_s"])["elapsed_s"].max())
+                continue
+        untimed += 1
+    return {"runs": runs, "seconds": seconds, "untimed": untimed}

@@ -28,12 +28,12 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from bnlib import params as P
 from bnlib.cores import use_share
 from bnlib.data import eval_batches, train_batches
 from bnlib.norms import is_batch_norm, model_penalty
+from bnlib.progress import progress_bar
 
 Callback = Callable[[int, nn.Module], Mapping[str, float]]
 Data = tuple[torch.Tensor, torch.Tensor]
@@ -399,7 +399,7 @@ def fit(
         rows.append({**row, "elapsed_s": time.perf_counter() - start, "diverged": diverged})
 
     record(0, 0)
-    bar = tqdm(total=steps, desc=desc, disable=not progress, leave=False, mininterval=1.0)
+    bar = progress_bar(total=steps, desc=desc, disable=not progress, leave=False, mininterval=1.0)
     for step in range(1, steps + 1):
         xb, yb = next(batches)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):

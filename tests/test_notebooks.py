@@ -25,6 +25,13 @@ def test_all_notebooks_run_at_smoke(smoke_run):
         smoke_ran(out, name)
     assert sorted(runs) == sorted(NOTEBOOKS)
     assert all(r["status"] == "ok" for r in runs.values())
+    assert "without encryption" not in proc.stderr  # the kernels talk over local sockets: no transport warning
+    for name in runs:
+        assert f"[bnlib.run] {name} (preset smoke) started" in proc.stdout
+        assert re.search(rf"\[bnlib.run\] {name}: ok in \d", proc.stdout)
+    assert all(r["revision"] and r["compute"]["runs"] >= 0 for r in runs.values())
+    summary = (out / "SUMMARY.md").read_text()
+    assert "| notebook | status | preset | seeds | wall time | training in the run cache |" in summary
 
 
 def _check_effect(record: dict, where: str) -> None:
@@ -43,6 +50,10 @@ def test_notebook_outputs(smoke_run, name):
     out, _ = smoke_run
     smoke_ran(out, name)
     nb = nbformat.read(out / f"{name}.ipynb", as_version=4)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    # no progress widget frozen at its first frame: under the runner bars print one line when they close
+    assert not [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert not [o for o in outputs if "0%|" in o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))]
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     pngs = sorted(p.name for p in (out / name).glob("*.png"))
     assert len(images) >= len(pngs) >= 1  # every saved figure is also shown

@@ -78,6 +78,8 @@ def test_bad_value_fails_naming_parameter_and_cell(toy, tmp_path):
         capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 1
+    assert "without encryption" not in proc.stderr  # IPC kernels: no transport warning at each start
+    assert "[bnlib.run] 99_toy (preset quick) started" in proc.stdout and "[bnlib.run] 99_toy: failed in " in proc.stdout
     assert "notebook 99_toy failed in cell 2" in proc.stderr  # cell 0 is papermill's injected parameters
     assert "ValueError: lr must be > 0, got -1" in proc.stderr
     summary = (out / "SUMMARY.md").read_text()
@@ -172,3 +174,37 @@ def test_jobs_must_be_a_positive_integer(tmp_path):
         run_notebooks(["01"], jobs=0, out=tmp_path)
     assert main(["01", "--jobs", "0", "--out", str(tmp_path)]) == 2
     assert not list(tmp_path.iterdir())  # nothing ran
+
+
+def test_progress_lines_and_text_bars(tmp_path):
+    """The runner's progress line counts the cells papermill completed; a bar in a runner's kernel prints one line."""
+    import os
+
+    from bnlib.progress import TEXT_ENV, NotebookWatch, cells_done, progress_bar
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1") for _ in range(4)])
+    for cell, status in zip(nb.cells, ["completed", "completed", "running", "pending"]):
+        cell.metadata["papermill"] = {"status": status}
+    path = tmp_path / "x.running.ipynb"
+    nbformat.write(nb, path)
+    assert cells_done(path) == (2, 4)
+    path.write_text('{"cells": [')  # caught mid-write
+    assert cells_done(path) is None
+    watch = NotebookWatch(path, "x", expected_s=None)
+    assert watch.line(2, 4, elapsed=75) == "[bnlib.run] x: 2/4 cells, 1 min 15 s elapsed"
+    assert "longer than the last run" in NotebookWatch(path, "x", expected_s=60).line(2, 4, elapsed=75)
+    os.environ[TEXT_ENV] = "text"
+    try:
+        bar = progress_bar(total=5, initial=2, desc="base networks", unit="run")
+        bar.update(3)
+        bar.set_postfix(failed=0)
+        import contextlib
+        import io
+
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            bar.close()
+            progress_bar(total=9, desc="steps", leave=False).close()  # a transient bar leaves nothing
+    finally:
+        del os.environ[TEXT_ENV]
+    assert printed.getvalue() == "base networks: 5/5 runs in 0 s (2 from the cache, failed 0)\n"
