@@ -30,6 +30,20 @@ from bnlib.verdicts import LEVEL, one_sample
 
 THIN_UP_TO = 3  # seeds: at most this many are drawn one line each instead of a band
 
+# One colour per network family across the series (keys: bnlib.norms.NORM_KINDS and the variants of notebook 04);
+# seaborn's colour-blind palette first: no norm grey, BN blue, and each variant family its own hue.
+NETWORK_COLORS: dict[str, str] = {
+    "none": "#949494",  # no normalization
+    "bn": "#0173b2", "torch_bn": "#0173b2", "bn_no_gamma": "#56b4e9",  # batch norm
+    "noisy_bn": "#029e73",
+    "rigid": "#cc78bc", "rigid_mv": "#fbafe4", "rigid_clip": "#7b3294", "rigid_reg": "#ca9161",  # notebook 04
+    "kl_bn": "#de8f05", "kl_only": "#d55e00", "kl_bn_original": "#ece133", "kl_only_original": "#8c2d04",
+    "kl_only_no_gamma": "#f4a582",
+    "l1": "#66a61e", "l2": "#1b7837", "linf": "#a6d96a",  # Lp batch norms (notebook 05)
+    "ghost_bn": "#2166ac", "batch_renorm": "#4393c3",  # small-batch remedies that keep BN (notebook 06)
+    "ln": "#b2182b", "gn": "#762a83", "in": "#c51b7d",  # batch-independent norms
+}
+
 
 def set_theme() -> None:
     """The series' look: seaborn whitegrid, notebook context, colour-blind palette.
@@ -39,6 +53,25 @@ def set_theme() -> None:
     """
     sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
     plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 120, "axes.titlesize": "medium"})
+
+
+def network_palette(networks: dict[str, str]) -> dict[str, str]:
+    """Colours for a figure's networks by their labels: ``{kind: label}`` (a notebook's ``NETS``) to
+    ``{label: colour}`` from :data:`NETWORK_COLORS`, for seaborn's and :func:`seed_band`'s ``palette=``.
+
+    Example:
+        >>> network_palette({"none": "without BN", "bn": "with BN"})
+        {'without BN': '#949494', 'with BN': '#0173b2'}
+        >>> network_palette({"bnn": "x"})
+        Traceback (most recent call last):
+        ...
+        ValueError: network_palette: no colour for network kind 'bnn'; known kinds: none, bn, ...
+    """
+    unknown = [kind for kind in networks if kind not in NETWORK_COLORS]
+    if unknown:
+        raise ValueError(f"network_palette: no colour for network kind {unknown[0]!r}; known kinds: "
+                         f"{', '.join(NETWORK_COLORS)} (add one to bnlib.plots.NETWORK_COLORS)")
+    return {label: NETWORK_COLORS[kind] for kind, label in networks.items()}
 
 
 def t_interval(values, level: float = LEVEL) -> tuple[float, float]:
