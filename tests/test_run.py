@@ -126,13 +126,13 @@ def test_cuda_without_a_gpu_is_refused_in_the_check_cell():
     ("04", "datasets", "[]", "datasets must be a non-empty list, each one of 'mnist', 'fashion_mnist', 'cifar10', got []"),
     ("05", "slice_points", "2", "slice_points must be an integer >= 3, got 2"),
     ("06", "dist_batch", "5", "dist_batch must be an integer >= 4 and even (two processes get at least 2 images each), got 5"),
-    ("06", "small_batch_sizes", "[1, 8]", "small_batch_sizes must be a non-empty list, each an integer in [2, 1536], got [1, 8] "
+    ("06", "small_batch_sizes", "[1, 8]", "small_batch_sizes must be a non-empty list, each an integer in [2, 512], got [1, 8] "
                                           "(bad entry 1)"),
     ("06", "bn_momenta", "[0.99, 1.5]", "bn_momenta must be a non-empty list, each a finite number in (0, 1], got [0.99, 1.5] "
                                         "(bad entry 1.5)"),
     ("06", "search_lr_range", "[1.0, 0.1]",
      "search_lr_range must be [low, high] with low < high, each a finite number > 0, got [1.0, 0.1]"),
-    ("06", "search_train_size", "5", "search_train_size must be an integer >= 6, got 5"),
+    ("06", "search_train_size", "3", "search_train_size must be an integer >= 4, got 3"),
 ])
 def test_notebook_bad_values_name_the_parameter(notebook, name, value, message):
     assert check_cell_error(notebook, name, value).startswith(message)
