@@ -21,9 +21,9 @@ QUICK_SECONDS: dict[str, float] = {
     "01_internal_covariate_shift": 103,
     "02_mnist_reproduction": 323,
     "03_cifar10_experiments": 347,  # beside another bnlib session (one core each), 2026-12-03
-    "04_failed_variants": 339,  # 04 and 05: `bnlib.run 04 05 --jobs 2`, 2026-12-03
-    "05_loss_landscape": 286,
-    "06_batchnorm_in_practice": 897,
+    "04_failed_variants": 272,  # beside the 05 full reference (one core each), 2026-12-03, 60 steps
+    "05_loss_landscape": 286,  # 04 and 05: `bnlib.run 04 05 --jobs 2`, 2026-12-03
+    "06_batchnorm_in_practice": 415,  # beside the 05 full reference (one core each), 2026-12-03, VGG-11 x1/16
 }
 
 PRESETS: dict[str, dict[str, dict]] = {
