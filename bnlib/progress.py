@@ -121,8 +121,9 @@ class NotebookWatch:
     """While a notebook executes, report its progress from the copy papermill saves at ``running``.
 
     ``live`` (one notebook at a time, on a terminal): one line rewritten every few seconds. Otherwise a new line
-    when cells were done since the last one and at least ``every`` seconds have passed, so that several notebooks
-    (``--jobs``) or a log file stay readable. ``expected_s`` (the previous run's wall time, or None) gives the
+    when cells were done since the last one and at least ``every`` seconds have passed, or after ``5 * every``
+    seconds in any case (a long cell still shows the clock), so that several notebooks (``--jobs``) or a log file
+    stay readable. ``expected_s`` (the previous run's wall time, or None) gives the
     estimate of the time left.
 
     Example:
@@ -169,6 +170,6 @@ class NotebookWatch:
             if self.live:
                 self.stream.write("\r\033[K" + self.line(done, total, now - self.start))
                 self.stream.flush()
-            elif done > last_done and now - last_print >= self.every:
+            elif (done > last_done and now - last_print >= self.every) or now - last_print >= 5 * self.every:
                 print(self.line(done, total, now - self.start), file=self.stream, flush=True)
                 last_done, last_print = done, now
