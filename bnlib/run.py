@@ -96,7 +96,7 @@ class RunResult:
     finished: str = ""  # when, UTC
     previous: dict | None = None  # the last good result, kept while this one is not ok
     compute: dict | None = None  # the training time recorded in its run cache (bnlib.sweep.cache_compute)
-    revision: str = ""  # the repository's git revision ("+changes" when the working tree differed from it)
+    revision: str = ""  # the repository's git revision ("+changes" when bnlib/ or notebooks/ differed from it)
 
 
 class Stopped(KeyboardInterrupt):
@@ -375,18 +375,18 @@ def compute_text(compute: dict | None) -> str:
         return "?"
     if not compute["runs"]:
         return "no cached runs"
-    timed = compute["runs"] - compute["untimed"]
-    text = f"{duration(compute['seconds'])} over {timed} runs" if timed else "no recorded times"
-    return text + (f" ({compute['untimed']} more stored without its time)" if compute["untimed"] and timed else
-                   f" ({compute['untimed']} runs stored before times were recorded)" if compute["untimed"] else "")
+    timed, untimed = compute["runs"] - compute["untimed"], compute["untimed"]
+    if not timed:
+        return f"no recorded times ({untimed} runs stored before times were recorded)"
+    text = f"{duration(compute['seconds'])} over {timed} runs"
+    return text + (f" ({untimed} more stored without its time)" if untimed else "")
 
 
 def _summary_lines(out: Path, log: dict) -> list[str]:
-    info = {}
+    metrics = {}  # each notebook's metrics.json, read once: its info (seeds) and its verdicts
     for name in log:
-        metrics = out / name / "metrics.json"
         with contextlib.suppress(OSError, ValueError):
-            info[name] = json.loads(metrics.read_text()).get("info", {})
+            metrics[name] = json.loads((out / name / "metrics.json").read_text())
     lines = ["# Run summary", "",
              "Wall time: this execution of the notebook (from a warm run cache it only reads the finished runs). Training "
              "in the run cache: the wall time of the runs the notebook read, summed over runs (one worker at a time): "
@@ -394,7 +394,7 @@ def _summary_lines(out: Path, log: dict) -> list[str]:
              "| notebook | status | preset | seeds | wall time | training in the run cache | revision | finished (UTC) |",
              "|---|---|---|---|---|---|---|---|"]
     for name in sorted(log):
-        r, i = log[name], info.get(name, {})
+        r, i = log[name], metrics.get(name, {}).get("info", {})
         wall = duration(r["wall_s"]) if isinstance(r.get("wall_s"), (int, float)) and math.isfinite(r["wall_s"]) else "?"
         seeds = f"{i['seeds']} from {i.get('first_seed', 0)}" if "seeds" in i else "?"
         lines.append(f"| {name} | {r.get('status', '?')} | {r.get('preset', '?')} | {seeds} | {wall} | "
@@ -410,8 +410,7 @@ def _summary_lines(out: Path, log: dict) -> list[str]:
                       f"{previous.get('finished') or '?'}) is `{previous['notebook']}`"
                       + (f" with `{previous['metrics']}`" if previous.get("metrics") else "")
                       + "; it is not this run's result.", ""]
-        metrics = out / name / "metrics.json"
-        verdicts = json.loads(metrics.read_text()).get("verdicts", []) if metrics.exists() else []
+        verdicts = metrics.get(name, {}).get("verdicts", [])
         if not verdicts:
             lines.append("No verdicts recorded.")
             continue

@@ -366,7 +366,7 @@ def run_sweep(
     bar = progress_bar(total=len(jobs), initial=len(jobs) - len(todo), desc=desc or "runs", unit="run", disable=not progress,
                mininterval=1.0, smoothing=0)
 
-    def finished(task: list[tuple[Run, int]], get_result: Callable[[], list[tuple[str, bytes | None]]]) -> None:
+    def finished(task: list[tuple[Run, int]], get_result: Callable[[], list[tuple[str, bytes | None, float]]]) -> None:
         try:
             results = get_result()
         except Exception as e:  # the task failed in its worker (or the worker died): record it, go on
