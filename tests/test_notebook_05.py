@@ -117,3 +117,23 @@ def test_notebook_05_end_of_training(smoke_run):
     else:
         assert name not in numbers["end_of_training"]
         assert table.loc[name].iloc[-1] == "no seed with both networks probed"
+
+
+def test_notebook_05_weighing_follows_the_verdicts(smoke_run):
+    """Section 7's closing sentence is chosen from this run's outcomes, not written by hand."""
+    out, _ = smoke_run
+    smoke_ran(out, "05")
+    m = read_metrics(out / "05_loss_landscape")
+    said = {v["claim"]: v["outcome"] for v in m["verdicts"]}
+
+    def outcome(start):
+        return next(o for c, o in said.items() if c.startswith(start))
+
+    smoothing = any(outcome(s) == "supported" for s in ("BN makes the loss change less", "BN makes the gradient more predictive",
+                                                        "BN lowers the top Hessian eigenvalue"))
+    ics_lower = outcome("With BN, internal covariate shift") == "not supported"
+    noisy_hurts = (outcome("Noisy BN makes the norm layers' outputs drift") == "supported"
+                   and outcome("Noisy BN, with unstable distributions") == "not supported")
+    sentence = m["numbers"]["weighing"]
+    assert sentence.startswith("Weighing: ")
+    assert ("move together" in sentence) == (smoothing and (ics_lower or noisy_hurts))
