@@ -49,6 +49,16 @@ def test_notebook_stored_without_outputs_and_with_parameters(path):
 
 
 @pytest.mark.parametrize("path", resolve_notebooks(), ids=lambda p: p.stem)
+def test_first_cell_says_how_to_rerun_and_what_each_preset_costs(path):
+    """The opening markdown cell names the command for this notebook at quick and at full, each with its cost."""
+    intro = nbformat.read(path, as_version=4).cells[0]
+    assert intro.cell_type == "markdown"
+    number = path.stem[:2]
+    assert f"`python -m bnlib.run {number} --preset quick` (about " in intro.source, path.stem
+    assert re.search(r"`--preset full` \([^)]*about [^)]* on 2 CPU cores", intro.source), path.stem
+
+
+@pytest.mark.parametrize("path", resolve_notebooks(), ids=lambda p: p.stem)
 def test_check_cell_gives_every_parameter_a_rule(path):
     """The cell after the parameters is declarative: only P.check calls (and named rules), one rule per parameter but the
     two paths, each parameter once."""
