@@ -133,7 +133,9 @@ class NotebookWatch:
 
     def __init__(self, running: Path, name: str, expected_s: float | None, live: bool = False, every: float = 60.0,
                  stream=None) -> None:
-        self.running, self.name, self.expected_s, self.live, self.every = running, name, expected_s, live, every
+        # absolute now: papermill changes the process's directory to the notebook's while it executes
+        self.running = Path(running).absolute()
+        self.name, self.expected_s, self.live, self.every = name, expected_s, live, every
         self.stream = stream or sys.stdout
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"watch-{name}", daemon=True)

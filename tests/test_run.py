@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -208,3 +209,23 @@ def test_progress_lines_and_text_bars(tmp_path):
     finally:
         del os.environ[TEXT_ENV]
     assert printed.getvalue() == "base networks: 5/5 runs in 0 s (2 from the cache, failed 0)\n"
+
+
+def test_progress_lines_survive_papermill_changing_directory(tmp_path, monkeypatch):
+    """papermill executes with the process in the notebook's folder: a watch given a relative path still finds the copy."""
+    import io
+    import time
+
+    from bnlib.progress import NotebookWatch
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1") for _ in range(3)])
+    nb.cells[0].metadata["papermill"] = {"status": "completed"}
+    (tmp_path / "out").mkdir()
+    nbformat.write(nb, tmp_path / "out" / "x.running.ipynb")
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path)
+    printed = io.StringIO()
+    with NotebookWatch(Path("out") / "x.running.ipynb", "x", expected_s=None, every=0.5, stream=printed):
+        monkeypatch.chdir(tmp_path / "notebooks")  # what papermill's execute_notebook(cwd=...) does
+        time.sleep(7)  # the watch looks every 5 s
+    assert "[bnlib.run] x: 1/3 cells" in printed.getvalue()
