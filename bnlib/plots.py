@@ -191,6 +191,29 @@ def seed_band(
     return ax
 
 
+def shared_legend(fig: plt.Figure, axes, title: str | None = None):
+    """One legend for panels that draw the same series: every panel's own legend removed, each entry once (in the order
+    the panels first show it), just right of the panels, off the data; call it after ``tight_layout``. Returns the legend.
+
+    Example:
+        >>> fig, axes = plt.subplots(1, 2)
+        >>> for ax, names in zip(axes, (["a", "b"], ["b", "c"])):
+        ...     for n in names:
+        ...         _ = ax.plot([0, 1], label=n)
+        ...     _ = ax.legend()
+        >>> [t.get_text() for t in shared_legend(fig, axes, "series").get_texts()], [ax.get_legend() for ax in axes]
+        (['a', 'b', 'c'], [None, None])
+    """
+    handles, axes = {}, np.ravel(axes)
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    right = max(ax.get_position().x1 for ax in axes)  # the panels' right edge, in figure coordinates (after any layout call)
+    return fig.legend(handles.values(), handles.keys(), title=title, loc="center left", bbox_to_anchor=(right + 0.01, 0.5))
+
+
 def save_figure(fig: plt.Figure, out_dir: str | os.PathLike, name: str) -> Path:
     """Save ``fig`` as ``out_dir/name.png`` (creating ``out_dir``) and return the path.
 
