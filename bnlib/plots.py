@@ -139,7 +139,7 @@ def seed_band(
     logx: bool = False,
     hue_order: list | None = None,
     palette=None,
-    marker: str | None = None,
+    marker: str | dict | None = None,
     units: str = "seed",
     linestyle: str = "-",
     label: str | None = None,
@@ -150,6 +150,7 @@ def seed_band(
     seed is drawn as a thin line instead of a band. If ``df`` has a boolean ``diverged`` column, diverged rows are
     left out of the mean and marked with a red x at the bottom of the axes; give them a value (e.g. chance) in ``y``
     beforehand to count them instead, as the verdicts do. ``label`` names a single series (no ``hue``) in the legend.
+    ``marker``: one for every line, or ``{hue value: marker}`` to tell apart series of similar colours.
 
     Example:
         >>> df = pd.DataFrame({"lr": [0.1, 1.0], "acc": [0.9, 0.8]})
@@ -169,7 +170,8 @@ def seed_band(
             continue
         table = band_table(part, x, y).sort_values(x)
         label_ = label if group is None else str(group)
-        ax.plot(table[x], table["mean"], color=color, marker=marker, linestyle=linestyle, label=label_, lw=2)
+        marker_ = marker.get(group) if isinstance(marker, dict) else marker
+        ax.plot(table[x], table["mean"], color=color, marker=marker_, linestyle=linestyle, label=label_, lw=2)
         if table["n"].max() <= THIN_UP_TO and units in part:
             for _, run in part.groupby(units):
                 run = run.groupby(x, as_index=False)[y].mean().sort_values(x)
