@@ -198,8 +198,8 @@ PRESETS: dict[str, dict[str, dict]] = {
         },
         "quick": {},
         "full": {
-            # VGG-11 x1/8 for 2 CPU cores: about 3.5 h of one core (1.75 h on two), estimated from the per-step cost measured on
-            # 2026-12-03 (0.06 s a step at batch 128, one thread); not yet run at this size. On a GPU add -p width 1
+            # VGG-11 x1/8 for 2 CPU cores: its 626 runs train for 2 h 55 min of one worker; the first execution took 1 h 48 min
+            # on 2 cores (2026-12-03, with its base networks and lag runs already cached). On a GPU add -p width 1
             "width": 0.125,
             "seeds": 5,
             "sweep_seeds": 5,
