@@ -591,7 +591,10 @@ def expected_seconds(out: Path, stem: str, preset: str) -> float | None:
 
 def ipc_kernel_manager():
     """A kernel manager class whose kernels talk over local sockets (IPC) instead of TCP on POSIX systems: ipykernel
-    warns at every start of a TCP kernel without encryption. None elsewhere (papermill's default manager)."""
+    warns at every start of a TCP kernel without encryption. Its kernels are not sent SIGINT as they are shut down
+    (jupyter_client does so before every shutdown request; one that lands while the kernel still handles a message
+    prints "KeyboardInterrupt caught in kernel." under the runner's lines); the shutdown request, then SIGTERM and
+    SIGKILL still stop a busy kernel. None elsewhere (papermill's default manager)."""
     if os.name != "posix":
         return None
     from jupyter_client import AsyncKernelManager
@@ -605,6 +608,10 @@ def ipc_kernel_manager():
         @default("ip")
         def _ip_default(self) -> str:  # the sockets' path prefix: one per kernel (the default, "kernel-ipc", is shared)
             return os.path.join(tempfile.gettempdir(), f"bnlib-kernel-{uuid.uuid4().hex}")
+
+        async def _async_interrupt_kernel(self) -> None:
+            if not self.shutting_down:
+                await super()._async_interrupt_kernel()
 
     return IPCKernelManager
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from bnlib.run import check_parameters, main, parse_value, resolve_notebooks, run_notebooks
+from bnlib.run import check_parameters, ipc_kernel_manager, main, parse_value, resolve_notebooks, run_notebooks
 
 
 def write_notebook(path, code_cells):
@@ -72,6 +72,18 @@ def test_good_run_writes_notebook_metrics_and_summary(toy, tmp_path):
     assert "| 99_toy | ok | quick |" in summary and "lr is positive" in summary and "**supported**" in summary
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="IPC kernels are POSIX only")
+def test_ipc_kernel_manager_interrupts_a_kernel_unless_it_is_shutting_down():
+    import asyncio
+
+    manager = ipc_kernel_manager()(kernel_name="python3")
+    with pytest.raises(RuntimeError, match="No kernel is running"):  # reaches jupyter_client's interrupt
+        asyncio.run(manager._async_interrupt_kernel())
+    manager.shutting_down = True
+    asyncio.run(manager._async_interrupt_kernel())  # skipped: no SIGINT before the shutdown request
+    assert manager.transport == "ipc" and "bnlib-kernel-" in manager.ip
+
+
 def test_bad_value_fails_naming_parameter_and_cell(toy, tmp_path):
     out = tmp_path / "out"
     proc = subprocess.run(
@@ -80,6 +92,7 @@ def test_bad_value_fails_naming_parameter_and_cell(toy, tmp_path):
     )
     assert proc.returncode == 1
     assert "without encryption" not in proc.stderr  # IPC kernels: no transport warning at each start
+    assert "KeyboardInterrupt" not in proc.stderr  # nor an interrupt as the kernel is shut down
     assert "[bnlib.run] 99_toy (preset quick) started" in proc.stdout and "[bnlib.run] 99_toy: failed in " in proc.stdout
     assert "notebook 99_toy failed in cell 2" in proc.stderr  # cell 0 is papermill's injected parameters
     assert "ValueError: lr must be > 0, got -1" in proc.stderr
