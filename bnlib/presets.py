@@ -15,15 +15,16 @@ from __future__ import annotations
 PRESET_NAMES = ("smoke", "quick", "full")
 
 # Wall seconds of each notebook at ``quick`` on a 2-core CPU, two at a time with one thread each (``make reproduce`` on a
-# fresh clone, 2026-12-02). ``bnlib.run --jobs N`` starts the costliest notebooks first when the output folder holds no
-# earlier run to go by.
+# fresh clone, 2026-12-04; on 2026-12-06 the same machine type ran 03 and 06 2.4x slower). ``bnlib.run --jobs N``
+# starts the costliest notebooks first when the output folder holds no earlier run to go by, and its progress lines
+# estimate the time left from them at ``quick``.
 QUICK_SECONDS: dict[str, float] = {
-    "01_internal_covariate_shift": 103,
-    "02_mnist_reproduction": 323,
-    "03_cifar10_experiments": 347,  # beside another bnlib session (one core each), 2026-12-03
-    "04_failed_variants": 272,  # beside the 05 full reference (one core each), 2026-12-03, 60 steps
-    "05_loss_landscape": 286,  # 04 and 05: `bnlib.run 04 05 --jobs 2`, 2026-12-03
-    "06_batchnorm_in_practice": 415,  # beside the 05 full reference (one core each), 2026-12-03, VGG-11 x1/16
+    "01_internal_covariate_shift": 213,
+    "02_mnist_reproduction": 509,
+    "03_cifar10_experiments": 291,
+    "04_failed_variants": 204,
+    "05_loss_landscape": 205,
+    "06_batchnorm_in_practice": 339,
 }
 
 PRESETS: dict[str, dict[str, dict]] = {

@@ -124,18 +124,21 @@ class NotebookWatch:
     when cells were done since the last one and at least ``every`` seconds have passed, or after ``5 * every``
     seconds in any case (a long cell still shows the clock), so that several notebooks (``--jobs``) or a log file
     stay readable. ``expected_s`` (the previous run's wall time, or None) gives the
-    estimate of the time left.
+    estimate of the time left; ``expected_from`` names where it comes from.
 
     Example:
         >>> NotebookWatch(Path("/no/x.running.ipynb"), "x", expected_s=100).line(2, 10, elapsed=30)
         '[bnlib.run] x: 2/10 cells, 30 s elapsed, about 1 min 10 s left (last run 1 min 40 s)'
+        >>> NotebookWatch(Path("/no/x.running.ipynb"), "x", 100, expected_from="typical at quick:").line(2, 10, 130)
+        '[bnlib.run] x: 2/10 cells, 2 min 10 s elapsed, over the expected time (typical at quick: 1 min 40 s)'
     """
 
     def __init__(self, running: Path, name: str, expected_s: float | None, live: bool = False, every: float = 60.0,
-                 stream=None) -> None:
+                 stream=None, expected_from: str = "last run") -> None:
         # absolute now: papermill changes the process's directory to the notebook's while it executes
         self.running = Path(running).absolute()
         self.name, self.expected_s, self.live, self.every = name, expected_s, live, every
+        self.expected_from = expected_from
         self.stream = stream or sys.stdout
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"watch-{name}", daemon=True)
@@ -145,8 +148,8 @@ class NotebookWatch:
         text = f"[bnlib.run] {self.name}: {done}/{total} cells, {duration(elapsed)} elapsed"
         if self.expected_s:
             left = self.expected_s - elapsed
-            text += (f", about {duration(left)} left" if left > 0 else ", longer than the last run") + \
-                f" (last run {duration(self.expected_s)})"
+            text += (f", about {duration(left)} left" if left > 0 else ", over the expected time") + \
+                f" ({self.expected_from} {duration(self.expected_s)})"
         return text
 
     def __enter__(self) -> NotebookWatch:

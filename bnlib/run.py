@@ -22,9 +22,10 @@ notebook runs, its last good result waits as ``NN_name.previous.ipynb`` and ``NN
 it is deleted when the run succeeds and kept, named as stale in ``SUMMARY.md``, when it fails.
 
 Output: a line as each notebook starts and ends, and while it runs its progress (cells done of all, time elapsed,
-time left by its last run in ``runs.json``): one line rewritten on a terminal, else a new line at most once a
-minute (``--jobs``, log files). Kernels talk over local sockets (no transport warning) and draw progress bars as
-one plain line each (``bnlib.progress``), so no executed notebook keeps a frozen widget. ``SUMMARY.md`` gives per
+time left by its last run in ``runs.json``, at ``quick`` else by ``bnlib.presets.QUICK_SECONDS``): one line
+rewritten on a terminal, else a new line at most once a minute (``--jobs``, log files). Kernels talk over local
+sockets (no transport warning) and draw progress bars as one plain line each (``bnlib.progress``), so no executed
+notebook keeps a frozen widget. ``SUMMARY.md`` gives per
 notebook the wall time of this execution, the training time stored in its run cache (what an empty cache costs),
 the seeds, and the git revision.
 
@@ -578,15 +579,28 @@ def git_revision() -> str:
     return commit + ("+changes" if changed else "")
 
 
-def expected_seconds(out: Path, stem: str, preset: str) -> float | None:
-    """The wall time of the last good run of notebook ``stem`` at ``preset`` recorded in ``out/runs.json``, or None."""
-    if not (out / "runs.json").exists():
-        return None
-    with log_lock(out):
-        record = read_log(out).get(stem, {})
+def expected_seconds(out: Path, stem: str, preset: str) -> tuple[float, str] | None:
+    """How long notebook ``stem`` at ``preset`` should take, and where that comes from: the wall time of its last good
+    run recorded in ``out/runs.json`` ("last run"), else at ``quick`` ``bnlib.presets.QUICK_SECONDS`` ("typical at
+    quick:"), else None.
+
+    Example:
+        >>> expected_seconds(Path("/no/such/folder"), "01_internal_covariate_shift", "quick")[1]
+        'typical at quick:'
+        >>> expected_seconds(Path("/no/such/folder"), "01_internal_covariate_shift", "full") is None
+        True
+    """
+    record = {}
+    if (out / "runs.json").exists():
+        with log_lock(out):
+            record = read_log(out).get(stem, {})
     wall = record.get("wall_s")
     ok = record.get("status") == "ok" and record.get("preset") == preset and isinstance(wall, (int, float))
-    return float(wall) if ok and math.isfinite(wall) else None
+    if ok and math.isfinite(wall):
+        return float(wall), "last run"
+    if preset == "quick" and stem in QUICK_SECONDS:
+        return float(QUICK_SECONDS[stem]), "typical at quick:"
+    return None
 
 
 def ipc_kernel_manager():
@@ -632,7 +646,7 @@ def execute(path: Path, out: Path, params: dict, kernel: str, live: bool = False
     error, write_failed = "", False
     manager = ipc_kernel_manager()
     try:
-        with NotebookWatch(running, path.stem, expected, live=live):
+        with NotebookWatch(running, path.stem, *(expected or (None,)), live=live):
             papermill.execute_notebook(
                 str(path), str(running), parameters=params, kernel_name=kernel, language="python", cwd=str(path.parent),
                 progress_bar=False, **({"kernel_manager_class": manager} if manager else {}),

@@ -183,6 +183,20 @@ def test_jobs_run_notebooks_side_by_side_with_fewer_threads(tmp_path, capsys):
     assert sorted(runs) == ["98_first", "99_second"]
 
 
+def test_expected_seconds_from_the_last_good_run_else_the_quick_table(tmp_path):
+    from bnlib.presets import QUICK_SECONDS
+    from bnlib.run import expected_seconds
+
+    stem = "01_internal_covariate_shift"
+    assert expected_seconds(tmp_path, stem, "quick") == (QUICK_SECONDS[stem], "typical at quick:")
+    assert expected_seconds(tmp_path, stem, "full") is None
+    (tmp_path / "runs.json").write_text(json.dumps({stem: {"status": "ok", "preset": "full", "wall_s": 1077.0}}))
+    assert expected_seconds(tmp_path, stem, "full") == (1077.0, "last run")
+    assert expected_seconds(tmp_path, stem, "quick") == (QUICK_SECONDS[stem], "typical at quick:")  # another preset
+    (tmp_path / "runs.json").write_text(json.dumps({stem: {"status": "failed", "preset": "full", "wall_s": 5.0}}))
+    assert expected_seconds(tmp_path, stem, "full") is None  # a failed run says nothing of the time
+
+
 def test_jobs_must_be_a_positive_integer(tmp_path):
     with pytest.raises(ValueError, match="jobs must be an integer >= 1, got 0"):
         run_notebooks(["01"], jobs=0, out=tmp_path)
@@ -206,7 +220,10 @@ def test_progress_lines_and_text_bars(tmp_path):
     assert cells_done(path) is None
     watch = NotebookWatch(path, "x", expected_s=None)
     assert watch.line(2, 4, elapsed=75) == "[bnlib.run] x: 2/4 cells, 1 min 15 s elapsed"
-    assert "longer than the last run" in NotebookWatch(path, "x", expected_s=60).line(2, 4, elapsed=75)
+    assert NotebookWatch(path, "x", expected_s=60).line(2, 4, elapsed=75).endswith(
+        ", over the expected time (last run 1 min 0 s)")
+    assert NotebookWatch(path, "x", 100, expected_from="typical at quick:").line(2, 4, elapsed=40).endswith(
+        ", about 1 min 0 s left (typical at quick: 1 min 40 s)")
     os.environ[TEXT_ENV] = "text"
     try:
         bar = progress_bar(total=5, initial=2, desc="base networks", unit="run")
