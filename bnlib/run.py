@@ -25,9 +25,8 @@ Output: a line as each notebook starts and ends, and while it runs its progress 
 time left by its last run in ``runs.json``, at ``quick`` else by ``bnlib.presets.QUICK_SECONDS``): one line
 rewritten on a terminal, else a new line at most once a minute (``--jobs``, log files). Kernels talk over local
 sockets (no transport warning) and draw progress bars as one plain line each (``bnlib.progress``), so no executed
-notebook keeps a frozen widget. ``SUMMARY.md`` gives per
-notebook the wall time of this execution, the training time stored in its run cache (what an empty cache costs),
-the seeds, and the git revision.
+notebook keeps a frozen widget. ``SUMMARY.md`` gives per notebook the wall time of this execution, the training time
+stored in its run cache (what an empty cache costs), the seeds, and the git revision.
 
 Exit status: 0; 1 if a notebook failed or a file could not be written (a full disk is named as such); 2 for bad
 arguments (nothing ran); 128 + the signal's number after SIGINT, SIGTERM or SIGHUP, which stop the kernels and
@@ -638,7 +637,7 @@ def execute(path: Path, out: Path, params: dict, kernel: str, live: bool = False
 
     from bnlib.progress import NotebookWatch
 
-    expected = expected_seconds(out, path.stem, params["preset"])
+    expected_s, expected_from = expected_seconds(out, path.stem, params["preset"]) or (None, "")
     previous = set_aside_previous(out, path.stem)
     running = result_files(out, path.stem)["running"]
     print(f"[bnlib.run] {path.stem} (preset {params['preset']}) started", flush=True)
@@ -646,7 +645,7 @@ def execute(path: Path, out: Path, params: dict, kernel: str, live: bool = False
     error, write_failed = "", False
     manager = ipc_kernel_manager()
     try:
-        with NotebookWatch(running, path.stem, *(expected or (None,)), live=live):
+        with NotebookWatch(running, path.stem, expected_s, live=live, expected_from=expected_from):
             papermill.execute_notebook(
                 str(path), str(running), parameters=params, kernel_name=kernel, language="python", cwd=str(path.parent),
                 progress_bar=False, **({"kernel_manager_class": manager} if manager else {}),
@@ -762,8 +761,8 @@ def longest_first(paths: Sequence[Path], out: Path) -> list[Path]:
     ``bnlib.presets.QUICK_SECONDS``; notebooks known to neither come first, in their order.
 
     Example:
-        >>> [p.name for p in longest_first([Path("01_internal_covariate_shift"), Path("04_failed_variants")], Path("/no"))]
-        ['04_failed_variants', '01_internal_covariate_shift']
+        >>> [p.name for p in longest_first([Path("01_internal_covariate_shift"), Path("02_mnist_reproduction")], Path("/no"))]
+        ['02_mnist_reproduction', '01_internal_covariate_shift']
     """
     previous = {}
     if (out / "runs.json").exists():
