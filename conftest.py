@@ -20,9 +20,16 @@ def have_data() -> bool:
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "data: needs the real datasets (skipped without them, like every test using data_root)")
+    config.addinivalue_line("markers", "slow: starts kernels, worker pools, Dask or runner processes (not in make test-fast)")
+    config.addinivalue_line("markers", "notebook: reads the smoke notebooks (the smoke_run fixture; marked automatically)")
+    config.addinivalue_line("markers", "exact: asserts bit-identical numbers across code paths on one CPU; "
+                                       "tests/test_instruction_sets.py runs these again with other vector kernels")
 
 
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "smoke_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.notebook)
     if have_data():
         return
     skip = pytest.mark.skip(reason="needs the real datasets: set BNLIB_DATA (CI uses ../shared/data)")

@@ -1,11 +1,12 @@
-"""Seeds together: S small networks trained as one batched model, each with the numbers it gets alone.
+"""Seeds together: S small networks trained as one batched model, each with the numbers it gets alone (to rounding).
 
 Notebook 02's sweeps train many copies of the paper's MLP that differ only in seed, learning rate and initial
 scale. Here they train as one model: :class:`BatchedMLP` stacks S ``mlp`` models (weights (S, out, in), one
 :class:`bnlib.norms.BatchedBatchNorm` with per-model statistics per BN layer), :func:`fit_batched` trains them with
 model ``s`` seeing the batches of ``bnlib.data.seed_batches`` (those ``fit(seed=seeds[s])`` would draw) and its
 own learning rate, and :func:`evaluate_batched` evaluates all of them at once. ``tests/test_batched.py`` checks that
-model ``s`` computes what a separate :func:`bnlib.train.fit` run computes; ``benchmarks/mnist_fig1.py`` times it.
+model ``s`` computes what a separate :func:`bnlib.train.fit` run computes, to float32 rounding (the matrix products
+are batched, so their kernels and summation order differ); ``benchmarks/mnist_fig1.py`` times it.
 
 Example:
     >>> net = BatchedMLP.from_seeds([0, 1, 2], hidden=(16,), norm="bn")
@@ -74,7 +75,8 @@ class BatchedLinear(nn.Module):
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 2:  # one batch shared by every model (evaluation): one large matmul for all of them
+        if x.dim() == 2:  # one batch shared by every model (evaluation): one large matmul for all of them, whose
+            # last bits can depend on the number of models on some CPUs (AVX-512): the same to rounding, not bit for bit
             s, n_out, n_in = self.weight.shape
             out = (x @ self.weight.reshape(s * n_out, n_in).T).view(len(x), s, n_out).transpose(0, 1).contiguous()
             return out if self.bias is None else out + self.bias.unsqueeze(1)

@@ -14,17 +14,28 @@ from __future__ import annotations
 
 PRESET_NAMES = ("smoke", "quick", "full")
 
-# Wall seconds of each notebook at ``quick`` on a 2-core CPU, two at a time with one thread each (``make reproduce`` on a
-# fresh clone, 2026-12-04; on 2026-12-06 the same machine type ran 03 and 06 2.4x slower). ``bnlib.run --jobs N``
+# Wall seconds of each notebook at ``quick`` and ``smoke`` on a 2-core CPU, two at a time with one thread each (quick:
+# ``make reproduce`` on a fresh clone, 2026-12-04, on 2026-12-06 the same machine type ran 03 and 06 2.4x slower;
+# smoke: the tests' ``bnlib.run --preset smoke --jobs 2`` on a 2-core Intel Xeon, 2026-12-07). ``bnlib.run --jobs N``
 # starts the costliest notebooks first when the output folder holds no earlier run to go by, and its progress lines
-# estimate the time left from them at ``quick``.
-QUICK_SECONDS: dict[str, float] = {
-    "01_internal_covariate_shift": 213,
-    "02_mnist_reproduction": 509,
-    "03_cifar10_experiments": 291,
-    "04_failed_variants": 204,
-    "05_loss_landscape": 205,
-    "06_batchnorm_in_practice": 339,
+# estimate the time left from them.
+TYPICAL_SECONDS: dict[str, dict[str, float]] = {
+    "quick": {
+        "01_internal_covariate_shift": 213,
+        "02_mnist_reproduction": 509,
+        "03_cifar10_experiments": 291,
+        "04_failed_variants": 204,
+        "05_loss_landscape": 205,
+        "06_batchnorm_in_practice": 339,
+    },
+    "smoke": {
+        "01_internal_covariate_shift": 45,
+        "02_mnist_reproduction": 43,
+        "03_cifar10_experiments": 68,
+        "04_failed_variants": 154,
+        "05_loss_landscape": 52,
+        "06_batchnorm_in_practice": 70,
+    },
 }
 
 PRESETS: dict[str, dict[str, dict]] = {
@@ -106,7 +117,7 @@ PRESETS: dict[str, dict[str, dict]] = {
             "width": 0.25,
             "seeds": 2,
             "steps": 20,
-            "cifar_steps": 20,
+            "cifar_steps": 8,
             "eval_every": 20,
             "probe_every": 20,
             "test_size": 300,

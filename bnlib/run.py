@@ -22,7 +22,7 @@ notebook runs, its last good result waits as ``NN_name.previous.ipynb`` and ``NN
 it is deleted when the run succeeds and kept, named as stale in ``SUMMARY.md``, when it fails.
 
 Output: a line as each notebook starts and ends, and while it runs its progress (cells done of all, time elapsed,
-time left by its last run in ``runs.json``, at ``quick`` else by ``bnlib.presets.QUICK_SECONDS``): one line
+time left by its last run in ``runs.json``, else by ``bnlib.presets.TYPICAL_SECONDS``): one line
 rewritten on a terminal, else a new line at most once a minute (``--jobs``, log files). Kernels talk over local
 sockets (no transport warning) and draw progress bars as one plain line each (``bnlib.progress``), so no executed
 notebook keeps a frozen widget. ``SUMMARY.md`` gives per notebook the wall time of this execution, the training time
@@ -35,7 +35,7 @@ worker processes and leave what finished on record.
 Cores: the runner founds (or joins) a session of :mod:`bnlib.cores`, so that runners and kernels started together
 share the cores instead of fighting over them. ``--jobs N`` executes N notebooks at a time, each in its own
 process and kernel, with 1/N of the session's share (``$BNLIB_JOBS``); the notebooks expected to take longest
-start first (wall times in DIR's ``runs.json``, else ``bnlib.presets.QUICK_SECONDS``).
+start first (wall times in DIR's ``runs.json``, else ``bnlib.presets.TYPICAL_SECONDS``).
 
 The kernel is the Python running this module, whatever kernelspecs are installed (a temporary kernelspec is put
 first on ``JUPYTER_PATH``).
@@ -71,7 +71,8 @@ from pathlib import Path
 
 from bnlib import cores
 from bnlib.files import atomic_write_text
-from bnlib.presets import PRESET_NAMES, PRESETS, QUICK_SECONDS, SERIES, preset_parameters
+from bnlib.machine import machine_info, machine_text
+from bnlib.presets import PRESET_NAMES, PRESETS, SERIES, TYPICAL_SECONDS, preset_parameters
 from bnlib.progress import TEXT_ENV, duration
 
 REPO = Path(__file__).resolve().parents[1]
@@ -97,6 +98,7 @@ class RunResult:
     previous: dict | None = None  # the last good result, kept while this one is not ok
     compute: dict | None = None  # the training time recorded in its run cache (bnlib.sweep.cache_compute)
     revision: str = ""  # the repository's git revision ("+changes" when bnlib/ or notebooks/ differed from it)
+    machine: dict | None = None  # where it ran: bnlib.machine.machine_info() and the executor of its runs
 
 
 class Stopped(KeyboardInterrupt):
@@ -401,7 +403,7 @@ def _summary_lines(out: Path, log: dict) -> list[str]:
                      f"{compute_text(r.get('compute'))} | {r.get('revision') or '?'} | {r.get('finished') or '?'} |")
     for name in sorted(log):
         r = log[name]
-        lines += ["", f"## {name}", ""]
+        lines += ["", f"## {name}", "", f"Machine: {machine_text(r.get('machine'))}", ""]
         if r.get("error"):
             lines += [f"**{r.get('status', 'failed').capitalize()}**: {r['error']}", ""]
         previous = r.get("previous")
@@ -535,9 +537,10 @@ def restore_kernelspec(output: Path, source: Path) -> None:
 
 
 def finish(path: Path, out: Path, status: str, error: str, wall_s: float, params: dict, previous: dict | None,
-           write_failed: bool = False, revision: str = "") -> RunResult:
+           write_failed: bool = False, revision: str = "", machine: dict | None = None) -> RunResult:
     """After a notebook ran (or was stopped): its executed copy takes its place (a truncated one, after a write
-    error, is deleted), a superseded good result is deleted; returns its record."""
+    error, is deleted), a superseded good result is deleted; returns its record (``machine`` gains the notebook's
+    ``executor`` parameter: where its runs trained, "kernel" for a notebook without one)."""
     f = result_files(out, path.stem)
     if f["running"].exists():
         if write_failed:
@@ -553,8 +556,10 @@ def finish(path: Path, out: Path, status: str, error: str, wall_s: float, params
     finished = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
     from bnlib.sweep import cache_compute
 
+    if machine is not None:
+        machine = {**machine, "executor": str(params.get("executor", "kernel"))}
     return RunResult(path.stem, status, wall_s, params["preset"], params, error, notebook_identity(path), finished,
-                     previous, cache_compute(out / path.stem / "runs"), revision)
+                     previous, cache_compute(out / path.stem / "runs"), revision, machine)
 
 
 def git_revision() -> str:
@@ -580,8 +585,8 @@ def git_revision() -> str:
 
 def expected_seconds(out: Path, stem: str, preset: str) -> tuple[float, str] | None:
     """How long notebook ``stem`` at ``preset`` should take, and where that comes from: the wall time of its last good
-    run recorded in ``out/runs.json`` ("last run"), else at ``quick`` ``bnlib.presets.QUICK_SECONDS`` ("typical at
-    quick:"), else None.
+    run recorded in ``out/runs.json`` ("last run"), else ``bnlib.presets.TYPICAL_SECONDS`` ("typical at quick:" at
+    ``quick``, likewise at ``smoke``), else None.
 
     Example:
         >>> expected_seconds(Path("/no/such/folder"), "01_internal_covariate_shift", "quick")[1]
@@ -597,8 +602,9 @@ def expected_seconds(out: Path, stem: str, preset: str) -> tuple[float, str] | N
     ok = record.get("status") == "ok" and record.get("preset") == preset and isinstance(wall, (int, float))
     if ok and math.isfinite(wall):
         return float(wall), "last run"
-    if preset == "quick" and stem in QUICK_SECONDS:
-        return float(QUICK_SECONDS[stem]), "typical at quick:"
+    typical = TYPICAL_SECONDS.get(preset, {})
+    if stem in typical:
+        return float(typical[stem]), f"typical at {preset}:"
     return None
 
 
@@ -629,7 +635,8 @@ def ipc_kernel_manager():
     return IPCKernelManager
 
 
-def execute(path: Path, out: Path, params: dict, kernel: str, live: bool = False, revision: str = "") -> RunResult:
+def execute(path: Path, out: Path, params: dict, kernel: str, live: bool = False, revision: str = "",
+            machine: dict | None = None) -> RunResult:
     """Execute one notebook into ``out`` with ``params`` (everything papermill injects, ``preset`` and ``out_dir``
     included), reporting its progress (:class:`bnlib.progress.NotebookWatch`; ``live``: one line rewritten on a
     terminal); never raises for a failing notebook (the result says so)."""
@@ -653,7 +660,7 @@ def execute(path: Path, out: Path, params: dict, kernel: str, live: bool = False
     except Exception as exc:  # noqa: BLE001 - any failure is reported, the other notebooks still run
         error, write_failed = describe_failure(exc, out / path.name), isinstance(exc, OSError) and is_write_error(exc)
     return finish(path, out, "failed" if error else "ok", error, time.perf_counter() - start, params, previous,
-                  write_failed, revision)
+                  write_failed, revision, machine)
 
 
 # ---------------------------------------------------------------- the runner
@@ -756,21 +763,20 @@ def active_session(jobs: int) -> Iterator[None]:
         stop.set()
 
 
-def longest_first(paths: Sequence[Path], out: Path) -> list[Path]:
-    """``paths`` ordered by expected wall time, longest first: from an earlier run's ``out/runs.json``, else from
-    ``bnlib.presets.QUICK_SECONDS``; notebooks known to neither come first, in their order.
+def longest_first(paths: Sequence[Path], out: Path, preset: str = "quick") -> list[Path]:
+    """``paths`` ordered by expected wall time at ``preset``, longest first (:func:`expected_seconds`: an earlier run's
+    ``out/runs.json``, else ``bnlib.presets.TYPICAL_SECONDS``); notebooks known to neither come first, in their order.
 
     Example:
         >>> [p.name for p in longest_first([Path("01_internal_covariate_shift"), Path("02_mnist_reproduction")], Path("/no"))]
         ['02_mnist_reproduction', '01_internal_covariate_shift']
+        >>> [p.name[:2] for p in longest_first([Path("02_mnist_reproduction"), Path("04_failed_variants")], Path("/no"), "smoke")]
+        ['04', '02']
     """
-    previous = {}
-    if (out / "runs.json").exists():
-        with log_lock(out):
-            previous = read_log(out)
 
     def expected(p: Path) -> float:
-        return float(previous.get(p.stem, {}).get("wall_s", QUICK_SECONDS.get(p.stem, math.inf)))
+        found = expected_seconds(out, p.stem, preset)
+        return found[0] if found else math.inf
 
     return sorted(paths, key=lambda p: -expected(p))
 
@@ -809,7 +815,7 @@ def run_notebooks(
     jobs = min(jobs, len(paths))
     done: dict[str, RunResult] = {}
     started = time.time()
-    revision = git_revision()
+    revision, machine = git_revision(), machine_info()
     live = jobs == 1 and sys.stdout.isatty()
 
     def finished(result: RunResult) -> None:
@@ -822,13 +828,13 @@ def run_notebooks(
         with stop_signals_raise(), active_session(jobs), current_python_kernel() as kernel, _environ(**{TEXT_ENV: "text"}):
             if jobs == 1:
                 for path in paths:
-                    finished(execute(path, out, plan[path], kernel, live, revision))
+                    finished(execute(path, out, plan[path], kernel, live, revision, machine))
             else:
                 pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
-                order = longest_first(paths, out)
+                order = longest_first(paths, out, preset)
                 print(f"[bnlib.run] {len(order)} notebooks, {jobs} at a time (each with 1/{jobs} of the cores), in this "
                       "order: " + ", ".join(p.stem for p in order), flush=True)
-                pending = {pool.submit(execute, path, out, plan[path], kernel, False, revision) for path in order}
+                pending = {pool.submit(execute, path, out, plan[path], kernel, False, revision, machine) for path in order}
                 while pending:
                     complete, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for future in complete:
@@ -847,7 +853,7 @@ def run_notebooks(
                     previous = kept_previous(out, path.stem, read_log(out).get(path.stem))
                 finished(finish(path, out, "interrupted", f"stopped by {signal.Signals(signum).name} after "
                                 f"{elapsed:.0f} s (see {out / path.name})", elapsed, plan[path], previous,
-                                revision=revision))
+                                revision=revision, machine=machine))
         print(f"[bnlib.run] stopped by {signal.Signals(signum).name}: {stopped} kernel and worker processes ended; "
               f"{len(done)} notebook(s) on record in {out / 'runs.json'}", file=sys.stderr, flush=True)
         raise Stopped(signum) from None

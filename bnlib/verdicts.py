@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from bnlib.files import atomic_write_text
+from bnlib.machine import machine_info
 
 OUTCOMES = ("supported", "not supported", "inconclusive", "mixed")
 LEVEL = 0.95
@@ -654,9 +655,10 @@ class Results:
         return pd.DataFrame(self.verdicts, columns=["claim", "source", "outcome", "evidence"])
 
     def save(self) -> Path:
-        """Write ``metrics.json`` atomically; returns its path."""
+        """Write ``metrics.json`` atomically (with the machine it came from, :func:`bnlib.machine.machine_info`); returns
+        its path."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
         path = self.out_dir / "metrics.json"
-        payload = {"info": _plain(self.info), "verdicts": self.verdicts, "numbers": self.numbers}
+        payload = {"info": _plain(self.info), "machine": machine_info(), "verdicts": self.verdicts, "numbers": self.numbers}
         atomic_write_text(path, json.dumps(payload, indent=2, ensure_ascii=False))
         return path

@@ -18,7 +18,8 @@ def mnist(data_root):
 
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory, data_root):
-    """The notebooks executed once at the smoke preset into a temporary folder: (folder, completed process).
+    """The notebooks executed once at the smoke preset into a temporary folder, two at a time (``--jobs 2``, one
+    thread each, the longest first): (folder, completed process).
 
     ``BNLIB_SMOKE_ONLY=03`` (numbers separated by commas) runs only those notebooks, for work on one of them; the
     tests of the others are skipped then.
@@ -29,7 +30,7 @@ def smoke_run(tmp_path_factory, data_root):
     out = tmp_path_factory.mktemp("smoke")
     only = [n for n in os.environ.get("BNLIB_SMOKE_ONLY", "").split(",") if n]
     proc = subprocess.run(
-        [sys.executable, "-m", "bnlib.run", *only, "--preset", "smoke", "--out", str(out)],
+        [sys.executable, "-m", "bnlib.run", *only, "--preset", "smoke", "--out", str(out), "--jobs", "2"],
         capture_output=True, text=True, timeout=1800,
     )
     return out, proc

@@ -2,6 +2,8 @@
 
 import csv
 
+import pytest
+
 from benchmarks import cifar_vgg_epoch, mnist_fig1, probe_overhead
 
 
@@ -35,6 +37,7 @@ def test_probe_overhead_benchmark_runs(data_root, tmp_path):
     assert [r["benchmark"] for r in saved] == ["probe_overhead"] * 2 and saved[0]["hessian_iters"] == "2"
 
 
+@pytest.mark.slow
 def test_sweep_executor_benchmark_runs(data_root, tmp_path):
     from benchmarks import sweep_executor
 
@@ -47,6 +50,7 @@ def test_sweep_executor_benchmark_runs(data_root, tmp_path):
 
 
 
+@pytest.mark.slow
 def test_concurrent_runs_benchmark_runs(tmp_path):
     import nbformat
 

@@ -61,6 +61,7 @@ def test_jobs_split_a_session_share(sessions, monkeypatch):
         cores.share()
 
 
+@pytest.mark.slow
 def test_children_join_the_session_of_the_process_that_started_them(sessions, tmp_path):
     leader = cores.session()
     assert leader.name == str(os.getpid()) and os.environ[cores.SESSION_ENV] == leader.name

@@ -17,6 +17,7 @@ def full_batch_reference(x: torch.Tensor, upstream: torch.Tensor) -> dict:
             "running_mean": bn.running_mean, "running_var": bn.running_var}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", [(16, 3, 4, 4), (12, 5)])
 def test_two_processes_match_the_full_batch(shape):
     torch.manual_seed(0)

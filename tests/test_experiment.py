@@ -1,14 +1,12 @@
 """bnlib.experiment: a Run is data (JSON, stable key, validation), and execute gives the same table in any process."""
 
 import dataclasses
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 
 import pandas as pd
 import pytest
 
 from bnlib import experiment
-from bnlib.experiment import Run, execute
+from bnlib.experiment import GROUPING_TOLERANCE, Run, execute
 
 BASE = Run(dataset="mnist", model="mlp", norm="bn", steps=12, batch_size=32, lr=0.1, eval_every=6, test_size=300)
 CNN = BASE.replace(model="small_cnn")
@@ -101,13 +99,11 @@ def _numbers(table: pd.DataFrame) -> pd.DataFrame:
     return table.drop(columns=["elapsed_s"])
 
 
-def test_execute_gives_the_same_table_in_the_kernel_and_in_a_worker_process(data_root):
+def test_execute_evaluates_on_its_schedule_and_the_seed_matters(data_root):
+    """(The same table in a worker process and on Dask: tests/test_sweep.py, with this run among its runs.)"""
     run = Run(dataset="mnist", model="small_cnn", width=0.25, norm="bn", steps=8, batch_size=32, lr=0.05, eval_every=4,
               test_size=200, train_size=2000, augment=True, validate=True)
     here = execute(run, seed=3)
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        there = pool.submit(execute, run, 3).result()
-    pd.testing.assert_frame_equal(_numbers(here), _numbers(there), check_exact=True)
     assert list(here["step"]) == [0, 4, 8] and here["val_acc"].notna().tolist() == [False, False, True]
     assert not _numbers(execute(run, seed=4)).equals(_numbers(here))  # the seed matters
 
@@ -152,16 +148,18 @@ def test_a_schedule_changes_the_run_and_a_step_schedule_is_the_constant_run_unti
     assert constant.loc[2, "train_loss"] != dropped.loc[2, "train_loss"]
 
 
-def test_a_batched_run_gives_the_same_numbers_whichever_runs_share_its_batch(data_root):
-    """execute_batched trains jobs as one BatchedMLP; a job's table is exactly the one it gets alone (so run_sweep
-    caches batched runs per run and seed, and worker counts that split groups differently change nothing)."""
+def test_a_batched_run_gives_the_same_numbers_to_rounding_whichever_runs_share_its_batch(data_root):
+    """execute_batched trains jobs as one BatchedMLP; a job's table is the one it gets alone to float32 rounding (the
+    evaluation on a shared batch is one matmul over the models, whose last bits depend on its width on AVX-512), so
+    run_sweep caches batched runs per run and seed, and worker counts that split groups differently change nothing
+    beyond rounding."""
     run = Run(dataset="mnist", model="mlp", norm="bn", activation="sigmoid", init_std=0.1, steps=60, batch_size=30, lr=0.1,
               eval_every=20, test_size=300, validate=True, batched=True, probes=("unit_quantiles",), probe_size=64,
               probe_args={"quantile_layers": ["norm3"], "quantiles": [0.5]})
     alone = experiment.execute_batched([(run, 1)])[0]
     crowd = experiment.execute_batched([(run.replace(lr=0.5), 0), (run, 1), (run.replace(init_std=0.3), 1), (run, 2)])
     numbers = lambda t: t.drop(columns=["elapsed_s", "probe_s"])  # noqa: E731
-    pd.testing.assert_frame_equal(numbers(alone), numbers(crowd[1]), check_exact=True)
+    pd.testing.assert_frame_equal(numbers(alone), numbers(crowd[1]), **GROUPING_TOLERANCE)
     pd.testing.assert_frame_equal(numbers(execute(run, 1)), numbers(alone), check_exact=True)  # execute delegates
     assert not numbers(crowd[3]).equals(numbers(alone))  # another seed
     assert list(alone.columns[:7]) == ["step", "seed", "lr", "train_loss", "train_acc", "test_loss", "test_acc"]

@@ -102,6 +102,7 @@ def test_names_and_bad_arguments_give_clear_errors():
         small_cnn(dropout=1)
 
 
+@pytest.mark.exact
 def test_dropout_is_active_only_in_training():
     torch.manual_seed(0)
     net = small_cnn(width=0.25, norm="none", dropout=0.5)

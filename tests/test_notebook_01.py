@@ -2,6 +2,7 @@
 (the run is the session fixture `smoke_run`)."""
 
 import pandas as pd
+import pytest
 from smoke import read_metrics, smoke_ran
 
 NAME = "01_internal_covariate_shift"
@@ -80,6 +81,7 @@ def test_notebook_01_learning_rate_chosen_on_validation(smoke_run):
     assert (out / NAME / "linear_classifier_summary.csv").exists()
 
 
+@pytest.mark.slow
 def test_a_rerun_with_other_settings_into_the_same_folder_retrains(smoke_run, tmp_path):
     """The runs cached by a first execution are not reused under new settings (they were, keyed by {inputs, lr} only)."""
     import shutil

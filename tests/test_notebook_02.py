@@ -1,8 +1,8 @@
-"""Notebook 02 (MNIST reproduction) at the smoke preset: its numbers and files (the run is the session fixture `smoke_run`)."""
+"""Notebook 02 (MNIST reproduction) at the smoke preset: its numbers and files (the run is the session fixture `smoke_run`).
 
-import shutil
-import subprocess
-import sys
+That batched and separate runs give the same numbers is checked on the runs themselves (tests/test_batched.py,
+tests/test_experiment.py), and that a rerun reads the finished runs back on the run cache (tests/test_sweep.py).
+"""
 
 import pandas as pd
 import pytest
@@ -88,43 +88,3 @@ def test_notebook_02_learning_rate_is_chosen_on_the_validation_split(smoke_run):
     assert m["numbers"]["chosen_lr"] == by_lr.idxmax()
     assert m["numbers"]["lr_sweep_validation_plain"] == pytest.approx({f"{k:g}": v for k, v in by_lr.items()})
     assert not (plain["val_acc"] == plain["test_acc"]).all()  # two different image sets
-
-
-def test_notebook_02_separate_runs_give_the_batched_numbers(smoke_run, tmp_path):
-    """batched=False trains the seeds one after another with bnlib.train.fit: the same numbers as the batched smoke run."""
-    out, _ = smoke_run
-    smoke_ran(out, "02")
-    proc = subprocess.run(
-        [sys.executable, "-m", "bnlib.run", "02", "--preset", "smoke", "-p", "batched", "false", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    batched = read_metrics(out / "02_mnist_reproduction")
-    separate = read_metrics(tmp_path / "02_mnist_reproduction")
-    assert batched["info"]["batched"] is True and separate["info"]["batched"] is False
-    a, b = batched["numbers"], separate["numbers"]
-    assert a["chosen_lr"] == b["chosen_lr"]
-    assert a["lr_sweep_validation_plain"] == pytest.approx(b["lr_sweep_validation_plain"], abs=2e-4)
-    for key in ("final_acc_bn", "final_acc_plain"):
-        assert a[key] == pytest.approx(b[key], abs=2e-4), key
-
-
-def test_notebook_02_rerun_loads_the_finished_runs(smoke_run, tmp_path):
-    """The runs saved under runs/ (bnlib.sweep.run_sweep) are loaded, not retrained, when the notebook runs again."""
-    out, _ = smoke_run
-    smoke_ran(out, "02")
-    runs = tmp_path / "02_mnist_reproduction" / "runs"
-    shutil.copytree(out / "02_mnist_reproduction" / "runs", runs)
-    saved = {p.name: p.stat().st_mtime_ns for p in runs.iterdir()}
-    # every run is a table and its record
-    keys = {name.split(".", 1)[0] for name in saved}
-    assert saved and {f"{k}.{ext}" for k in keys for ext in ("csv.gz", "json")} == set(saved)
-    proc = subprocess.run(
-        [sys.executable, "-m", "bnlib.run", "02", "--preset", "smoke", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert {p.name: p.stat().st_mtime_ns for p in runs.iterdir()} == saved  # nothing retrained, nothing added
-    first = read_metrics(out / "02_mnist_reproduction")
-    again = read_metrics(tmp_path / "02_mnist_reproduction")
-    assert again["numbers"] == first["numbers"] and again["verdicts"] == first["verdicts"]

@@ -30,6 +30,8 @@ def test_all_notebooks_run_at_smoke(smoke_run):
         assert f"[bnlib.run] {name} (preset smoke) started" in proc.stdout
         assert re.search(rf"\[bnlib.run\] {name}: ok in \d", proc.stdout)
     assert all(r["revision"] and r["compute"]["runs"] >= 0 for r in runs.values())
+    for name, r in runs.items():  # where each ran: the executor of its runs ("kernel": trained in its kernel)
+        assert r["machine"]["executor"] == ("kernel" if name.startswith("01") else "local") and r["machine"]["cpu"], name
     summary = (out / "SUMMARY.md").read_text()
     assert "| notebook | status | preset | seeds | wall time | training in the run cache |" in summary
 
@@ -59,6 +61,8 @@ def test_notebook_outputs(smoke_run, name):
     assert len(images) >= len(pngs) >= 1  # every saved figure is also shown
     metrics = json.loads((out / name / "metrics.json").read_text())
     assert metrics["info"]["preset"] == "smoke"
+    assert metrics["info"]["executor"] in ("kernel", "local")
+    assert metrics["machine"]["torch"] and metrics["machine"]["cpu_capability"]  # the machine it came from
     assert metrics["verdicts"], "a notebook must record verdicts"
     for v in metrics["verdicts"]:
         assert v["outcome"] in OUTCOMES and v["evidence"] and v["source"], v["claim"]

@@ -60,6 +60,7 @@ def test_runner_owned_parameters_refused(tmp_path):
         run_notebooks(["01"], parameters={"out_dir": "x"}, out=tmp_path)
 
 
+@pytest.mark.slow
 def test_good_run_writes_notebook_metrics_and_summary(toy, tmp_path):
     out = tmp_path / "out"
     results = run_notebooks([str(toy)], parameters={"lr": 0.5}, out=out)
@@ -70,6 +71,16 @@ def test_good_run_writes_notebook_metrics_and_summary(toy, tmp_path):
     assert metrics["verdicts"][0]["note"] == "lr = 0.5" and metrics["verdicts"][0]["estimate"] == 0.5
     summary = (out / "SUMMARY.md").read_text()
     assert "| 99_toy | ok | quick |" in summary and "lr is positive" in summary and "**supported**" in summary
+    # the machine it came from: in runs.json (with where its runs trained), SUMMARY.md and metrics.json
+    import platform
+
+    import torch
+
+    machine = json.loads((out / "runs.json").read_text())["99_toy"]["machine"]
+    assert machine["executor"] == "kernel" and machine["python"] == platform.python_version()
+    assert machine["torch"] == torch.__version__ and machine["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert f"Machine: {machine['cpu']} (torch kernels {machine['cpu_capability']}), {machine['cores']} cores" in summary
+    assert metrics["machine"] == {k: v for k, v in machine.items() if k != "executor"}
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="IPC kernels are POSIX only")
@@ -84,6 +95,7 @@ def test_ipc_kernel_manager_interrupts_a_kernel_unless_it_is_shutting_down():
     assert manager.transport == "ipc" and "bnlib-kernel-" in manager.ip
 
 
+@pytest.mark.slow
 def test_bad_value_fails_naming_parameter_and_cell(toy, tmp_path):
     out = tmp_path / "out"
     proc = subprocess.run(
@@ -152,6 +164,7 @@ def test_notebook_bad_values_name_the_parameter(notebook, name, value, message):
     assert check_cell_error(notebook, name, value).startswith(message)
 
 
+@pytest.mark.slow
 def test_jobs_run_notebooks_side_by_side_with_fewer_threads(tmp_path, capsys):
     record = (
         "import os, time, torch\n"
@@ -169,7 +182,9 @@ def test_jobs_run_notebooks_side_by_side_with_fewer_threads(tmp_path, capsys):
     paths = [write_notebook(tmp_path / f"{n}.ipynb", [PARAMS, record]) for n in ("98_first", "99_second")]
     out = tmp_path / "out"
     out.mkdir()
-    (out / "runs.json").write_text(json.dumps({"99_second": {"wall_s": 500}, "98_first": {"wall_s": 5}}))  # an older run's log
+    earlier = {"99_second": {"status": "ok", "preset": "quick", "wall_s": 500}, "98_first": {"status": "ok", "preset": "quick",
+                                                                                         "wall_s": 5}}
+    (out / "runs.json").write_text(json.dumps(earlier))  # an older run's log
     results = run_notebooks([str(p) for p in paths], out=out, jobs=2)
     assert "in this order: 99_second, 98_first" in capsys.readouterr().out  # the longest earlier run starts first
     assert [(r.notebook, r.status) for r in results] == [("98_first", "ok"), ("99_second", "ok")]  # in the order asked
@@ -183,16 +198,21 @@ def test_jobs_run_notebooks_side_by_side_with_fewer_threads(tmp_path, capsys):
     assert sorted(runs) == ["98_first", "99_second"]
 
 
-def test_expected_seconds_from_the_last_good_run_else_the_quick_table(tmp_path):
-    from bnlib.presets import QUICK_SECONDS
-    from bnlib.run import expected_seconds
+def test_expected_seconds_from_the_last_good_run_else_the_typical_table(tmp_path):
+    from bnlib.presets import TYPICAL_SECONDS
+    from bnlib.run import expected_seconds, longest_first
 
     stem = "01_internal_covariate_shift"
-    assert expected_seconds(tmp_path, stem, "quick") == (QUICK_SECONDS[stem], "typical at quick:")
+    assert expected_seconds(tmp_path, stem, "quick") == (TYPICAL_SECONDS["quick"][stem], "typical at quick:")
+    assert expected_seconds(tmp_path, stem, "smoke") == (TYPICAL_SECONDS["smoke"][stem], "typical at smoke:")
     assert expected_seconds(tmp_path, stem, "full") is None
     (tmp_path / "runs.json").write_text(json.dumps({stem: {"status": "ok", "preset": "full", "wall_s": 1077.0}}))
     assert expected_seconds(tmp_path, stem, "full") == (1077.0, "last run")
-    assert expected_seconds(tmp_path, stem, "quick") == (QUICK_SECONDS[stem], "typical at quick:")  # another preset
+    assert expected_seconds(tmp_path, stem, "quick") == (TYPICAL_SECONDS["quick"][stem], "typical at quick:")  # another preset
+    # the order of --jobs follows the preset asked for: a full run's 1077 s does not make 01 the longest at smoke
+    paths = [Path(stem), Path("04_failed_variants"), Path("99_unknown")]
+    assert [p.name[:2] for p in longest_first(paths, tmp_path, "smoke")] == ["99", "04", "01"]
+    assert [p.name[:2] for p in longest_first(paths, tmp_path, "full")] == ["04", "99", "01"]  # unknown at full: first
     (tmp_path / "runs.json").write_text(json.dumps({stem: {"status": "failed", "preset": "full", "wall_s": 5.0}}))
     assert expected_seconds(tmp_path, stem, "full") is None  # a failed run says nothing of the time
 
@@ -241,6 +261,7 @@ def test_progress_lines_and_text_bars(tmp_path):
     assert printed.getvalue() == "base networks: 5/5 runs in 0 s (2 from the cache, failed 0)\n"
 
 
+@pytest.mark.slow
 def test_progress_lines_survive_papermill_changing_directory(tmp_path, monkeypatch):
     """papermill executes with the process in the notebook's folder: a watch given a relative path still finds the copy."""
     import io

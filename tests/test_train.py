@@ -34,6 +34,7 @@ def test_loss_decreases_on_real_mnist(mnist):
     assert acc == pytest.approx(df["test_acc"].iloc[-1]) and loss == pytest.approx(df["test_loss"].iloc[-1])
 
 
+@pytest.mark.exact
 def test_same_seed_same_numbers_and_other_seed_differs(mnist):
     train, test = mnist
     a, model_a = small_fit(train, test, seed=3)
