@@ -30,11 +30,11 @@ TYPICAL_SECONDS: dict[str, dict[str, float]] = {
     },
     "smoke": {
         "01_internal_covariate_shift": 45,
-        "02_mnist_reproduction": 43,
-        "03_cifar10_experiments": 68,
-        "04_failed_variants": 154,
-        "05_loss_landscape": 52,
-        "06_batchnorm_in_practice": 70,
+        "02_mnist_reproduction": 41,
+        "03_cifar10_experiments": 66,
+        "04_failed_variants": 120,
+        "05_loss_landscape": 51,
+        "06_batchnorm_in_practice": 74,
     },
 }
 

@@ -557,9 +557,27 @@ def finish(path: Path, out: Path, status: str, error: str, wall_s: float, params
     from bnlib.sweep import cache_compute
 
     if machine is not None:
-        machine = {**machine, "executor": str(params.get("executor", "kernel"))}
+        machine = {**machine, "executor": runs_executor(path, params)}
     return RunResult(path.stem, status, wall_s, params["preset"], params, error, notebook_identity(path), finished,
                      previous, cache_compute(out / path.stem / "runs"), revision, machine)
+
+
+def runs_executor(path: Path, params: dict) -> str:
+    """Where the notebook's runs train: its ``executor`` parameter as given, else its default, else "kernel" (a
+    notebook without one trains in its kernel).
+
+    Example:
+        >>> runs_executor(NOTEBOOK_DIR / "02_mnist_reproduction.ipynb", {}), runs_executor(Path("x.ipynb"), {"executor": "dask"})
+        ('local', 'dask')
+        >>> runs_executor(NOTEBOOK_DIR / "01_internal_covariate_shift.ipynb", {})
+        'kernel'
+    """
+    if "executor" in params:
+        return str(params["executor"])
+    try:
+        return str(ast.literal_eval(notebook_parameters(path)["executor"]))
+    except (KeyError, ValueError, SyntaxError, OSError):
+        return "kernel"
 
 
 def git_revision() -> str:

@@ -165,7 +165,10 @@ def test_notebook_bad_values_name_the_parameter(notebook, name, value, message):
 
 
 @pytest.mark.slow
-def test_jobs_run_notebooks_side_by_side_with_fewer_threads(tmp_path, capsys):
+def test_jobs_run_notebooks_side_by_side_with_fewer_threads(tmp_path, capsys, monkeypatch):
+    from bnlib import cores
+
+    monkeypatch.setenv(cores.FOLDER_ENV, str(tmp_path / "sessions"))  # no other session (the smoke run) takes a share
     record = (
         "import os, time, torch\n"
         "from bnlib.train import resolve_device\n"
@@ -189,9 +192,7 @@ def test_jobs_run_notebooks_side_by_side_with_fewer_threads(tmp_path, capsys):
     assert "in this order: 99_second, 98_first" in capsys.readouterr().out  # the longest earlier run starts first
     assert [(r.notebook, r.status) for r in results] == [("98_first", "ok"), ("99_second", "ok")]  # in the order asked
     numbers = [json.loads((out / n / "metrics.json").read_text())["numbers"] for n in ("98_first", "99_second")]
-    from bnlib.cores import usable_cores
-
-    assert [n["threads"] for n in numbers] == [max(1, usable_cores() // 2)] * 2
+    assert [n["threads"] for n in numbers] == [max(1, cores.usable_cores() // 2)] * 2
     (s1, e1), (s2, e2) = (n["interval"] for n in numbers)
     assert max(s1, s2) < min(e1, e2)  # the two kernels ran at the same time
     runs = json.loads((out / "runs.json").read_text())
