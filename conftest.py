@@ -34,7 +34,7 @@ def pytest_collection_modifyitems(config, items):
         return
     skip = pytest.mark.skip(reason="needs the real datasets: set BNLIB_DATA (CI uses ../shared/data)")
     for item in items:
-        doctest = isinstance(item, pytest.DoctestItem) and item.name.startswith(("bnlib.data", "bnlib.experiment"))
+        doctest = isinstance(item, pytest.DoctestItem) and item.name.startswith(("bnlib.data", "bnlib.experiment", "bnlib.sweep"))
         if doctest or item.get_closest_marker("data") or "data_root" in getattr(item, "fixturenames", ()):
             item.add_marker(skip)
 

@@ -6,9 +6,10 @@ builds all of it from the config inside whatever process calls it (datasets are
 loaded once per process), with one intra-op thread, so the same run and seed
 give the same table bit for bit in the notebook's kernel, in a worker process or
 on a cluster, on the same kind of CPU (on another kind, with other vector
-kernels: the same to float32 rounding). ``Run.key(seed)`` is a stable hash of the whole config, the seed and
-:data:`CACHE_VERSION` (bumped whenever what a run computes changes), so a
-cache keyed by it never returns a run made under other settings.
+kernels: the same to float32 rounding). ``Run.key(seed)`` is a stable hash of
+the whole config, the seed and :data:`CACHE_VERSION` (bumped whenever what a run
+computes changes), so a cache keyed by it never returns a run made under other
+settings.
 
 Data: the training images are the dataset's training set minus its validation
 split (the last :data:`bnlib.data.VALIDATION_SIZES` images), optionally the
