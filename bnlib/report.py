@@ -23,11 +23,10 @@ import argparse
 import json
 import re
 import sys
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from bnlib.verdicts import OUTCOMES, Effect
+from bnlib.verdicts import FINDINGS, Effect, tally
 
 REPO = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- bnlib.report:begin {} -->", "<!-- bnlib.report:end {} -->"
@@ -86,12 +85,20 @@ def notebook_block(stem: str, metrics: dict) -> str:
 
 
 def overview(all_metrics: dict[str, dict]) -> str:
-    """Outcome counts per notebook."""
-    lines = ["| notebook | preset | " + " | ".join(OUTCOMES) + " |", "|---|---|" + "---|" * len(OUTCOMES)]
+    """Outcome counts per notebook: findings by outcome, and checks (exact computations) apart.
+
+    Example:
+        >>> print(overview({"01_x": {"info": {"preset": "full"}, "verdicts": [{"outcome": "supported"},
+        ...     {"outcome": "passes", "kind": "check"}, {"outcome": "untestable here"}]}}))
+        | notebook | preset | supported | not supported | inconclusive | mixed | untestable here | checks |
+        |---|---|---|---|---|---|---|---|
+        | 01_x | full | 1 | 0 | 0 | 0 | 1 | 1 passed, 0 failed |
+    """
+    lines = ["| notebook | preset | " + " | ".join(FINDINGS) + " | checks |", "|---|---|" + "---|" * (len(FINDINGS) + 1)]
     for stem, m in all_metrics.items():
-        counts = Counter(v["outcome"] for v in m.get("verdicts", []))
-        lines.append(f"| {stem} | {m.get('info', {}).get('preset', '?')} | "
-                     + " | ".join(str(counts.get(o, 0)) for o in OUTCOMES) + " |")
+        n = tally(m.get("verdicts", []))
+        lines.append(f"| {stem} | {m.get('info', {}).get('preset', '?')} | " + " | ".join(str(n[o]) for o in FINDINGS)
+                     + f" | {n['passes']} passed, {n['fails']} failed |")
     return "\n".join(lines)
 
 

@@ -74,6 +74,7 @@ from bnlib.files import atomic_write_text
 from bnlib.machine import machine_info, machine_text
 from bnlib.presets import PRESET_NAMES, PRESETS, SERIES, TYPICAL_SECONDS, preset_parameters
 from bnlib.progress import TEXT_ENV, duration
+from bnlib.verdicts import FINDINGS, tally
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO / "notebooks"
@@ -384,6 +385,17 @@ def compute_text(compute: dict | None) -> str:
     return text + (f" ({untimed} more stored without its time)" if untimed else "")
 
 
+def verdict_counts(verdicts: Sequence[dict]) -> str:
+    """Findings by outcome and checks apart, in one line (a check never counts as a finding).
+
+    Example:
+        >>> verdict_counts([{"outcome": "supported"}, {"outcome": "passes", "kind": "check"}])
+        'Findings: 1 supported, 0 not supported, 0 inconclusive, 0 mixed, 0 untestable here; checks: 1 passed, 0 failed.'
+    """
+    n = tally(verdicts)
+    return f"Findings: {', '.join(f'{n[o]} {o}' for o in FINDINGS)}; checks: {n['passes']} passed, {n['fails']} failed."
+
+
 def _summary_lines(out: Path, log: dict) -> list[str]:
     metrics = {}  # each notebook's metrics.json, read once: its info (seeds) and its verdicts
     for name in log:
@@ -418,6 +430,7 @@ def _summary_lines(out: Path, log: dict) -> list[str]:
             continue
         if r.get("status") != "ok":
             lines += ["Verdicts this run reached before it stopped:", ""]
+        lines += [verdict_counts(verdicts), ""]
         lines += ["| claim | source | outcome | evidence |", "|---|---|---|---|"]
         for v in verdicts:
             cells = [v["claim"], v.get("source", ""), f"**{v['outcome']}**", v["evidence"]]

@@ -13,7 +13,18 @@ arm; arms that share seeds (same initial weights and data order) are compared
 - **inconclusive**: neither; the evidence says about how many seeds would
   decide it, from the observed spread;
 - **mixed**: only for a compound claim whose parts reach different decisive
-  outcomes.
+  outcomes;
+- **untestable here**: a :class:`Precondition` of the test failed (no positive
+  control, an intervention that did not act, a tuned value at its grid's edge,
+  no plateau, a measure at its floor or ceiling). It names the failed condition
+  and what would make the claim testable, and is never read as evidence against
+  the claim.
+
+A **check** (:func:`check`) is an exact computation (an identity, a bound, a
+single timing, a demonstration by construction): it *passes* or *fails*, and is
+counted apart from the findings. Proportions and binary per-seed outcomes get
+exact intervals (:func:`proportion`, :func:`paired_binary`); per-seed values
+that are all equal say so instead of showing a zero-width t-interval.
 
 Example:
     >>> bn = pd.Series([0.981, 0.979, 0.980, 0.982, 0.978], index=range(5))
@@ -30,6 +41,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -43,7 +55,9 @@ import pandas as pd
 from bnlib.files import atomic_write_text
 from bnlib.machine import machine_info
 
-OUTCOMES = ("supported", "not supported", "inconclusive", "mixed")
+FINDINGS = ("supported", "not supported", "inconclusive", "mixed", "untestable here")  # outcomes of a claim about BN
+CHECKS = ("passes", "fails")  # outcomes of a check: an identity, a bound, a single timing, a demonstration by construction
+OUTCOMES = FINDINGS + CHECKS
 LEVEL = 0.95
 
 
@@ -133,8 +147,11 @@ class Effect:
     ``values`` are the per-seed numbers behind it (the paired differences for
     ``paired t``); ``sd`` their sample SD (Welch: the SD a single seed's
     difference would have, ``sqrt(sd_a² + sd_b²)``). ``low``/``high`` are NaN
-    when n < 2. ``test`` is ``"paired t"``, ``"Welch t"``, ``"one-sample t"``
-    or ``"exact"`` (one deterministic computation: the interval is the value).
+    when n < 2. ``test`` is ``"paired t"``, ``"Welch t"``, ``"one-sample t"``,
+    ``"exact"`` (one deterministic computation: the interval is the value), or an
+    exact interval for binary outcomes (:data:`CLOPPER_PEARSON`, :data:`EXACT_PAIRED`).
+    A t-effect whose per-seed values are all equal (SD 0) says "all n seeds equal"
+    rather than showing a zero-width interval.
 
     Example:
         >>> e = one_sample([1.0, 2.0, 3.0], label="x")
@@ -159,6 +176,11 @@ class Effect:
         """Half the interval's width (NaN when it is undefined)."""
         return (self.high - self.low) / 2
 
+    @property
+    def all_equal(self) -> bool:
+        """A t-effect over two or more seeds whose per-seed values are all equal (its t-interval has zero width)."""
+        return self.test.endswith(" t") and self.n >= 2 and self.sd == 0
+
     def n_text(self) -> str:
         """``"n=5"``, or ``"n=3+3"`` for Welch."""
         return f"n={self.n}" if self.n_b is None else f"n={self.n}+{self.n_b}"
@@ -173,6 +195,9 @@ class Effect:
         head = f"{self.label}: " if self.label else ""
         if self.test == "exact":
             return f"{head}{fmt(self.estimate)} (one computation: no interval)"
+        if self.all_equal:
+            return f"{head}{fmt(self.estimate, sign=True)} (all {self.n_text().removeprefix('n=')} seeds equal: no spread, " \
+                   f"no interval; {self.test})"
         scale = self.half_width if math.isfinite(self.half_width) and self.half_width > 0 else None
         est = fmt(self.estimate, scale, sign=True)
         if not math.isfinite(self.low):
@@ -287,6 +312,72 @@ def exact(value: float, *, label: str = "") -> Effect:
     return Effect(v, v, v, 1, "exact", 0.0, math.nan, label, values=(v,))
 
 
+CLOPPER_PEARSON = "exact binomial (Clopper–Pearson)"
+EXACT_PAIRED = "exact paired (McNemar: the discordant seeds)"
+
+
+def _binary(x, name: str) -> pd.Series:
+    s = _values(x, name)
+    if not s.isin([0.0, 1.0]).all():
+        raise ValueError(f"{name} must hold one binary outcome per seed (True/False or 1/0), got {sorted(set(s))}")
+    return s
+
+
+def _clopper_pearson(k: int, n: int, level: float) -> tuple[float, float]:
+    from scipy import stats
+
+    ci = stats.binomtest(k, n).proportion_ci(confidence_level=level, method="exact")
+    return float(ci.low), float(ci.high)
+
+
+def proportion(outcomes, *, label: str = "", level: float = LEVEL) -> Effect:
+    """The share of seeds with a binary outcome (diverged, reached the target), with its exact Clopper–Pearson
+    interval: never a t-interval, which is zero-wide when every seed agrees.
+
+    Example:
+        >>> proportion([True, True, True, True, True], label="diverged").text()
+        'diverged: +1.00 [95% CI +0.48, +1.00], exact binomial (Clopper–Pearson), n=5'
+    """
+    s = _binary(outcomes, "outcomes")
+    k, n = int(s.sum()), len(s)
+    low, high = _clopper_pearson(k, n, level)
+    return Effect(k / n, low, high, n, CLOPPER_PEARSON, math.nan, math.nan, label, level=level, values=tuple(s))
+
+
+def paired_binary(a, b, *, label: str = "", level: float = LEVEL) -> Effect:
+    """``share(a) − share(b)`` for binary outcomes over shared seeds, with an exact paired interval.
+
+    Only discordant seeds (the outcome in one arm, not in the other) carry information (McNemar): with ``d`` of the
+    ``n`` seeds discordant and ``k`` of them for ``a``, the difference is ``(d / n)(2θ − 1)`` with ``θ`` the share of
+    discordant seeds that favour ``a``, and the interval maps ``θ``'s Clopper–Pearson interval (conditional on
+    ``d``). With no discordant seed, the bound is the Clopper–Pearson upper limit of the discordant share, 0 of n.
+
+    Example:
+        >>> paired_binary([1, 1, 1, 1, 1], [0, 0, 0, 0, 0], label="diverged, A − B").text()  # 5 of 5: McNemar's p = 0.06
+        'diverged, A − B: +1.00 [95% CI -0.04, +1.00], exact paired (McNemar: the discordant seeds), n=5'
+        >>> paired_binary([1, 0, 1], [1, 0, 1]).text()
+        '+0.00 [95% CI -0.71, +0.71], exact paired (McNemar: the discordant seeds), n=3'
+    """
+    a, b = _binary(a, "a"), _binary(b, "b")
+    if set(a.index) != set(b.index):
+        raise ValueError(
+            "paired comparison needs the same seeds in both arms; "
+            f"only in a: {sorted(set(a.index) - set(b.index))}; only in b: {sorted(set(b.index) - set(a.index))}"
+        )
+    b = b.loc[a.index]
+    n = len(a)
+    wins, losses = int(((a == 1) & (b == 0)).sum()), int(((a == 0) & (b == 1)).sum())
+    d = wins + losses
+    if d == 0:
+        bound = _clopper_pearson(0, n, level)[1]
+        low, high = -bound, bound
+    else:
+        t_low, t_high = _clopper_pearson(wins, d, level)
+        low, high = d / n * (2 * t_low - 1), d / n * (2 * t_high - 1)
+    diffs = tuple(a.to_numpy() - b.to_numpy())
+    return Effect((wins - losses) / n, low, high, n, EXACT_PAIRED, math.nan, math.nan, label, level=level, values=diffs)
+
+
 def sign_test(differences) -> tuple[int, int, float]:
     """Wins (positive differences), non-zero differences and the two-sided sign-test p-value.
 
@@ -388,10 +479,115 @@ def per_seed(df: pd.DataFrame, where: Mapping | None = None, *, value: str = "va
     return rows.set_index(seed)[value].astype(float).sort_index()
 
 
+# ---------------------------------------------------------------- preconditions
+
+PRECONDITION_KINDS = ("positive control", "manipulation check", "interior optimum", "plateau", "in range")
+
+
+@dataclass(frozen=True)
+class Precondition:
+    """A condition under which a claim's test can decide, measured in this run, with its requirement.
+
+    A failed one makes the verdict *untestable here* (:func:`judge`), naming it and ``remedy``: what would make the
+    claim testable. Build them with :func:`positive_control`, :func:`manipulation_check`, :func:`interior_optimum`,
+    :func:`plateau` and :func:`in_range`.
+
+    Example:
+        >>> interior_optimum("plain network's lr", 1.0, [0.01, 0.1, 1.0]).text()
+        "interior optimum: plain network's lr = 1, inside the grid (0.01, 1) → fails (extend the grid beyond 1)"
+    """
+
+    kind: str
+    name: str
+    value: float
+    requirement: str
+    passed: bool
+    remedy: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in PRECONDITION_KINDS:
+            raise ValueError(f"unknown precondition kind {self.kind!r}; valid kinds: {', '.join(PRECONDITION_KINDS)}")
+
+    def text(self) -> str:
+        """The condition, its measured value and requirement, and whether it holds (with the remedy when not)."""
+        verdict = "passes" if self.passed else "fails" + (f" ({self.remedy})" if self.remedy else "")
+        return f"{self.kind}: {self.name} = {self.value:.3g}, {self.requirement} → {verdict}"
+
+    def record(self) -> dict:
+        """The JSON-friendly fields of ``metrics.json``."""
+        return {"kind": self.kind, "name": self.name, "value": _plain(self.value), "requirement": self.requirement,
+                "passed": bool(self.passed), "remedy": self.remedy}
+
+
+def positive_control(name: str, effect: Effect, margin: float, *, remedy: str = "") -> Precondition:
+    """A known difference measured in the same setting (e.g. BN − no normalization) whose whole interval lies beyond
+    ``margin``, the claim's margin: the test could see a difference of the size the claim is about.
+
+    Example:
+        >>> positive_control("BN − none", paired([0.90, 0.91, 0.92], [0.90, 0.905, 0.915]), 0.01).passed
+        False
+    """
+    passed = math.isfinite(effect.low) and (effect.low > margin or effect.high < -margin)
+    return Precondition("positive control", name, effect.estimate,
+                        f"its interval [{fmt(effect.low)}, {fmt(effect.high)}] beyond ±{margin:g}", passed,
+                        remedy or "a setting where a known difference exceeds the margin")
+
+
+def manipulation_check(name: str, value: float, threshold: float, *, above: bool = True,
+                       remedy: str = "") -> Precondition:
+    """The intervention did what it must (the clip clips, the noise perturbs more than the control drifts):
+    ``value`` above (or below) ``threshold``.
+
+    Example:
+        >>> manipulation_check("share of values clipped", 0.00045, 0.01).text()
+        'manipulation check: share of values clipped = 0.00045, > 0.01 → fails (an intervention that acts)'
+    """
+    passed = value > threshold if above else value < threshold
+    return Precondition("manipulation check", name, float(value), f"{'>' if above else '<'} {threshold:g}", passed,
+                        remedy or "an intervention that acts")
+
+
+def interior_optimum(name: str, chosen: float, grid: Sequence[float], *, remedy: str = "") -> Precondition:
+    """A tuned value lies strictly inside its grid: at an edge, the optimum may lie outside what was tried.
+
+    Example:
+        >>> interior_optimum("lr", 0.1, [0.01, 0.1, 1.0]).passed, interior_optimum("lr", 0.01, [0.01, 0.1]).passed
+        (True, False)
+    """
+    low, high = min(grid), max(grid)
+    passed = low < chosen < high
+    return Precondition("interior optimum", name, float(chosen), f"inside the grid ({low:g}, {high:g})", passed,
+                        remedy or f"extend the grid beyond {chosen:g}")
+
+
+def plateau(name: str, change: float, max_change: float, *, remedy: str = "") -> Precondition:
+    """For a claim about final values: the change over the last quarter of training is at most ``max_change``.
+
+    Example:
+        >>> plateau("test accuracy, last quarter", 0.008, 0.005).passed
+        False
+    """
+    return Precondition("plateau", name, float(change), f"|change| ≤ {max_change:g}", abs(change) <= max_change,
+                        remedy or "train to a plateau")
+
+
+def in_range(name: str, value: float, low: float, high: float, *, remedy: str = "") -> Precondition:
+    """A measure away from its floor, chance or saturation: strictly between ``low`` and ``high`` (check each arm).
+
+    Example:
+        >>> in_range("plain network's accuracy", 0.101, 0.12, 0.99).text()
+        "in range: plain network's accuracy = 0.101, inside (0.12, 0.99) → fails (a regime where the measure can move)"
+    """
+    return Precondition("in range", name, float(value), f"inside ({low:g}, {high:g})", low < value < high,
+                        remedy or "a regime where the measure can move")
+
+
 # ---------------------------------------------------------------- claims and outcomes
 
 def _more_seeds(effect: Effect, gap: float) -> str:
     """How many seeds would decide an inconclusive effect, in words (from :func:`seeds_to_decide`)."""
+    if effect.test in (CLOPPER_PEARSON, EXACT_PAIRED):
+        return "more seeds would narrow the exact interval"
     n = seeds_to_decide(effect, gap, effect.level)
     per = " per arm" if effect.n_b is not None else ""
     more = f"about {n} seeds{per} would decide it" if n else "more seeds than is practical would be needed to decide it"
@@ -427,6 +623,7 @@ class Claim:
     min_effect: float
     unit: str = "the effect"
     reference: float = 0.0
+    margin: str = ""  # where min_effect came from, when it was measured in the run (:meth:`margin_from`)
 
     def __post_init__(self) -> None:
         if self.predicts not in ("higher", "lower", "same"):
@@ -436,6 +633,22 @@ class Claim:
         if self.predicts == "same" and not self.min_effect > 0:
             raise ValueError("a claim of no effect (predicts='same') needs min_effect > 0: "
                              "the largest effect that would not matter")
+
+    def margin_from(self, effect: Effect, fraction: float, what: str) -> Claim:
+        """This claim with ``min_effect`` = ``fraction`` × |``effect``'s estimate|: a margin relative to an effect
+        measured in the same run (``what`` names it), printed with the rule.
+
+        Example:
+            >>> same = Claim("rigid BN does no better than BN", "note 000", predicts="same", min_effect=0.01)
+            >>> same.margin_from(paired([0.98, 0.97], [0.90, 0.91]), 0.5, "BN − none").rule()
+            'supported if the 95% CI of the effect lies within 0 ± 0.035; ... (margin: 0.5 × |BN − none| = 0.5 × 0.0700)'
+        """
+        if not (math.isfinite(effect.estimate) and effect.estimate != 0 and fraction > 0):
+            raise ValueError(f"a margin from {what!r} needs a finite, nonzero estimate and fraction > 0, "
+                             f"got {effect.estimate!r} and {fraction!r}")
+        size = fraction * abs(effect.estimate)
+        return dataclasses.replace(self, min_effect=size,
+                                   margin=f"{fraction:g} × |{what}| = {fraction:g} × {fmt(abs(effect.estimate))}")
 
     @property
     def sign(self) -> int:
@@ -447,7 +660,10 @@ class Claim:
         return self.reference + self.sign * self.min_effect
 
     def rule(self) -> str:
-        """The rule in words, with its numbers."""
+        """The rule in words, with its numbers (and where the margin came from, when it was measured)."""
+        return self._rule() + (f" (margin: {self.margin})" if self.margin else "")
+
+    def _rule(self) -> str:
         if self.predicts == "same":
             band = f"{self.reference:g} ± {self.min_effect:g}"
             return (f"supported if the {LEVEL:.0%} CI of {self.unit} lies within {band}; "
@@ -482,12 +698,13 @@ class Claim:
     def explain(self, effect: Effect) -> str:
         """Why ``effect`` gets its outcome, in words; for an inconclusive one, about how many seeds would decide."""
         outcome = self.decide(effect)
+        ci, lies = (f"all {effect.n} seeds (equal)", "lie") if effect.all_equal else ("the CI", "lies")
         if self.predicts == "same":
             band = f"{self.reference:g} ± {self.min_effect:g}"
             if outcome == "supported":
-                return f"the CI lies within {band}"
+                return f"{ci} {lies} within {band}"
             if outcome == "not supported":
-                return f"the CI lies outside {band}"
+                return f"{ci} {lies} outside {band}"
             if effect.test == "exact" or effect.n < 2:
                 return ("one value cannot decide: run more seeds" if effect.test != "exact"
                         else "the value sits on the band's edge")
@@ -495,9 +712,9 @@ class Claim:
             return f"the CI crosses an edge of {band}; {_more_seeds(effect, abs(self.min_effect - dist))}"
         if outcome == "supported":
             reach = f" and the estimate reaches {self.threshold:g}" if self.min_effect else ""
-            return f"the CI lies {'above' if self.sign > 0 else 'below'} {self.reference:g}{reach}"
+            return f"{ci} {lies} {'above' if self.sign > 0 else 'below'} {self.reference:g}{reach}"
         if outcome == "not supported":
-            return (f"the CI lies {'below' if self.sign > 0 else 'above'} {self.threshold:g}, "
+            return (f"{ci} {lies} {'below' if self.sign > 0 else 'above'} {self.threshold:g}, "
                     "the smallest effect that would matter")
         if effect.test == "exact" or effect.n < 2:
             return "one value cannot decide: run more seeds" if effect.test != "exact" else "the value sits on the threshold"
@@ -527,39 +744,67 @@ def combine(outcomes: Iterable[str]) -> str:
 
 @dataclass
 class Verdict:
-    """A claim, its evidence and its outcome (``parts`` for a compound claim)."""
+    """A claim, its evidence and its outcome (``parts`` for a compound claim).
+
+    ``kind`` is ``"finding"`` (a claim about BN: :data:`FINDINGS`) or ``"check"`` (an exact computation that
+    *passes* or *fails*: :data:`CHECKS`); ``preconditions`` are the conditions under which a finding's test can
+    decide (:class:`Precondition`).
+    """
 
     claim: Claim
     outcome: str
     effects: dict[str, Effect]
     note: str = ""
     parts: dict[str, str] = field(default_factory=dict)
+    preconditions: tuple[Precondition, ...] = ()
+    kind: str = "finding"
+
+    def failed_preconditions(self) -> list[Precondition]:
+        return [p for p in self.preconditions if not p.passed]
+
+    def part_outcome(self, effect: Effect) -> str:
+        """What one effect decides: the claim's outcome for a finding, *passes* / *fails* for a check."""
+        decided = self.claim.decide(effect)
+        return decided if self.kind == "finding" else ("passes" if decided == "supported" else "fails")
 
     def combination(self) -> str:
         """For a compound claim, how the parts' outcomes make the outcome; empty for a single effect."""
         if len(self.effects) < 2:
             return ""
         counts = ", ".join(f"{sum(o == k for o in self.parts.values())} {k}" for k in OUTCOMES if k in self.parts.values())
-        why = {"mixed": "decisive parts disagree",
-               "inconclusive": "not every part is decided"}.get(self.outcome, "every part agrees")
+        why = {"mixed": "decisive parts disagree", "inconclusive": "not every part is decided",
+               "untestable here": "a precondition failed", "fails": "a part fails"}.get(self.outcome, "every part agrees")
         return f"parts: {counts} → {self.outcome} ({why})"
 
+    def _precondition_lines(self) -> list[str]:
+        failed = self.failed_preconditions()
+        held = [p for p in self.preconditions if p.passed]
+        lines = [f"untestable here: {'; '.join(p.text() for p in failed)}"] if failed else []
+        return lines + ([f"preconditions: {'; '.join(p.text() for p in held)}"] if held else [])
+
     def evidence(self) -> str:
-        """The evidence as one string: every effect with its interval, the decision, the note."""
+        """The evidence as one string: failed preconditions first, every effect with its interval and decision, the
+        preconditions that held, the note."""
+        failed = self.failed_preconditions()
+        lines = [f"untestable here: {'; '.join(p.text() for p in failed)}"] if failed else []
         combination = self.combination()
-        lines = [combination] if combination else []
+        lines += [combination] if combination else []
         for name, e in self.effects.items():
             prefix = f"{name}: " if len(self.effects) > 1 or name else ""
-            lines.append(f"{prefix}{e.text()} → {self.claim.decide(e)} ({self.claim.explain(e)})")
+            lines.append(f"{prefix}{e.text()} → {self.part_outcome(e)} ({self.claim.explain(e)})")
+        held = [p for p in self.preconditions if p.passed]
+        if held:
+            lines.append(f"preconditions: {'; '.join(p.text() for p in held)}")
         if self.note:
             lines.append(self.note)
         return "; ".join(lines)
 
     def record(self) -> dict:
         """The dict stored in ``metrics.json``."""
-        rec = {"claim": self.claim.text, "source": self.claim.source, "outcome": self.outcome,
+        rec = {"claim": self.claim.text, "source": self.claim.source, "kind": self.kind, "outcome": self.outcome,
                "predicts": self.claim.predicts, "min_effect": self.claim.min_effect, "reference": self.claim.reference,
-               "unit": self.claim.unit, "rule": self.claim.rule(), "evidence": self.evidence(), "note": self.note}
+               "unit": self.claim.unit, "rule": self.claim.rule(), "evidence": self.evidence(), "note": self.note,
+               "preconditions": [p.record() for p in self.preconditions]}
         if len(self.effects) == 1:
             rec.update(next(iter(self.effects.values())).record())
         else:
@@ -567,32 +812,86 @@ class Verdict:
         return rec
 
     def __str__(self) -> str:
-        lines = [f"{self.outcome.upper()}: {self.claim.text} ({self.claim.source})", f"  rule: {self.claim.rule()}"]
+        lines = [f"{self.outcome.upper()}: {self.claim.text} ({self.claim.source})",
+                 f"  {'check' if self.kind == 'check' else 'rule'}: {self.claim.rule()}"]
+        failed = self.failed_preconditions()
+        if failed:
+            lines += ["  untestable here, because a precondition failed:"] + [f"    {p.text()}" for p in failed]
         combination = self.combination()
         if combination:
             lines.append(f"  {combination}")
         for name, e in self.effects.items():
             head = f"  {name}: " if name else "  "
-            lines.append(f"{head}{e.text()} → {self.claim.decide(e)}: {self.claim.explain(e)}")
+            lines.append(f"{head}{e.text()} → {self.part_outcome(e)}: {self.claim.explain(e)}")
+        held = [p for p in self.preconditions if p.passed]
+        if held:
+            lines += ["  preconditions that held:"] + [f"    {p.text()}" for p in held]
         if self.note:
             lines.append(f"  {self.note}")
         return "\n".join(lines)
 
 
-def judge(claim: Claim, effect: Effect | Mapping[str, Effect], note: str = "") -> Verdict:
-    """The verdict on ``claim`` from one effect, or from named parts (a compound claim, combined by :func:`combine`).
+def _effects(claim: Claim, effect: Effect | Mapping[str, Effect]) -> dict[str, Effect]:
+    effects = dict(effect) if isinstance(effect, Mapping) else {"": effect}
+    if not effects:
+        raise ValueError(f"no evidence for {claim.text!r}: pass an Effect or a non-empty mapping of parts")
+    return effects
+
+
+def judge(claim: Claim, effect: Effect | Mapping[str, Effect], note: str = "",
+          preconditions: Sequence[Precondition] = ()) -> Verdict:
+    """The verdict on ``claim`` from one effect, or from named parts (a compound claim, combined by :func:`combine`);
+    *untestable here* when one of ``preconditions`` failed, whatever the effect.
 
     Example:
         >>> c = Claim("x is higher", "test", predicts="higher", min_effect=0.1)
         >>> judge(c, {"A": exact(0.5), "B": exact(0.01)}).outcome
         'mixed'
+        >>> judge(c, exact(0.01), preconditions=[manipulation_check("share clipped", 0.0005, 0.01)]).outcome
+        'untestable here'
     """
-    effects = dict(effect) if isinstance(effect, Mapping) else {"": effect}
-    if not effects:
-        raise ValueError(f"no evidence for {claim.text!r}: pass an Effect or a non-empty mapping of parts")
+    effects = _effects(claim, effect)
     parts = {name: claim.decide(e) for name, e in effects.items()}
     outcome = next(iter(parts.values())) if len(parts) == 1 else combine(parts.values())
-    return Verdict(claim, outcome, effects, note, parts)
+    if any(not p.passed for p in preconditions):
+        outcome = "untestable here"
+    return Verdict(claim, outcome, effects, note, parts, tuple(preconditions))
+
+
+def check(claim: Claim, effect: Effect | Mapping[str, Effect], note: str = "") -> Verdict:
+    """A check, not a finding: an exact computation (an identity, a bound, a single timing, a demonstration by
+    construction) that *passes* when every part meets the claim's rule and *fails* otherwise. Counted apart from
+    the findings, never as *supported*.
+
+    Example:
+        >>> identity = Claim("the manual backward equals autograd", "paper Sec. 3", predicts="lower", min_effect=0,
+        ...                  reference=1e-4, unit="largest relative error")
+        >>> v = check(identity, exact(3.6e-15, label="float64"))
+        >>> v.kind, v.outcome
+        ('check', 'passes')
+    """
+    effects = _effects(claim, effect)
+    parts = {name: "passes" if claim.decide(e) == "supported" else "fails" for name, e in effects.items()}
+    outcome = "passes" if all(o == "passes" for o in parts.values()) else "fails"
+    return Verdict(claim, outcome, effects, note, parts, kind="check")
+
+
+def tally(records: Iterable[Mapping]) -> dict[str, int]:
+    """How many verdict records (as in ``metrics.json``) have each outcome: every finding outcome and every check
+    outcome, counted apart (a record without ``kind`` is a finding).
+
+    Example:
+        >>> tally([{"outcome": "supported"}, {"outcome": "passes", "kind": "check"}])["supported"]
+        1
+    """
+    counts = dict.fromkeys(OUTCOMES, 0)
+    for r in records:
+        is_check = r.get("kind", "finding") == "check"
+        if (r["outcome"] in CHECKS) != is_check:
+            raise ValueError(f"{r.get('claim', 'a verdict')!r}: outcome {r['outcome']!r} does not fit kind "
+                             f"{r.get('kind', 'finding')!r}")
+        counts[r["outcome"]] += 1
+    return counts
 
 
 # ---------------------------------------------------------------- metrics.json
@@ -637,10 +936,18 @@ class Results:
         """Record a measured number (or a list or dict of numbers) under ``name``."""
         self.numbers[name] = _plain(value)
 
-    def verdict(self, claim: Claim, effect: Effect | Mapping[str, Effect], note: str = "") -> None:
-        """Decide ``claim`` from ``effect`` (or named parts), print it, and record it (replacing an earlier one)."""
-        v = judge(claim, effect, note)
-        self.verdicts = [r for r in self.verdicts if r["claim"] != claim.text] + [v.record()]
+    def verdict(self, claim: Claim, effect: Effect | Mapping[str, Effect], note: str = "",
+                preconditions: Sequence[Precondition] = ()) -> None:
+        """Decide ``claim`` from ``effect`` (or named parts) under ``preconditions`` (:func:`judge`), print it, and
+        record it (replacing an earlier one)."""
+        self._record(judge(claim, effect, note, preconditions))
+
+    def check(self, claim: Claim, effect: Effect | Mapping[str, Effect], note: str = "") -> None:
+        """Record a check (:func:`check`): an exact computation that passes or fails, counted apart from findings."""
+        self._record(check(claim, effect, note))
+
+    def _record(self, v: Verdict) -> None:
+        self.verdicts = [r for r in self.verdicts if r["claim"] != v.claim.text] + [v.record()]
         print(v)
 
     def outcome(self, claim_text: str) -> str:

@@ -200,3 +200,101 @@ def test_seed_band_draws_each_seed_when_n_is_small():
     df = pd.DataFrame({"step": [0, 1, 0, 1], "acc": [0.1, 0.5, 0.2, 0.6], "seed": [0, 0, 1, 1]})
     ax = seed_band(df, "step", "acc")
     assert len(ax.lines) == 3 and not ax.collections  # the mean and one thin line per seed, no band
+
+
+# --------------------------------------------------------------------------- preconditions, checks, exact intervals
+
+HIGHER = V.Claim("BN is higher", "test", predicts="higher", min_effect=0.01)
+SAME = V.Claim("rigid BN does no better than BN", "test", predicts="same", min_effect=0.01)
+PRECONDITIONS = {  # each kind, on a constructed case where it fails
+    "positive control": V.positive_control("BN − none", V.paired([0.981, 0.978, 0.980], [0.979, 0.977, 0.981]), 0.01),
+    "manipulation check": V.manipulation_check("share of values clipped", 0.00045, 0.01),
+    "interior optimum": V.interior_optimum("chosen lr", 0.01, [0.01, 0.1, 1.0]),
+    "plateau": V.plateau("test accuracy, last quarter of training", 0.01, 0.003),
+    "in range": V.in_range("plain network's final accuracy", 0.1, 0.12, 0.99),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(PRECONDITIONS))
+def test_a_failed_precondition_makes_the_claim_untestable_never_not_supported(kind):
+    failed = PRECONDITIONS[kind]
+    assert failed.kind == kind and not failed.passed
+    for claim, effect in ((HIGHER, V.paired(B, A)), (SAME, V.paired([a + 0.05 for a in A], B))):  # not supported
+        assert claim.decide(effect) == "not supported"
+        v = V.judge(claim, effect, preconditions=[failed])
+        assert v.outcome == "untestable here"
+        rec = v.record()
+        assert rec["preconditions"][0] == failed.record() and rec["preconditions"][0]["passed"] is False
+        assert rec["evidence"].startswith(f"untestable here: {kind}: ") and failed.remedy in rec["evidence"]
+        assert "untestable here, because a precondition failed" in str(v)
+
+
+def test_preconditions_that_hold_are_recorded_with_their_values_and_leave_the_outcome():
+    held = [V.positive_control("BN − none", V.paired(A, B), 0.001), V.interior_optimum("lr", 0.1, [0.01, 0.1, 1.0]),
+            V.plateau("last quarter", 0.001, 0.003), V.in_range("accuracy", 0.9, 0.12, 0.99),
+            V.manipulation_check("drift, noisy − plain", 0.5, 0.0)]
+    assert all(p.passed for p in held)
+    v = V.judge(HIGHER, V.paired(A, B), preconditions=held)
+    assert v.outcome == V.judge(HIGHER, V.paired(A, B)).outcome == "supported"
+    assert [p["value"] for p in v.record()["preconditions"]][1:] == [0.1, 0.001, 0.9, 0.5]
+    assert "preconditions: positive control: BN − none = 0.0108" in v.evidence()
+    with pytest.raises(ValueError, match="unknown precondition kind 'control'"):
+        V.Precondition("control", "x", 1.0, "> 0", True)
+
+
+def test_an_identity_recorded_as_a_check_passes_or_fails_and_is_never_counted_as_supported(tmp_path, capsys):
+    from bnlib.report import overview
+
+    identity = V.Claim("the manual backward equals autograd", "paper Sec. 3", predicts="lower", min_effect=0,
+                       reference=1e-4, unit="largest relative error")
+    r = V.Results(tmp_path)
+    r.check(identity, V.exact(3.6e-15, label="float64"))
+    r.check(V.Claim("the rank bound holds", "note", predicts="lower", min_effect=0, reference=784), V.exact(900.0))
+    r.verdict(HIGHER, V.paired(A, B))
+    assert capsys.readouterr().out.startswith("PASSES: the manual backward equals autograd")
+    kinds = [(v["kind"], v["outcome"]) for v in json.loads(r.save().read_text())["verdicts"]]
+    assert kinds == [("check", "passes"), ("check", "fails"), ("finding", "supported")]
+    table = overview({"01_x": {"info": {"preset": "full"}, "verdicts": r.verdicts}})
+    assert table.splitlines()[-1] == "| 01_x | full | 1 | 0 | 0 | 0 | 0 | 1 passed, 1 failed |"  # 1 supported: the finding
+    with pytest.raises(ValueError, match="outcome 'supported' does not fit kind 'check'"):
+        V.tally([{"claim": "an identity", "kind": "check", "outcome": "supported"}])
+
+
+@pytest.mark.parametrize("k, n", [(0, 5), (1, 5), (3, 5), (5, 5), (7, 10)])
+def test_clopper_pearson_matches_scipy(k, n):
+    e = V.proportion([True] * k + [False] * (n - k))
+    ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
+    assert (e.estimate, e.low, e.high, e.n, e.test) == (k / n, pytest.approx(ci.low), pytest.approx(ci.high), n,
+                                                          V.CLOPPER_PEARSON)
+    assert e.high - e.low > 0.3  # never zero-wide, also when every seed agrees
+    with pytest.raises(ValueError, match="one binary outcome per seed"):
+        V.proportion([0.5, 1.0])
+
+
+def test_the_exact_paired_interval_maps_the_discordant_seeds_clopper_pearson_interval():
+    a, b = [1, 1, 1, 1, 0, 1, 0, 0], [0, 0, 0, 1, 0, 1, 1, 0]  # 3 seeds favour a, 1 favours b, 4 agree
+    e = V.paired_binary(a, b)
+    ci = stats.binomtest(3, 4).proportion_ci(confidence_level=0.95, method="exact")
+    assert e.estimate == pytest.approx(2 / 8) and e.test == V.EXACT_PAIRED
+    assert (e.low, e.high) == (pytest.approx(4 / 8 * (2 * ci.low - 1)), pytest.approx(4 / 8 * (2 * ci.high - 1)))
+    agree = V.paired_binary([1, 0, 1, 1, 1], [1, 0, 1, 1, 1])  # no discordant seed: bounded by the discordant share
+    bound = stats.binomtest(0, 5).proportion_ci(confidence_level=0.95, method="exact").high
+    assert (agree.estimate, agree.low, agree.high) == (0.0, pytest.approx(-bound), pytest.approx(bound))
+    assert V.Claim("A diverges more", "t", predicts="higher", min_effect=0.5).decide(V.paired_binary([1] * 5, [0] * 5)) \
+        == "inconclusive"  # 5 of 5 discordant seeds one way: McNemar's exact p = 0.06
+
+
+def test_equal_seeds_are_said_to_be_equal_not_given_a_zero_width_interval():
+    e = V.paired([3.0, 3.0, 3.0, 3.0, 3.0], [0.0] * 5, label="decades")
+    assert e.all_equal and e.text() == "decades: +3.00 (all 5 seeds equal: no spread, no interval; paired t)"
+    assert "CI" not in V.judge(V.Claim("x", "t", predicts="higher", min_effect=1), e).evidence()
+    assert not V.paired(A, B).all_equal and not V.exact(1.0).all_equal
+
+
+def test_a_margin_measured_in_the_run_is_printed_with_the_rule():
+    reference = V.paired(A, B)  # a known difference, e.g. BN − none
+    claim = SAME.margin_from(reference, 0.5, "BN − none")
+    assert claim.min_effect == pytest.approx(0.5 * abs(reference.estimate))
+    assert claim.rule().endswith(f"(margin: 0.5 × |BN − none| = 0.5 × {V.fmt(abs(reference.estimate))})")
+    with pytest.raises(ValueError, match="needs a finite, nonzero estimate"):
+        SAME.margin_from(V.exact(0.0), 0.5, "BN − none")
