@@ -3,7 +3,10 @@
 ``t_interval`` is the interval of :func:`bnlib.verdicts.one_sample`, usable as
 seaborn's ``errorbar=`` anywhere (bar plots, ``relplot``); ``seed_band`` draws
 the mean over seeds with that interval as a band, or, with 3 seeds or fewer,
-each seed as a thin line (an interval from 2 or 3 values says little).
+each seed as a thin line (an interval from 2 or 3 values says little). A band
+never leaves the measure's range (``limits``: [0, 1] for accuracies), seeds that
+split into groups (some learn, some stay at chance) are drawn one by one, and on
+a log axis the band is computed on the log values.
 
 Example:
     >>> import pandas as pd
@@ -29,6 +32,7 @@ import seaborn as sns
 from bnlib.verdicts import LEVEL, one_sample
 
 THIN_UP_TO = 3  # seeds: at most this many are drawn one line each instead of a band
+SPLIT_RATIO = 3.0  # seeds split into two groups where the largest gap exceeds this many times the wider group's range
 
 # One colour per network family across the series (keys: bnlib.norms.NORM_KINDS and the variants of notebook 04);
 # seaborn's colour-blind palette first: no norm grey, BN blue, and each variant family its own hue.
@@ -106,23 +110,59 @@ def band_caption(n: int) -> str:
     return f"mean and {LEVEL:.0%} t-interval over {n} seeds"
 
 
-def band_table(df: pd.DataFrame, x: str, y: str, hue: str | None = None) -> pd.DataFrame:
+def split_seeds(values, min_seeds: int = 4) -> bool:
+    """Whether per-seed values split into two groups (some runs learn, some stay at chance): cut at the largest gap
+    between sorted values, the gap exceeds :data:`SPLIT_RATIO` times the wider group's range. A mean with a t-band
+    would then describe no seed.
+
+    Example:
+        >>> split_seeds([0.10, 0.11, 0.90, 0.91, 0.92]), split_seeds([0.96, 0.98, 0.99, 0.995])
+        (True, False)
+    """
+    v = np.asarray(values, dtype=float)
+    v = np.sort(v[np.isfinite(v)])
+    if v.size < min_seeds or v[-1] == v[0]:
+        return False
+    cut = int(np.argmax(np.diff(v)))
+    within = max(v[cut] - v[0], v[-1] - v[cut + 1])
+    return bool(v[cut + 1] - v[cut] > SPLIT_RATIO * within)
+
+
+def band_table(df: pd.DataFrame, x: str, y: str, hue: str | None = None, *, limits: tuple[float, float] | None = None,
+               log: bool = False) -> pd.DataFrame:
     """Mean, t-interval (``low``, ``high``) and n of ``y`` per ``x`` (and ``hue``): the numbers ``seed_band`` draws.
+
+    ``limits``: the measure's range; an interval reaching beyond it is clipped there (``clipped`` says where).
+    ``log``: the mean and interval of log10(``y``), back on the original scale (a geometric mean), for log axes.
+    ``split``: the seeds split into groups there (:func:`split_seeds`).
 
     Example:
         >>> t = band_table(pd.DataFrame({"x": [0, 0, 0], "y": [1.0, 2.0, 3.0]}), "x", "y")
         >>> t[["mean", "n"]].to_dict("records")
         [{'mean': 2.0, 'n': 3}]
+        >>> accuracy = pd.DataFrame({"x": [0, 0], "y": [0.96, 0.99]})
+        >>> band_table(accuracy, "x", "y", limits=(0, 1))[["high", "clipped"]].values.tolist()
+        [[1.0, True]]
     """
     keys = [hue, x] if hue else [x]
     rows = []
     for key, g in df.groupby(keys, sort=True):
         vals = g[y].to_numpy(dtype=float)
         vals = vals[np.isfinite(vals)]
+        if log:
+            vals = np.log10(vals[vals > 0])
         lo, hi = t_interval(vals)
+        mean = float(vals.mean()) if vals.size else math.nan
+        split = split_seeds(vals)
+        if log:
+            mean, lo, hi = 10**mean, 10**lo, 10**hi
+        clipped = False
+        if limits is not None and vals.size:
+            clipped = bool(lo < limits[0] or hi > limits[1])
+            lo, hi = max(lo, float(limits[0])), min(hi, float(limits[1]))
         key = key if isinstance(key, tuple) else (key,)
-        rows.append({**dict(zip(keys, key)), "mean": float(vals.mean()) if vals.size else math.nan,
-                     "low": lo, "high": hi, "n": int(vals.size)})
+        rows.append({**dict(zip(keys, key)), "mean": mean, "low": lo, "high": hi, "n": int(vals.size),
+                     "clipped": clipped, "split": split})
     return pd.DataFrame(rows)
 
 
@@ -137,6 +177,8 @@ def seed_band(
     ylabel: str | None = None,
     title: str | None = None,
     logx: bool = False,
+    logy: bool = False,
+    limits: tuple[float, float] | None = None,
     hue_order: list | None = None,
     palette=None,
     marker: str | dict | None = None,
@@ -146,11 +188,14 @@ def seed_band(
 ) -> plt.Axes:
     """The mean of ``y`` over seeds against ``x`` with the verdicts' 95% t-interval as a band.
 
-    Every row of ``df`` is one (run, x) measurement. With at most 3 seeds per point (counted by ``units``), each
-    seed is drawn as a thin line instead of a band. If ``df`` has a boolean ``diverged`` column, diverged rows are
-    left out of the mean and marked with a red x at the bottom of the axes; give them a value (e.g. chance) in ``y``
-    beforehand to count them instead, as the verdicts do. ``label`` names a single series (no ``hue``) in the legend.
-    ``marker``: one for every line, or ``{hue value: marker}`` to tell apart series of similar colours.
+    Every row of ``df`` is one (run, x) measurement. With at most 3 seeds per point (counted by ``units``), or where
+    the seeds split into groups (:func:`split_seeds`: some learn, some stay at chance), each seed is drawn as a thin
+    line instead of a band. ``limits`` is the measure's range (default ``(0, 1)`` for a ``y`` whose name says
+    accuracy): the band never leaves it, and a clipped band is said so in the corner. ``logy``: a log axis, with the
+    band computed on the log values. If ``df`` has a boolean ``diverged`` column, diverged rows are left out of the
+    mean and marked with a red x at the bottom of the axes; give them a value (e.g. chance) in ``y`` beforehand to
+    count them instead, as the verdicts do. ``label`` names a single series (no ``hue``) in the legend. ``marker``:
+    one for every line, or ``{hue value: marker}`` to tell apart series of similar colours.
 
     Example:
         >>> df = pd.DataFrame({"lr": [0.1, 1.0], "acc": [0.9, 0.8]})
@@ -159,25 +204,32 @@ def seed_band(
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 4))
+    if limits is None and "acc" in y.lower():
+        limits = (0.0, 1.0)
     bad_mask = df["diverged"].astype(bool) if "diverged" in df else pd.Series(False, index=df.index)
     bad_mask = bad_mask & ~np.isfinite(pd.to_numeric(df[y], errors="coerce"))
     ok = df[~bad_mask]
     groups = (hue_order or list(dict.fromkeys(ok[hue]))) if hue else [None]
     colors = sns.color_palette(palette, len(groups)) if not isinstance(palette, dict) else [palette[g] for g in groups]
+    clipped = False
     for group, color in zip(groups, colors):
         part = ok if hue is None else ok[ok[hue] == group]
         if part.empty:
             continue
-        table = band_table(part, x, y).sort_values(x)
+        table = band_table(part, x, y, limits=limits, log=logy).sort_values(x)
         label_ = label if group is None else str(group)
         marker_ = marker.get(group) if isinstance(marker, dict) else marker
         ax.plot(table[x], table["mean"], color=color, marker=marker_, linestyle=linestyle, label=label_, lw=2)
-        if table["n"].max() <= THIN_UP_TO and units in part:
+        if (table["n"].max() <= THIN_UP_TO or table["split"].any()) and units in part:
             for _, run in part.groupby(units):
                 run = run.groupby(x, as_index=False)[y].mean().sort_values(x)
                 ax.plot(run[x], run[y], color=color, lw=0.8, alpha=0.45, linestyle=linestyle)
         else:
             ax.fill_between(table[x], table["low"], table["high"], color=color, alpha=0.2, lw=0)
+            clipped = clipped or bool(table["clipped"].any())
+    if clipped:
+        ax.text(0.99, 0.01, f"band clipped to [{limits[0]:g}, {limits[1]:g}]", transform=ax.transAxes, ha="right",
+                va="bottom", fontsize="x-small", color="0.4")
     if bad_mask.any():
         bad = df[bad_mask]
         bottom = ax.get_ylim()[0]
@@ -186,6 +238,8 @@ def seed_band(
         ax.legend(title=hue if hue else None)
     if logx:
         ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
     ax.set_xlabel(xlabel or x)
     ax.set_ylabel(ylabel or y)
     if title:

@@ -61,12 +61,17 @@ def pytest_collection_finish(session):
 
 
 def pytest_sessionfinish(session):
+    """Stop a smoke run still going; delete its folder, or keep it for a look when a test failed."""
     proc = _SMOKE.get("proc")
     if proc is not None and proc.poll() is None:  # the suite stopped early: the runner stops its kernels on SIGTERM
         proc.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=60)
-    if "out" in _SMOKE:
+    if "out" not in _SMOKE:
+        return
+    if session.testsfailed:
+        print(f"\nthe smoke notebooks, executed, are kept in {_SMOKE['out']}", file=sys.stderr)
+    else:
         shutil.rmtree(_SMOKE["out"], ignore_errors=True)
 
 

@@ -298,3 +298,36 @@ def test_a_margin_measured_in_the_run_is_printed_with_the_rule():
     assert claim.rule().endswith(f"(margin: 0.5 × |BN − none| = 0.5 × {V.fmt(abs(reference.estimate))})")
     with pytest.raises(ValueError, match="needs a finite, nonzero estimate"):
         SAME.margin_from(V.exact(0.0), 0.5, "BN − none")
+
+
+# --------------------------------------------------------------------------- bands that fit the data
+
+def test_a_bimodal_sample_is_drawn_seed_by_seed_and_no_band_leaves_0_1():
+    """5 seeds, 2 at chance and 3 learning: the mean describes no seed, and its t-band would reach above 1."""
+    final = [0.10, 0.10, 0.97, 0.98, 0.97]
+    df = pd.DataFrame({"step": np.repeat([0, 100], 5), "test_acc": [0.1] * 5 + final, "seed": np.tile(range(5), 2)})
+    assert V.one_sample(final).high > 1  # what a band would have drawn
+    ax = seed_band(df, "step", "test_acc")
+    assert len(ax.lines) == 1 + 5 and not ax.collections  # the mean and each seed, no band
+    assert all(0 <= y <= 1 for line in ax.lines for y in line.get_ydata())
+
+
+def test_a_band_is_clipped_to_the_measures_range_and_says_so():
+    df = pd.DataFrame({"step": np.repeat([0, 1], 4), "acc": [0.95, 0.99, 0.97, 0.999, 0.96, 0.995, 0.98, 0.99],
+                       "seed": np.tile(range(4), 2)})
+    assert band_table(df, "step", "acc")["high"].max() > 1  # unclipped, the t-interval passes 1
+    ax = seed_band(df, "step", "acc")
+    band = ax.collections[0].get_paths()[0].vertices
+    assert band[:, 1].max() <= 1.0 and any(t.get_text() == "band clipped to [0, 1]" for t in ax.texts)
+    loss = seed_band(df.rename(columns={"acc": "loss"}), "step", "loss", limits=(0, math.inf))
+    assert not loss.texts  # a loss has no upper bound: nothing clipped
+
+
+def test_a_log_axis_band_is_computed_on_the_log_values():
+    df = pd.DataFrame({"x": [0] * 4, "ratio": [1.0, 10.0, 100.0, 1000.0], "seed": range(4)})
+    table = band_table(df, "x", "ratio", log=True)
+    e = V.one_sample(np.log10([1.0, 10.0, 100.0, 1000.0]))
+    assert table["mean"].iloc[0] == pytest.approx(10**1.5)  # the geometric mean
+    assert (table["low"].iloc[0], table["high"].iloc[0]) == pytest.approx((10**e.low, 10**e.high))
+    assert table["low"].iloc[0] > 0  # on the log scale the band stays positive
+    assert seed_band(df, "x", "ratio", logy=True).get_yscale() == "log"
