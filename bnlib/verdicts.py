@@ -232,6 +232,16 @@ def one_sample(x, *, label: str = "", level: float = LEVEL) -> Effect:
     return _t_effect(_values(x, "x").to_numpy(), "one-sample t", label, level)
 
 
+def _aligned(a: pd.Series, b: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Two arms' per-seed values in the same seed order; refused, naming the seeds, unless they share their seeds."""
+    if set(a.index) != set(b.index):
+        raise ValueError(
+            "paired comparison needs the same seeds in both arms; "
+            f"only in a: {sorted(set(a.index) - set(b.index))}; only in b: {sorted(set(b.index) - set(a.index))}"
+        )
+    return a, b.loc[a.index]
+
+
 def paired(a, b, *, label: str = "", level: float = LEVEL, relative: bool = False) -> Effect:
     """``a − b`` over shared seeds (paired t); ``relative=True``: the per-seed ratio ``a / b − 1``.
 
@@ -245,13 +255,7 @@ def paired(a, b, *, label: str = "", level: float = LEVEL, relative: bool = Fals
         ...
         ValueError: paired comparison needs the same seeds in both arms; only in a: [0]; only in b: [1]
     """
-    a, b = _values(a, "a"), _values(b, "b")
-    if set(a.index) != set(b.index):
-        raise ValueError(
-            "paired comparison needs the same seeds in both arms; "
-            f"only in a: {sorted(set(a.index) - set(b.index))}; only in b: {sorted(set(b.index) - set(a.index))}"
-        )
-    b = b.loc[a.index]
+    a, b = _aligned(_values(a, "a"), _values(b, "b"))
     if relative:
         if (b.to_numpy() == 0).any():
             raise ValueError("relative=True needs b != 0 for every seed")
@@ -358,13 +362,7 @@ def paired_binary(a, b, *, label: str = "", level: float = LEVEL) -> Effect:
         >>> paired_binary([1, 0, 1], [1, 0, 1]).text()
         '+0.00 [95% CI -0.71, +0.71], exact paired (McNemar: the discordant seeds), n=3'
     """
-    a, b = _binary(a, "a"), _binary(b, "b")
-    if set(a.index) != set(b.index):
-        raise ValueError(
-            "paired comparison needs the same seeds in both arms; "
-            f"only in a: {sorted(set(a.index) - set(b.index))}; only in b: {sorted(set(b.index) - set(a.index))}"
-        )
-    b = b.loc[a.index]
+    a, b = _aligned(_binary(a, "a"), _binary(b, "b"))
     n = len(a)
     wins, losses = int(((a == 1) & (b == 0)).sum()), int(((a == 0) & (b == 1)).sum())
     d = wins + losses
