@@ -103,11 +103,11 @@ def band_caption(n: int) -> str:
 
     Example:
         >>> band_caption(5), band_caption(2)
-        ('mean and 95% t-interval over 5 seeds', 'mean (thick) and each of 2 seeds (thin)')
+        ('mean and 95% t-interval over 5 seeds (each seed thin where they split)', 'mean (thick) and each of 2 seeds (thin)')
     """
     if n <= THIN_UP_TO:
         return f"mean (thick) and each of {n} seed{'s' if n != 1 else ''} (thin)"
-    return f"mean and {LEVEL:.0%} t-interval over {n} seeds"
+    return f"mean and {LEVEL:.0%} t-interval over {n} seeds (each seed thin where they split)"
 
 
 def split_seeds(values, min_seeds: int = 4) -> bool:

@@ -37,11 +37,9 @@ def _cell(text: str) -> str:
 
 
 def _effect_text(rec: dict) -> str:
-    low, high = rec["ci"]
     nan = float("nan")
-    e = Effect(rec["estimate"], nan if low is None else low, nan if high is None else high, rec["n"], rec["test"],
-               nan, nan, rec.get("label", ""), rec.get("n_b"))
-    return e.text()
+    low, high, sd = (nan if v is None else v for v in (*rec["ci"], rec.get("sd")))  # sd 0: "all n seeds equal"
+    return Effect(rec["estimate"], low, high, rec["n"], rec["test"], sd, nan, rec.get("label", ""), rec.get("n_b")).text()
 
 
 def _rule_text(rec: dict) -> str:
