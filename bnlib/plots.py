@@ -103,11 +103,11 @@ def band_caption(n: int) -> str:
 
     Example:
         >>> band_caption(5), band_caption(2)
-        ('mean and 95% t-interval over 5 seeds (each seed thin where they split)', 'mean (thick) and each of 2 seeds (thin)')
+        ('mean and 95% t-interval over 5 seeds', 'mean (thick) and each of 2 seeds (thin)')
     """
     if n <= THIN_UP_TO:
         return f"mean (thick) and each of {n} seed{'s' if n != 1 else ''} (thin)"
-    return f"mean and {LEVEL:.0%} t-interval over {n} seeds (each seed thin where they split)"
+    return f"mean and {LEVEL:.0%} t-interval over {n} seeds"  # seed_band notes where split seeds are drawn instead
 
 
 def split_seeds(values, min_seeds: int = 4) -> bool:
@@ -211,7 +211,7 @@ def seed_band(
     ok = df[~bad_mask]
     groups = (hue_order or list(dict.fromkeys(ok[hue]))) if hue else [None]
     colors = sns.color_palette(palette, len(groups)) if not isinstance(palette, dict) else [palette[g] for g in groups]
-    clipped = False
+    clipped = split = False
     for group, color in zip(groups, colors):
         part = ok if hue is None else ok[ok[hue] == group]
         if part.empty:
@@ -221,15 +221,18 @@ def seed_band(
         marker_ = marker.get(group) if isinstance(marker, dict) else marker
         ax.plot(table[x], table["mean"], color=color, marker=marker_, linestyle=linestyle, label=label_, lw=2)
         if (table["n"].max() <= THIN_UP_TO or table["split"].any()) and units in part:
+            split = split or table["n"].max() > THIN_UP_TO
             for _, run in part.groupby(units):
                 run = run.groupby(x, as_index=False)[y].mean().sort_values(x)
                 ax.plot(run[x], run[y], color=color, lw=0.8, alpha=0.45, linestyle=linestyle)
         else:
             ax.fill_between(table[x], table["low"], table["high"], color=color, alpha=0.2, lw=0)
             clipped = clipped or bool(table["clipped"].any())
-    if clipped:
-        ax.text(0.99, 0.01, f"band clipped to [{limits[0]:g}, {limits[1]:g}]", transform=ax.transAxes, ha="right",
-                va="bottom", fontsize="x-small", color="0.4")
+    notes = ([f"band clipped to [{limits[0]:g}, {limits[1]:g}]"] if clipped else []) + (
+        ["thin lines: each seed, where the seeds split into groups"] if split else [])
+    if notes:
+        ax.text(0.99, 0.01, "; ".join(notes), transform=ax.transAxes, ha="right", va="bottom", fontsize="x-small",
+                color="0.4")
     if bad_mask.any():
         bad = df[bad_mask]
         bottom = ax.get_ylim()[0]

@@ -310,6 +310,7 @@ def test_a_bimodal_sample_is_drawn_seed_by_seed_and_no_band_leaves_0_1():
     ax = seed_band(df, "step", "test_acc")
     assert len(ax.lines) == 1 + 5 and not ax.collections  # the mean and each seed, no band
     assert all(0 <= y <= 1 for line in ax.lines for y in line.get_ydata())
+    assert [t.get_text() for t in ax.texts] == ["thin lines: each seed, where the seeds split into groups"]
 
 
 def test_a_band_is_clipped_to_the_measures_range_and_says_so():
@@ -318,7 +319,7 @@ def test_a_band_is_clipped_to_the_measures_range_and_says_so():
     assert band_table(df, "step", "acc")["high"].max() > 1  # unclipped, the t-interval passes 1
     ax = seed_band(df, "step", "acc")
     band = ax.collections[0].get_paths()[0].vertices
-    assert band[:, 1].max() <= 1.0 and any(t.get_text() == "band clipped to [0, 1]" for t in ax.texts)
+    assert band[:, 1].max() <= 1.0 and [t.get_text() for t in ax.texts] == ["band clipped to [0, 1]"]
     loss = seed_band(df.rename(columns={"acc": "loss"}), "step", "loss", limits=(0, math.inf))
     assert not loss.texts  # a loss has no upper bound: nothing clipped
 
