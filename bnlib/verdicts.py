@@ -774,12 +774,6 @@ class Verdict:
                "untestable here": "a precondition failed", "fails": "a part fails"}.get(self.outcome, "every part agrees")
         return f"parts: {counts} → {self.outcome} ({why})"
 
-    def _precondition_lines(self) -> list[str]:
-        failed = self.failed_preconditions()
-        held = [p for p in self.preconditions if p.passed]
-        lines = [f"untestable here: {'; '.join(p.text() for p in failed)}"] if failed else []
-        return lines + ([f"preconditions: {'; '.join(p.text() for p in held)}"] if held else [])
-
     def evidence(self) -> str:
         """The evidence as one string: failed preconditions first, every effect with its interval and decision, the
         preconditions that held, the note."""
