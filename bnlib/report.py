@@ -37,9 +37,7 @@ def _cell(text: str) -> str:
 
 
 def _effect_text(rec: dict) -> str:
-    nan = float("nan")
-    low, high, sd = (nan if v is None else v for v in (*rec["ci"], rec.get("sd")))  # sd 0: "all n seeds equal"
-    return Effect(rec["estimate"], low, high, rec["n"], rec["test"], sd, nan, rec.get("label", ""), rec.get("n_b")).text()
+    return Effect.from_record(rec).text()  # "all n seeds equal" where the record's SD is 0
 
 
 def _rule_text(rec: dict) -> str:

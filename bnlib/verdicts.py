@@ -45,6 +45,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -210,6 +211,20 @@ class Effect:
         return {"estimate": _plain(self.estimate), "ci": [_plain(self.low), _plain(self.high)], "n": self.n,
                 "n_b": self.n_b, "test": self.test, "sd": _plain(self.sd), "dof": _plain(self.dof),
                 "label": self.label, "values": _plain(list(self.values))}
+
+    @classmethod
+    def from_record(cls, rec: Mapping) -> Effect:
+        """The effect back from its ``metrics.json`` fields (:meth:`record`; ``None`` read as NaN).
+
+        Example:
+            >>> Effect.from_record(exact(0.5, label="x").record()).text()
+            'x: 0.500 (one computation: no interval)'
+        """
+        nan = float("nan")
+        num = lambda v: nan if v is None else float(v)  # noqa: E731
+        low, high = rec.get("ci") or (None, None)
+        return cls(num(rec["estimate"]), num(low), num(high), rec["n"], rec["test"], num(rec.get("sd")),
+                   num(rec.get("dof")), rec.get("label", ""), rec.get("n_b"), values=tuple(rec.get("values") or ()))
 
 
 def _t_effect(values: np.ndarray, test: str, label: str, level: float, estimate: float | None = None) -> Effect:
@@ -886,6 +901,76 @@ def tally(records: Iterable[Mapping]) -> dict[str, int]:
     return counts
 
 
+# ---------------------------------------------------------------- summaries
+
+def _summary_line(r: Mapping) -> str:
+    """One verdict record as one Markdown list item: the claim, its outcome after it, then why."""
+    failed = [p for p in r.get("preconditions") or () if not p["passed"]]
+    if failed:
+        why = "; ".join(f"{p['kind']} failed: {p['name']} = {p['value']:.3g}, {p['requirement']}"
+                        + (f" ({p['remedy']})" if p.get("remedy") else "") for p in failed)
+    elif "parts" in r:
+        why = "; ".join(f"{p['part']} {Effect.from_record(p).text()}" for p in r["parts"])
+    else:
+        why = Effect.from_record(r).text()
+    held = sum(p["passed"] for p in r.get("preconditions") or ())
+    pre = f" ({held} precondition{'s' if held != 1 else ''} held)" if held and not failed else ""
+    return f"- {r['claim']}: **{r['outcome']}**{pre}. {why}"
+
+
+def summary(records: Sequence[Mapping]) -> str:
+    """The closing summary of a notebook, generated from its verdict records (as in ``metrics.json``): the tally, then
+    one line per finding and per check, each stating the recorded outcome and its evidence, so that no summary can
+    name an outcome the data do not hold (:func:`summary_mismatches` checks any text).
+
+    Example:
+        >>> r = judge(Claim("BN is higher", "demo", predicts="higher", min_effect=0.01), exact(0.5)).record()
+        >>> print(summary([r]))
+        **Findings** (1 supported, 0 not supported, 0 inconclusive, 0 mixed, 0 untestable here):
+        - BN is higher: **supported**. 0.500 (one computation: no interval)
+    """
+    counts = tally(records)
+    findings = [r for r in records if r.get("kind", "finding") == "finding"]
+    checks = [r for r in records if r.get("kind", "finding") == "check"]
+    lines = []
+    if findings:
+        lines.append(f"**Findings** ({', '.join(f'{counts[k]} {k}' for k in FINDINGS)}):")
+        lines += [_summary_line(r) for r in findings]
+    if checks:
+        lines.append(f"**Checks**, exact computations that cannot support a claim ({counts['passes']} passed, "
+                     f"{counts['fails']} failed):")
+        lines += [_summary_line(r) for r in checks]
+    return "\n".join(lines)
+
+
+_OUTCOME_WORDS = re.compile("|".join(sorted(OUTCOMES, key=len, reverse=True)), re.IGNORECASE)
+
+
+def summary_mismatches(text: str, records: Sequence[Mapping]) -> list[str]:
+    """Every line of ``text`` that names a claim of ``records`` with another outcome than the recorded one: the
+    outcome stated is the first outcome word after the claim's text on its line, else the last one before it.
+
+    Example:
+        >>> rec = {"claim": "BN trains faster", "outcome": "inconclusive"}
+        >>> summary_mismatches("BN trains faster: **supported**", [rec])
+        ["'BN trains faster' is stated as 'supported', but metrics.json holds 'inconclusive'"]
+        >>> summary_mismatches("INCONCLUSIVE: BN trains faster (paper)", [rec])
+        []
+    """
+    problems = []
+    for line in text.splitlines():
+        for r in records:
+            at = line.find(r["claim"])
+            if at < 0:
+                continue
+            after = _OUTCOME_WORDS.search(line, at + len(r["claim"]))
+            before = _OUTCOME_WORDS.findall(line[:at])
+            stated = after.group(0) if after else (before[-1] if before else None)
+            if stated is not None and stated.lower() != r["outcome"]:
+                problems.append(f"{r['claim']!r} is stated as {stated.lower()!r}, but metrics.json holds {r['outcome']!r}")
+    return problems
+
+
 # ---------------------------------------------------------------- metrics.json
 
 def _plain(value):
@@ -948,6 +1033,10 @@ class Results:
             if r["claim"] == claim_text:
                 return r["outcome"]
         raise KeyError(f"no verdict recorded for {claim_text!r}")
+
+    def summary(self) -> str:
+        """The closing summary, generated from the recorded verdicts (:func:`summary`)."""
+        return summary(self.verdicts)
 
     def table(self) -> pd.DataFrame:
         """The verdicts as a DataFrame (for display in the notebook)."""
