@@ -943,6 +943,7 @@ def summary(records: Sequence[Mapping]) -> str:
     return "\n".join(lines)
 
 
+_CLAIM_END = re.compile(r"$|[:|*).,;'\"]| [(|—→-]")  # what may follow a claim's whole text
 _OUTCOME_WORDS = re.compile("|".join(sorted(OUTCOMES, key=len, reverse=True)), re.IGNORECASE)
 
 
@@ -961,9 +962,10 @@ def summary_mismatches(text: str, records: Sequence[Mapping]) -> list[str]:
     for line in text.splitlines():
         for r in records:
             at = line.find(r["claim"])
-            if at < 0:
+            end = at + len(r["claim"])
+            if at < 0 or not _CLAIM_END.match(line, end):  # another claim that starts with this one's text
                 continue
-            after = _OUTCOME_WORDS.search(line, at + len(r["claim"]))
+            after = _OUTCOME_WORDS.search(line, end)
             before = _OUTCOME_WORDS.findall(line[:at])
             stated = after.group(0) if after else (before[-1] if before else None)
             if stated is not None and stated.lower() != r["outcome"]:

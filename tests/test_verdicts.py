@@ -332,3 +332,28 @@ def test_a_log_axis_band_is_computed_on_the_log_values():
     assert (table["low"].iloc[0], table["high"].iloc[0]) == pytest.approx((10**e.low, 10**e.high))
     assert table["low"].iloc[0] > 0  # on the log scale the band stays positive
     assert seed_band(df, "x", "ratio", logy=True).get_yscale() == "log"
+
+
+def test_summary_states_each_recorded_outcome_and_counts_checks_apart():
+    claim = V.Claim("BN is higher", "demo", predicts="higher", min_effect=0.01)
+    records = [V.judge(claim, V.paired([0.9, 0.92, 0.91], [0.8, 0.83, 0.81])).record(),
+               V.judge(V.Claim("BN is lower", "demo", predicts="lower", min_effect=0.01), V.exact(0.5),
+                     preconditions=[V.in_range("plain accuracy", 0.1, 0.15, 0.99)]).record(),
+               V.check(V.Claim("an identity", "demo", predicts="lower", min_effect=0, reference=1e-6), V.exact(1e-9)).record()]
+    text = V.summary(records)
+    assert text.splitlines()[0] == ("**Findings** (1 supported, 0 not supported, 0 inconclusive, 0 mixed, "
+                                    "1 untestable here):")
+    assert "- BN is lower: **untestable here**. in range failed: plain accuracy = 0.1, inside (0.15, 0.99)" in text
+    assert "**Checks**, exact computations that cannot support a claim (1 passed, 0 failed):" in text
+    assert "- an identity: **passes**." in text
+    assert V.summary_mismatches(text, records) == []
+
+
+def test_summary_mismatches_reads_the_outcome_next_to_the_whole_claim():
+    records = [{"claim": "BN trains faster", "outcome": "inconclusive"}]
+    assert V.summary_mismatches("| BN trains faster (paper) | **supported** |", records) == [
+        "'BN trains faster' is stated as 'supported', but metrics.json holds 'inconclusive'"]
+    assert V.summary_mismatches("BN trains faster at the same rate: **supported**", records) == []  # another claim
+    assert V.summary_mismatches("NOT SUPPORTED: BN trains faster (paper)", records) == [
+        "'BN trains faster' is stated as 'not supported', but metrics.json holds 'inconclusive'"]
+    assert V.summary_mismatches("BN trains faster: inconclusive, not supported elsewhere", records) == []
