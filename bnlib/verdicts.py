@@ -503,7 +503,8 @@ class Precondition:
 
     A failed one makes the verdict *untestable here* (:func:`judge`), naming it and ``remedy``: what would make the
     claim testable. Build them with :func:`positive_control`, :func:`manipulation_check`, :func:`interior_optimum`,
-    :func:`plateau` and :func:`in_range`.
+    :func:`plateau` and :func:`in_range`. ``part`` names the part of a compound claim it gates (:meth:`for_part`);
+    empty, it gates the whole claim.
 
     Example:
         >>> interior_optimum("plain network's lr", 1.0, [0.01, 0.1, 1.0]).text()
@@ -516,20 +517,32 @@ class Precondition:
     requirement: str
     passed: bool
     remedy: str = ""
+    part: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in PRECONDITION_KINDS:
             raise ValueError(f"unknown precondition kind {self.kind!r}; valid kinds: {', '.join(PRECONDITION_KINDS)}")
 
+    def for_part(self, part: str) -> Precondition:
+        """This condition gating only the part ``part`` of a compound claim: when it fails, that part is *untestable
+        here* and the claim is decided by its other parts.
+
+        Example:
+            >>> in_range("plain ICS at lr 0.5", 0.92, 0.1, 0.9).for_part("lr 0.5").part
+            'lr 0.5'
+        """
+        return dataclasses.replace(self, part=part)
+
     def text(self) -> str:
         """The condition, its measured value and requirement, and whether it holds (with the remedy when not)."""
         verdict = "passes" if self.passed else "fails" + (f" ({self.remedy})" if self.remedy else "")
-        return f"{self.kind}: {self.name} = {self.value:.3g}, {self.requirement} → {verdict}"
+        where = f"[{self.part}] " if self.part else ""
+        return f"{where}{self.kind}: {self.name} = {self.value:.4g}, {self.requirement} → {verdict}"
 
     def record(self) -> dict:
         """The JSON-friendly fields of ``metrics.json``."""
         return {"kind": self.kind, "name": self.name, "value": _plain(self.value), "requirement": self.requirement,
-                "passed": bool(self.passed), "remedy": self.remedy}
+                "passed": bool(self.passed), "remedy": self.remedy, "part": self.part}
 
 
 def positive_control(name: str, effect: Effect, margin: float, *, remedy: str = "") -> Precondition:
@@ -711,7 +724,8 @@ class Claim:
     def explain(self, effect: Effect) -> str:
         """Why ``effect`` gets its outcome, in words; for an inconclusive one, about how many seeds would decide."""
         outcome = self.decide(effect)
-        ci, lies = (f"all {effect.n} seeds (equal)", "lie") if effect.all_equal else ("the CI", "lies")
+        ci, lies = ((f"all {effect.n} seeds (equal)", "lie") if effect.all_equal
+                    else ("the value", "lies") if effect.test == "exact" else ("the CI", "lies"))
         if self.predicts == "same":
             band = f"{self.reference:g} ± {self.min_effect:g}"
             if outcome == "supported":
@@ -775,10 +789,25 @@ class Verdict:
     def failed_preconditions(self) -> list[Precondition]:
         return [p for p in self.preconditions if not p.passed]
 
-    def part_outcome(self, effect: Effect) -> str:
-        """What one effect decides: the claim's outcome for a finding, *passes* / *fails* for a check."""
-        decided = self.claim.decide(effect)
-        return decided if self.kind == "finding" else ("passes" if decided == "supported" else "fails")
+    def rule(self) -> str:
+        """The claim's rule; for a check, in its own words (*passes* where a finding would be *supported*, *fails*
+        otherwise)."""
+        rule = self.claim.rule()
+        if self.kind != "check":
+            return rule
+        passes = rule.split("; not supported")[0].replace("supported if", "passes if", 1)
+        return passes.replace(f"the {LEVEL:.0%} CI of ", "", 1) + "; fails otherwise"
+
+    def held_preconditions(self) -> list[Precondition]:
+        return [p for p in self.preconditions if p.passed]
+
+    def _untestable_head(self) -> str:
+        return "untestable here" if self.outcome == "untestable here" else "a part is untestable here"
+
+    def _explain(self, name: str, e: Effect) -> str:
+        if self.parts[name] == "untestable here" and len(self.effects) > 1:
+            return "a precondition of this part failed: left out of the outcome"
+        return self.claim.explain(e)
 
     def combination(self) -> str:
         """For a compound claim, how the parts' outcomes make the outcome; empty for a single effect."""
@@ -787,19 +816,21 @@ class Verdict:
         counts = ", ".join(f"{sum(o == k for o in self.parts.values())} {k}" for k in OUTCOMES if k in self.parts.values())
         why = {"mixed": "decisive parts disagree", "inconclusive": "not every part is decided",
                "untestable here": "a precondition failed", "fails": "a part fails"}.get(self.outcome, "every part agrees")
+        if self.outcome != "untestable here" and "untestable here" in self.parts.values():
+            why += "; the untestable parts left out"
         return f"parts: {counts} → {self.outcome} ({why})"
 
     def evidence(self) -> str:
         """The evidence as one string: failed preconditions first, every effect with its interval and decision, the
         preconditions that held, the note."""
         failed = self.failed_preconditions()
-        lines = [f"untestable here: {'; '.join(p.text() for p in failed)}"] if failed else []
+        lines = [f"{self._untestable_head()}: {'; '.join(p.text() for p in failed)}"] if failed else []
         combination = self.combination()
         lines += [combination] if combination else []
         for name, e in self.effects.items():
             prefix = f"{name}: " if len(self.effects) > 1 or name else ""
-            lines.append(f"{prefix}{e.text()} → {self.part_outcome(e)} ({self.claim.explain(e)})")
-        held = [p for p in self.preconditions if p.passed]
+            lines.append(f"{prefix}{e.text()} → {self.parts[name]} ({self._explain(name, e)})")
+        held = self.held_preconditions()
         if held:
             lines.append(f"preconditions: {'; '.join(p.text() for p in held)}")
         if self.note:
@@ -810,7 +841,7 @@ class Verdict:
         """The dict stored in ``metrics.json``."""
         rec = {"claim": self.claim.text, "source": self.claim.source, "kind": self.kind, "outcome": self.outcome,
                "predicts": self.claim.predicts, "min_effect": self.claim.min_effect, "reference": self.claim.reference,
-               "unit": self.claim.unit, "rule": self.claim.rule(), "evidence": self.evidence(), "note": self.note,
+               "unit": self.claim.unit, "rule": self.rule(), "evidence": self.evidence(), "note": self.note,
                "preconditions": [p.record() for p in self.preconditions]}
         if len(self.effects) == 1:
             rec.update(next(iter(self.effects.values())).record())
@@ -820,17 +851,17 @@ class Verdict:
 
     def __str__(self) -> str:
         lines = [f"{self.outcome.upper()}: {self.claim.text} ({self.claim.source})",
-                 f"  {'check' if self.kind == 'check' else 'rule'}: {self.claim.rule()}"]
+                 f"  {'check' if self.kind == 'check' else 'rule'}: {self.rule()}"]
         failed = self.failed_preconditions()
         if failed:
-            lines += ["  untestable here, because a precondition failed:"] + [f"    {p.text()}" for p in failed]
+            lines += [f"  {self._untestable_head()}, because a precondition failed:"] + [f"    {p.text()}" for p in failed]
         combination = self.combination()
         if combination:
             lines.append(f"  {combination}")
         for name, e in self.effects.items():
             head = f"  {name}: " if name else "  "
-            lines.append(f"{head}{e.text()} → {self.part_outcome(e)}: {self.claim.explain(e)}")
-        held = [p for p in self.preconditions if p.passed]
+            lines.append(f"{head}{e.text()} → {self.parts[name]}: {self._explain(name, e)}")
+        held = self.held_preconditions()
         if held:
             lines += ["  preconditions that held:"] + [f"    {p.text()}" for p in held]
         if self.note:
@@ -848,7 +879,9 @@ def _effects(claim: Claim, effect: Effect | Mapping[str, Effect]) -> dict[str, E
 def judge(claim: Claim, effect: Effect | Mapping[str, Effect], note: str = "",
           preconditions: Sequence[Precondition] = ()) -> Verdict:
     """The verdict on ``claim`` from one effect, or from named parts (a compound claim, combined by :func:`combine`);
-    *untestable here* when one of ``preconditions`` failed, whatever the effect.
+    *untestable here* when one of ``preconditions`` failed, whatever the effect. A precondition of one part
+    (:meth:`Precondition.for_part`) that fails makes that part *untestable here*; the claim is then decided by its
+    other parts, and is *untestable here* when no part is left.
 
     Example:
         >>> c = Claim("x is higher", "test", predicts="higher", min_effect=0.1)
@@ -856,12 +889,22 @@ def judge(claim: Claim, effect: Effect | Mapping[str, Effect], note: str = "",
         'mixed'
         >>> judge(c, exact(0.01), preconditions=[manipulation_check("share clipped", 0.0005, 0.01)]).outcome
         'untestable here'
+        >>> judge(c, {"A": exact(0.5), "B": exact(0.01)},
+        ...       preconditions=[in_range("B's accuracy", 0.1, 0.15, 0.99).for_part("B")]).outcome
+        'supported'
     """
     effects = _effects(claim, effect)
-    parts = {name: claim.decide(e) for name, e in effects.items()}
-    outcome = next(iter(parts.values())) if len(parts) == 1 else combine(parts.values())
-    if any(not p.passed for p in preconditions):
+    unknown = sorted({p.part for p in preconditions if p.part} - set(effects))
+    if unknown:
+        raise ValueError(f"{claim.text!r}: preconditions for parts {unknown} that the claim does not have "
+                         f"(its parts: {list(effects)})")
+    gated = {p.part for p in preconditions if p.part and not p.passed}
+    parts = {name: "untestable here" if name in gated else claim.decide(e) for name, e in effects.items()}
+    testable = [o for o in parts.values() if o != "untestable here"]
+    if not testable or any(not p.passed for p in preconditions if not p.part):
         outcome = "untestable here"
+    else:
+        outcome = testable[0] if len(testable) == 1 else combine(testable)
     return Verdict(claim, outcome, effects, note, parts, tuple(preconditions))
 
 
@@ -881,6 +924,20 @@ def check(claim: Claim, effect: Effect | Mapping[str, Effect], note: str = "") -
     parts = {name: "passes" if claim.decide(e) == "supported" else "fails" for name, e in effects.items()}
     outcome = "passes" if all(o == "passes" for o in parts.values()) else "fails"
     return Verdict(claim, outcome, effects, note, parts, kind="check")
+
+
+def gated(record: Mapping) -> bool:
+    """Whether a verdict record's preconditions (as in ``metrics.json``) make it *untestable here*: a precondition of
+    the whole claim failed, or one of every part's.
+
+    Example:
+        >>> gated({"preconditions": [{"passed": False, "part": "lr 0.5"}], "parts": [{"part": "lr 0.1"}, {"part": "lr 0.5"}]})
+        False
+    """
+    failed = [p for p in record.get("preconditions") or () if not p["passed"]]
+    parts = {p["part"] for p in record.get("parts") or ()}
+    gated_parts = {p.get("part") for p in failed if p.get("part")}
+    return any(not p.get("part") for p in failed) or (bool(parts) and parts <= gated_parts)
 
 
 def tally(records: Iterable[Mapping]) -> dict[str, int]:
@@ -905,15 +962,16 @@ def tally(records: Iterable[Mapping]) -> dict[str, int]:
 
 def _summary_line(r: Mapping) -> str:
     """One verdict record as one Markdown list item: the claim, its outcome after it, then why."""
-    failed = [p for p in r.get("preconditions") or () if not p["passed"]]
-    if failed:
-        why = "; ".join(f"{p['kind']} failed: {p['name']} = {p['value']:.3g}, {p['requirement']}"
-                        + (f" ({p['remedy']})" if p.get("remedy") else "") for p in failed)
+    pres = r.get("preconditions") or ()
+    failed = [f"{'[' + p['part'] + '] ' if p.get('part') else ''}{p['kind']} failed: {p['name']} = {p['value']:.4g}, "
+              f"{p['requirement']}" + (f" ({p['remedy']})" if p.get("remedy") else "") for p in pres if not p["passed"]]
+    if r["outcome"] == "untestable here":
+        why = "; ".join(failed)
     elif "parts" in r:
-        why = "; ".join(f"{p['part']} {Effect.from_record(p).text()}" for p in r["parts"])
+        why = "; ".join([f"{p['part']}: {Effect.from_record(p).text()} → {p['outcome']}" for p in r["parts"]] + failed)
     else:
         why = Effect.from_record(r).text()
-    held = sum(p["passed"] for p in r.get("preconditions") or ())
+    held = sum(p["passed"] for p in pres)
     pre = f" ({held} precondition{'s' if held != 1 else ''} held)" if held and not failed else ""
     return f"- {r['claim']}: **{r['outcome']}**{pre}. {why}"
 
@@ -937,6 +995,7 @@ def summary(records: Sequence[Mapping]) -> str:
         lines.append(f"**Findings** ({', '.join(f'{counts[k]} {k}' for k in FINDINGS)}):")
         lines += [_summary_line(r) for r in findings]
     if checks:
+        lines += [""] if lines else []  # a blank line ends the findings' list in Markdown
         lines.append(f"**Checks**, exact computations that cannot support a claim ({counts['passes']} passed, "
                      f"{counts['fails']} failed):")
         lines += [_summary_line(r) for r in checks]
