@@ -503,7 +503,7 @@ class Precondition:
 
     A failed one makes the verdict *untestable here* (:func:`judge`), naming it and ``remedy``: what would make the
     claim testable. Build them with :func:`positive_control`, :func:`manipulation_check`, :func:`interior_optimum`,
-    :func:`plateau` and :func:`in_range`. ``part`` names the part of a compound claim it gates (:meth:`for_part`);
+    :func:`plateau` and :func:`in_range`. ``parts`` names the parts of a compound claim it gates (:meth:`for_parts`);
     empty, it gates the whole claim.
 
     Example:
@@ -517,32 +517,34 @@ class Precondition:
     requirement: str
     passed: bool
     remedy: str = ""
-    part: str = ""
+    parts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in PRECONDITION_KINDS:
             raise ValueError(f"unknown precondition kind {self.kind!r}; valid kinds: {', '.join(PRECONDITION_KINDS)}")
 
-    def for_part(self, part: str) -> Precondition:
-        """This condition gating only the part ``part`` of a compound claim: when it fails, that part is *untestable
-        here* and the claim is decided by its other parts.
+    def for_parts(self, *parts: str) -> Precondition:
+        """This condition gating only the named parts of a compound claim: when it fails, those parts are
+        *untestable here* and the claim is decided by its other parts.
 
         Example:
-            >>> in_range("plain ICS at lr 0.5", 0.92, 0.1, 0.9).for_part("lr 0.5").part
-            'lr 0.5'
+            >>> in_range("plain ICS at lr 0.5", 0.92, 0.1, 0.9).for_parts("lr 0.5").text()
+            '[lr 0.5] in range: plain ICS at lr 0.5 = 0.92, inside (0.1, 0.9) → fails (a regime where the measure can move)'
         """
-        return dataclasses.replace(self, part=part)
+        if not parts:
+            raise ValueError("for_parts needs at least one part name")
+        return dataclasses.replace(self, parts=tuple(parts))
 
     def text(self) -> str:
         """The condition, its measured value and requirement, and whether it holds (with the remedy when not)."""
         verdict = "passes" if self.passed else "fails" + (f" ({self.remedy})" if self.remedy else "")
-        where = f"[{self.part}] " if self.part else ""
+        where = f"[{'; '.join(self.parts)}] " if self.parts else ""
         return f"{where}{self.kind}: {self.name} = {self.value:.4g}, {self.requirement} → {verdict}"
 
     def record(self) -> dict:
         """The JSON-friendly fields of ``metrics.json``."""
         return {"kind": self.kind, "name": self.name, "value": _plain(self.value), "requirement": self.requirement,
-                "passed": bool(self.passed), "remedy": self.remedy, "part": self.part}
+                "passed": bool(self.passed), "remedy": self.remedy, "parts": list(self.parts)}
 
 
 def positive_control(name: str, effect: Effect, margin: float, *, remedy: str = "") -> Precondition:
@@ -880,7 +882,7 @@ def judge(claim: Claim, effect: Effect | Mapping[str, Effect], note: str = "",
           preconditions: Sequence[Precondition] = ()) -> Verdict:
     """The verdict on ``claim`` from one effect, or from named parts (a compound claim, combined by :func:`combine`);
     *untestable here* when one of ``preconditions`` failed, whatever the effect. A precondition of one part
-    (:meth:`Precondition.for_part`) that fails makes that part *untestable here*; the claim is then decided by its
+    (:meth:`Precondition.for_parts`) that fails makes those parts *untestable here*; the claim is then decided by its
     other parts, and is *untestable here* when no part is left.
 
     Example:
@@ -890,18 +892,18 @@ def judge(claim: Claim, effect: Effect | Mapping[str, Effect], note: str = "",
         >>> judge(c, exact(0.01), preconditions=[manipulation_check("share clipped", 0.0005, 0.01)]).outcome
         'untestable here'
         >>> judge(c, {"A": exact(0.5), "B": exact(0.01)},
-        ...       preconditions=[in_range("B's accuracy", 0.1, 0.15, 0.99).for_part("B")]).outcome
+        ...       preconditions=[in_range("B's accuracy", 0.1, 0.15, 0.99).for_parts("B")]).outcome
         'supported'
     """
     effects = _effects(claim, effect)
-    unknown = sorted({p.part for p in preconditions if p.part} - set(effects))
+    unknown = sorted({name for p in preconditions for name in p.parts} - set(effects))
     if unknown:
         raise ValueError(f"{claim.text!r}: preconditions for parts {unknown} that the claim does not have "
                          f"(its parts: {list(effects)})")
-    gated = {p.part for p in preconditions if p.part and not p.passed}
+    gated = {name for p in preconditions if not p.passed for name in p.parts}
     parts = {name: "untestable here" if name in gated else claim.decide(e) for name, e in effects.items()}
     testable = [o for o in parts.values() if o != "untestable here"]
-    if not testable or any(not p.passed for p in preconditions if not p.part):
+    if not testable or any(not p.passed for p in preconditions if not p.parts):
         outcome = "untestable here"
     else:
         outcome = testable[0] if len(testable) == 1 else combine(testable)
@@ -931,13 +933,13 @@ def gated(record: Mapping) -> bool:
     the whole claim failed, or one of every part's.
 
     Example:
-        >>> gated({"preconditions": [{"passed": False, "part": "lr 0.5"}], "parts": [{"part": "lr 0.1"}, {"part": "lr 0.5"}]})
+        >>> gated({"preconditions": [{"passed": False, "parts": ["lr 0.5"]}], "parts": [{"part": "lr 0.1"}, {"part": "lr 0.5"}]})
         False
     """
     failed = [p for p in record.get("preconditions") or () if not p["passed"]]
     parts = {p["part"] for p in record.get("parts") or ()}
-    gated_parts = {p.get("part") for p in failed if p.get("part")}
-    return any(not p.get("part") for p in failed) or (bool(parts) and parts <= gated_parts)
+    gated_parts = {name for p in failed for name in p.get("parts") or ()}
+    return any(not p.get("parts") for p in failed) or (bool(parts) and parts <= gated_parts)
 
 
 def tally(records: Iterable[Mapping]) -> dict[str, int]:
@@ -963,8 +965,9 @@ def tally(records: Iterable[Mapping]) -> dict[str, int]:
 def _summary_line(r: Mapping) -> str:
     """One verdict record as one Markdown list item: the claim, its outcome after it, then why."""
     pres = r.get("preconditions") or ()
-    failed = [f"{'[' + p['part'] + '] ' if p.get('part') else ''}{p['kind']} failed: {p['name']} = {p['value']:.4g}, "
-              f"{p['requirement']}" + (f" ({p['remedy']})" if p.get("remedy") else "") for p in pres if not p["passed"]]
+    where = lambda p: f"[{'; '.join(p['parts'])}] " if p.get("parts") else ""  # noqa: E731
+    failed = [f"{where(p)}{p['kind']} failed: {p['name']} = {p['value']:.4g}, {p['requirement']}"
+              + (f" ({p['remedy']})" if p.get("remedy") else "") for p in pres if not p["passed"]]
     if r["outcome"] == "untestable here":
         why = "; ".join(failed)
     elif "parts" in r:

@@ -6,7 +6,7 @@ import math
 
 from smoke import find_verdict, read_metrics, smoke_ran
 
-from bnlib.verdicts import EXACT_PAIRED, FINDINGS, summary, summary_mismatches
+from bnlib.verdicts import EXACT_PAIRED, FINDINGS, gated, summary, summary_mismatches
 
 NAME = "04_failed_variants"
 
@@ -111,8 +111,9 @@ def test_notebook_04_findings_list_their_preconditions(smoke_run):
         pre = v["preconditions"]
         assert pre and all(isinstance(p["value"], (int, float)) and math.isfinite(p["value"]) for p in pre), v["claim"]
         assert all(p["name"] and p["requirement"] for p in pre), v["claim"]
-        failed = [p for p in pre if not p["passed"]]
-        assert (v["outcome"] == "untestable here") == bool(failed), (v["claim"], v["outcome"], failed)
+        assert (v["outcome"] == "untestable here") == gated(v), (v["claim"], v["outcome"])
+        gated_parts = {name for p in pre if not p["passed"] for name in p["parts"]}
+        assert all(q["outcome"] == "untestable here" for q in v.get("parts", []) if q["part"] in gated_parts), v["claim"]
     for start, kinds in PRECONDITIONS.items():
         assert kinds <= {p["kind"] for p in find_verdict(m["verdicts"], start)["preconditions"]}, start
     rigid = find_verdict(m["verdicts"], "Rigid BN does no better")
@@ -123,6 +124,7 @@ def test_notebook_04_findings_list_their_preconditions(smoke_run):
     # the mechanisms: a share of values beyond the bound against 1%, the penalty's pull against the claim's 5%
     checks = [p for p in find_verdict(m["verdicts"], "The clip and the penalty")["preconditions"]]
     assert [p["requirement"] for p in checks] == ["> 0.01", "> 0.05"] * 2
+    assert [p["parts"][0].split(", ")[1] for p in checks] == ["rigid_clip", "rigid_reg"] * 2  # each gates its own part
     assert all(0 <= p["value"] <= 1 for p in checks[::2])
     explode = find_verdict(m["verdicts"], "A regularizer that is not stable")
     assert any("plain network" in p["name"] for p in explode["preconditions"])  # kl_only's fate against the plain network's

@@ -363,11 +363,11 @@ def test_a_part_precondition_gates_only_its_part():
     claim = V.Claim("BN's ICS is not lower", "demo", predicts="higher", min_effect=0.1)
     effects = {"lr 0.1": V.paired([0.5, 0.52, 0.51], [0.8, 0.83, 0.81]),
                "lr 0.5": V.paired([0.5, 0.52, 0.51], [0.9, 0.93, 0.91])}
-    gate = V.in_range("plain ICS", 0.92, 0.1, 0.9).for_part("lr 0.5")
+    gate = V.in_range("plain ICS", 0.92, 0.1, 0.9).for_parts("lr 0.5")
     v = V.judge(claim, effects, preconditions=[gate])
     assert (v.outcome, v.parts) == ("not supported", {"lr 0.1": "not supported", "lr 0.5": "untestable here"})
-    assert "the untestable parts left out" in v.evidence() and v.record()["preconditions"][0]["part"] == "lr 0.5"
-    both = V.judge(claim, effects, preconditions=[gate, V.in_range("plain ICS", 0.95, 0.1, 0.9).for_part("lr 0.1")])
+    assert "the untestable parts left out" in v.evidence() and v.record()["preconditions"][0]["parts"] == ["lr 0.5"]
+    both = V.judge(claim, effects, preconditions=[gate, V.in_range("plain ICS", 0.95, 0.1, 0.9).for_parts("lr 0.1")])
     assert both.outcome == "untestable here"
     with pytest.raises(ValueError, match=r"preconditions for parts \['lr 1'\] that the claim does not have"):
-        V.judge(claim, effects, preconditions=[gate.for_part("lr 1")])
+        V.judge(claim, effects, preconditions=[gate.for_parts("lr 1")])
