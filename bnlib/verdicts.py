@@ -818,8 +818,9 @@ class Verdict:
         counts = ", ".join(f"{sum(o == k for o in self.parts.values())} {k}" for k in OUTCOMES if k in self.parts.values())
         why = {"mixed": "decisive parts disagree", "inconclusive": "not every part is decided",
                "untestable here": "a precondition failed", "fails": "a part fails"}.get(self.outcome, "every part agrees")
-        if self.outcome != "untestable here" and "untestable here" in self.parts.values():
-            why += "; the untestable parts left out"
+        if "untestable here" in self.parts.values():
+            why = ("the testable parts refute or split it on their own; the untestable parts left out"
+                   if self.outcome in ("not supported", "mixed") else "a claim is supported only by all of its parts")
         return f"parts: {counts} → {self.outcome} ({why})"
 
     def evidence(self) -> str:
@@ -881,9 +882,9 @@ def _effects(claim: Claim, effect: Effect | Mapping[str, Effect]) -> dict[str, E
 def judge(claim: Claim, effect: Effect | Mapping[str, Effect], note: str = "",
           preconditions: Sequence[Precondition] = ()) -> Verdict:
     """The verdict on ``claim`` from one effect, or from named parts (a compound claim, combined by :func:`combine`);
-    *untestable here* when one of ``preconditions`` failed, whatever the effect. A precondition of one part
-    (:meth:`Precondition.for_parts`) that fails makes those parts *untestable here*; the claim is then decided by its
-    other parts, and is *untestable here* when no part is left.
+    *untestable here* when one of ``preconditions`` failed, whatever the effect. A precondition of some parts
+    (:meth:`Precondition.for_parts`) that fails makes those parts *untestable here*: the other parts can still refute
+    the claim (*not supported*) or split it (*mixed*), but not support it, since a claim is supported by all its parts.
 
     Example:
         >>> c = Claim("x is higher", "test", predicts="higher", min_effect=0.1)
@@ -893,21 +894,31 @@ def judge(claim: Claim, effect: Effect | Mapping[str, Effect], note: str = "",
         'untestable here'
         >>> judge(c, {"A": exact(0.5), "B": exact(0.01)},
         ...       preconditions=[in_range("B's accuracy", 0.1, 0.15, 0.99).for_parts("B")]).outcome
-        'supported'
+        'untestable here'
+        >>> judge(c, {"A": exact(0.01), "B": exact(0.5)},
+        ...       preconditions=[in_range("B's accuracy", 0.1, 0.15, 0.99).for_parts("B")]).outcome
+        'not supported'
     """
     effects = _effects(claim, effect)
     unknown = sorted({name for p in preconditions for name in p.parts} - set(effects))
     if unknown:
         raise ValueError(f"{claim.text!r}: preconditions for parts {unknown} that the claim does not have "
                          f"(its parts: {list(effects)})")
-    gated = {name for p in preconditions if not p.passed for name in p.parts}
-    parts = {name: "untestable here" if name in gated else claim.decide(e) for name, e in effects.items()}
-    testable = [o for o in parts.values() if o != "untestable here"]
-    if not testable or any(not p.passed for p in preconditions if not p.parts):
-        outcome = "untestable here"
-    else:
-        outcome = testable[0] if len(testable) == 1 else combine(testable)
-    return Verdict(claim, outcome, effects, note, parts, tuple(preconditions))
+    gated_parts = {name for p in preconditions if not p.passed for name in p.parts}
+    parts = {name: "untestable here" if name in gated_parts else claim.decide(e) for name, e in effects.items()}
+    whole_failed = any(not p.passed for p in preconditions if not p.parts)
+    return Verdict(claim, _outcome(list(parts.values()), whole_failed), effects, note, parts, tuple(preconditions))
+
+
+def _outcome(parts: list[str], whole_failed: bool) -> str:
+    """A finding's outcome from its parts' outcomes (an untestable part: ``"untestable here"``). The testable parts can
+    refute a claim (*not supported*) or split it (*mixed*) on their own, but support it (or leave it open) only when no
+    part is untestable: a claim is supported by all of its parts."""
+    testable = [o for o in parts if o != "untestable here"]
+    if whole_failed or not testable:
+        return "untestable here"
+    outcome = testable[0] if len(parts) == 1 else combine(testable)
+    return outcome if len(testable) == len(parts) or outcome in ("not supported", "mixed") else "untestable here"
 
 
 def check(claim: Claim, effect: Effect | Mapping[str, Effect], note: str = "") -> Verdict:
@@ -929,17 +940,18 @@ def check(claim: Claim, effect: Effect | Mapping[str, Effect], note: str = "") -
 
 
 def gated(record: Mapping) -> bool:
-    """Whether a verdict record's preconditions (as in ``metrics.json``) make it *untestable here*: a precondition of
-    the whole claim failed, or one of every part's.
+    """Whether a verdict record's preconditions (as in ``metrics.json``) make it *untestable here* (:func:`judge`): a
+    precondition of the whole claim failed, or the parts left testable neither refute nor split the claim.
 
     Example:
-        >>> gated({"preconditions": [{"passed": False, "parts": ["lr 0.5"]}], "parts": [{"part": "lr 0.1"}, {"part": "lr 0.5"}]})
+        >>> parts = [{"part": "lr 0.1", "outcome": "not supported"}, {"part": "lr 0.5", "outcome": "untestable here"}]
+        >>> gated({"preconditions": [{"passed": False, "parts": ["lr 0.5"]}], "parts": parts})
         False
     """
     failed = [p for p in record.get("preconditions") or () if not p["passed"]]
-    parts = {p["part"] for p in record.get("parts") or ()}
     gated_parts = {name for p in failed for name in p.get("parts") or ()}
-    return any(not p.get("parts") for p in failed) or (bool(parts) and parts <= gated_parts)
+    parts = ["untestable here" if p["part"] in gated_parts else p["outcome"] for p in record.get("parts") or ()]
+    return _outcome(parts or [record["outcome"]], any(not p.get("parts") for p in failed)) == "untestable here"
 
 
 def tally(records: Iterable[Mapping]) -> dict[str, int]:

@@ -367,6 +367,12 @@ def test_a_part_precondition_gates_only_its_part():
     v = V.judge(claim, effects, preconditions=[gate])
     assert (v.outcome, v.parts) == ("not supported", {"lr 0.1": "not supported", "lr 0.5": "untestable here"})
     assert "the untestable parts left out" in v.evidence() and v.record()["preconditions"][0]["parts"] == ["lr 0.5"]
+    assert not V.gated(v.record())
+    # testable parts that support the claim cannot stand for the untestable ones: a claim is supported by all its parts
+    upside = {"lr 0.1": V.paired([0.8, 0.83, 0.81], [0.5, 0.52, 0.51]), "lr 0.5": effects["lr 0.5"]}
+    held = V.judge(claim, upside, preconditions=[gate])
+    assert held.parts["lr 0.1"] == "supported" and held.outcome == "untestable here" and V.gated(held.record())
+    assert "a claim is supported only by all of its parts" in held.evidence()
     both = V.judge(claim, effects, preconditions=[gate, V.in_range("plain ICS", 0.95, 0.1, 0.9).for_parts("lr 0.1")])
     assert both.outcome == "untestable here"
     with pytest.raises(ValueError, match=r"preconditions for parts \['lr 1'\] that the claim does not have"):
