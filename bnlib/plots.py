@@ -33,6 +33,7 @@ from bnlib.verdicts import LEVEL, one_sample
 
 THIN_UP_TO = 3  # seeds: at most this many are drawn one line each instead of a band
 SPLIT_RATIO = 3.0  # seeds split into two groups where the largest gap exceeds this many times the wider group's range
+SPLIT_MIN_GAP = 0.05  # ... and, for a measure with limits, this share of its range
 
 # One colour per network family across the series (keys: bnlib.norms.NORM_KINDS and the variants of notebook 04);
 # seaborn's colour-blind palette first: no norm grey, BN blue, and each variant family its own hue.
@@ -110,13 +111,16 @@ def band_caption(n: int) -> str:
     return f"mean and {LEVEL:.0%} t-interval over {n} seeds"  # seed_band notes where split seeds are drawn instead
 
 
-def split_seeds(values, min_seeds: int = 4) -> bool:
+def split_seeds(values, min_seeds: int = 4, min_gap: float = 0.0) -> bool:
     """Whether per-seed values split into two groups (some runs learn, some stay at chance): cut at the largest gap
-    between sorted values, the gap exceeds :data:`SPLIT_RATIO` times the wider group's range. A mean with a t-band
-    would then describe no seed.
+    between sorted values, the gap exceeds :data:`SPLIT_RATIO` times the wider group's range, and ``min_gap`` (for a
+    bounded measure, a share of its range: values that barely leave a bound, such as 0, 0, 0, 0.001, do not split).
+    A mean with a t-band would then describe no seed.
 
     Example:
         >>> split_seeds([0.10, 0.11, 0.90, 0.91, 0.92]), split_seeds([0.96, 0.98, 0.99, 0.995])
+        (True, False)
+        >>> split_seeds([0.0, 0.0, 0.0, 0.001]), split_seeds([0.0, 0.0, 0.0, 0.001], min_gap=0.05)
         (True, False)
     """
     v = np.asarray(values, dtype=float)
@@ -125,7 +129,8 @@ def split_seeds(values, min_seeds: int = 4) -> bool:
         return False
     cut = int(np.argmax(np.diff(v)))
     within = max(v[cut] - v[0], v[-1] - v[cut + 1])
-    return bool(v[cut + 1] - v[cut] > SPLIT_RATIO * within)
+    gap = v[cut + 1] - v[cut]
+    return bool(gap > SPLIT_RATIO * within and gap > min_gap)
 
 
 def band_table(df: pd.DataFrame, x: str, y: str, hue: str | None = None, *, limits: tuple[float, float] | None = None,
@@ -153,7 +158,8 @@ def band_table(df: pd.DataFrame, x: str, y: str, hue: str | None = None, *, limi
             vals = np.log10(vals[vals > 0])
         lo, hi = t_interval(vals)
         mean = float(vals.mean()) if vals.size else math.nan
-        split = split_seeds(vals)
+        span = float(limits[1]) - float(limits[0]) if limits is not None and not log else math.inf
+        split = split_seeds(vals, min_gap=SPLIT_MIN_GAP * span if math.isfinite(span) else 0.0)
         if log:
             mean, lo, hi = 10**mean, 10**lo, 10**hi
         clipped = False

@@ -377,3 +377,12 @@ def test_a_part_precondition_gates_only_its_part():
     assert both.outcome == "untestable here"
     with pytest.raises(ValueError, match=r"preconditions for parts \['lr 1'\] that the claim does not have"):
         V.judge(claim, effects, preconditions=[gate.for_parts("lr 1")])
+
+
+def test_values_that_barely_leave_a_bound_do_not_split():
+    """A share at 0 in four seeds and 0.001 in the fifth is one group on a [0, 1] measure, not a split."""
+    df = pd.DataFrame({"x": [0] * 5, "y": [0.0, 0.0, 0.0, 0.0, 0.001]})
+    assert not band_table(df, "x", "y", limits=(0, 1))["split"].item()
+    assert band_table(df, "x", "y")["split"].item()  # without a range there is no scale to judge the gap by
+    bimodal = pd.DataFrame({"x": [0] * 5, "y": [0.10, 0.11, 0.90, 0.91, 0.92]})
+    assert band_table(bimodal, "x", "y", limits=(0, 1))["split"].item()
