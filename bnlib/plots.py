@@ -249,8 +249,8 @@ def seed_band(
         ax.set_xscale("log")
     if logy:
         ax.set_yscale("log")
-    ax.set_xlabel(xlabel or x)
-    ax.set_ylabel(ylabel or y)
+    ax.set_xlabel(x if xlabel is None else xlabel)  # "" leaves the axis unlabelled
+    ax.set_ylabel(y if ylabel is None else ylabel)
     if title:
         ax.set_title(title)
     return ax

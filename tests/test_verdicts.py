@@ -386,3 +386,9 @@ def test_values_that_barely_leave_a_bound_do_not_split():
     assert band_table(df, "x", "y")["split"].item()  # without a range there is no scale to judge the gap by
     bimodal = pd.DataFrame({"x": [0] * 5, "y": [0.10, 0.11, 0.90, 0.91, 0.92]})
     assert band_table(bimodal, "x", "y", limits=(0, 1))["split"].item()
+
+
+def test_seed_band_leaves_an_axis_unlabelled_when_asked():
+    df = pd.DataFrame({"step": [0, 0, 1, 1], "share": [0.1, 0.2, 0.3, 0.4], "seed": [0, 1, 0, 1]})
+    ax = seed_band(df, "step", "share", ylabel="")
+    assert ax.get_ylabel() == "" and ax.get_xlabel() == "step"
