@@ -37,6 +37,8 @@ Example:
     'supported'
     >>> e.text()
     'BN − plain test accuracy: +0.0060 [95% CI +0.0042, +0.0078], paired t, n=5'
+
+The module copies alone (numpy, pandas, scipy): outside ``bnlib``, ``metrics.json`` goes without the machine record.
 """
 
 from __future__ import annotations
@@ -53,8 +55,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bnlib.files import atomic_write_text
-from bnlib.machine import machine_info
 
 FINDINGS = ("supported", "not supported", "inconclusive", "mixed", "untestable here")  # outcomes of a claim about BN
 CHECKS = ("passes", "fails")  # outcomes of a check: an identity, a bound, a single timing, a demonstration by construction
@@ -1119,10 +1119,21 @@ class Results:
         return pd.DataFrame(self.verdicts, columns=["claim", "source", "outcome", "evidence"])
 
     def save(self) -> Path:
-        """Write ``metrics.json`` atomically (with the machine it came from, :func:`bnlib.machine.machine_info`); returns
-        its path."""
+        """Write ``metrics.json`` whole or not at all (a temporary file, then ``os.replace``), with the machine it came
+        from (:func:`bnlib.machine.machine_info`, where ``bnlib`` is installed); returns its path."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
         path = self.out_dir / "metrics.json"
-        payload = {"info": _plain(self.info), "machine": machine_info(), "verdicts": self.verdicts, "numbers": self.numbers}
-        atomic_write_text(path, json.dumps(payload, indent=2, ensure_ascii=False))
+        payload = {"info": _plain(self.info), "machine": _machine(), "verdicts": self.verdicts, "numbers": self.numbers}
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False))
+        os.replace(tmp, path)
         return path
+
+
+def _machine() -> dict:
+    """The machine record of ``bnlib.machine``; empty where this module was copied alone."""
+    try:
+        from bnlib.machine import machine_info
+    except ImportError:
+        return {}
+    return machine_info()
