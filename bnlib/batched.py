@@ -34,6 +34,7 @@ from bnlib.norms import BatchedBatchNorm, is_batch_norm
 from bnlib.progress import progress_bar
 from bnlib.train import Callback, Data, MetricsWindow, default_scale, eval_logits, resolve_device
 
+# ---------------------------------------------------------------- batched layers
 
 class _BatchedLinearFunction(torch.autograd.Function):
     """y = x W^T + b per model, with a backward that writes dW = dy^T x directly (contiguous, one bmm)."""
@@ -104,6 +105,8 @@ class PerModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.stack([self.module(part) for part in x.unbind(0)])
 
+
+# ---------------------------------------------------------------- the batched MLP
 
 class BatchedMLP(nn.Module):
     """S independent copies of :func:`mlp`, trained together with batched matrix products.
@@ -181,6 +184,8 @@ class BatchedMLP(nn.Module):
         return model
 
 
+# ---------------------------------------------------------------- evaluation
+
 @torch.no_grad()
 def evaluate_batched(
     model: nn.Module,
@@ -214,6 +219,8 @@ def evaluate_batched(
     n = len(data[1])
     return (total_loss / n).cpu(), (correct.double() / n).cpu()
 
+
+# ---------------------------------------------------------------- training
 
 def fit_batched(
     model: nn.Module,

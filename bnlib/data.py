@@ -84,6 +84,8 @@ _STATS_CHUNK_ELEMENTS = 1 << 22
 AUGMENT_SEED_OFFSET = 1_000_003  # the augmentation generator's seed is the run's seed plus this
 
 
+# ---------------------------------------------------------------- datasets on disk
+
 class DatasetNotFoundError(FileNotFoundError):
     """The files of a dataset are missing and could not be downloaded."""
 
@@ -170,6 +172,8 @@ def load_dataset(
     return _load_cifar(found, "fine_labels", None)
 
 
+# ---------------------------------------------------------------- validation splits and subsets
+
 VALIDATION_SIZES = {"mnist": 10_000, "fashion_mnist": 10_000, "cifar10": 5_000, "cifar100": 5_000}
 
 
@@ -217,6 +221,8 @@ def fixed_subset(
     idx = torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:n]
     return x[idx], y[idx]
 
+
+# ---------------------------------------------------------------- pixels to floats, augmentation
 
 def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and population std (float64, [0, 1] units) of uint8 images (N, C, H, W).
@@ -287,6 +293,8 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator, padding: int = 4,
     channels = torch.arange(c, device=x.device).reshape(1, c, 1, 1)
     return padded[samples, channels, rows.reshape(n, 1, h, 1), cols.reshape(n, 1, 1, w)]
 
+
+# ---------------------------------------------------------------- batches
 
 def train_batches(
     x: torch.Tensor,
@@ -387,6 +395,63 @@ def _eval_batches(
         yield to_float(xb, mean, std, scale), y[start : start + batch_size].to(device)
 
 
+def seed_batches(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    seeds: Sequence[int],
+    *,
+    mean: Stats = None,
+    std: Stats = None,
+    scale: float = 1 / 255,
+    device: str | torch.device | None = None,
+) -> Batches:
+    """Endless batches for S models trained together: ``(S, B, C, H, W)`` floats and ``(S, B)`` labels.
+
+    Model ``s`` gets exactly the batches ``train_batches(x, y, batch_size, seed=seeds[s])``
+    would give it (same generator calls), so training S seeds together sees the same
+    data as S separate runs.
+
+    Example:
+        >>> x = torch.arange(10, dtype=torch.uint8).reshape(10, 1, 1, 1)
+        >>> xb, yb = next(seed_batches(x, torch.arange(10), 4, seeds=[0, 1]))
+        >>> xb.shape, yb.shape
+        (torch.Size([2, 4, 1, 1, 1]), torch.Size([2, 4]))
+        >>> torch.equal(yb[1], next(train_batches(x, torch.arange(10), 4, seed=1))[1])
+        True
+    """
+    n = _check_pair(x, y)
+    if not 1 <= batch_size <= n:
+        raise ValueError(f"batch_size must be between 1 and N={n} (the number of samples), got batch_size={batch_size}")
+    if len(seeds) == 0:
+        raise ValueError("seeds must name at least one seed, got an empty sequence")
+    dev = x.device if device is None else torch.device(device)
+    return _seed_batches(x.to(dev), y.to(dev), batch_size, list(seeds), _stat_tensor(mean, dev), _stat_tensor(std, dev), scale)
+
+
+def _seed_batches(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    seeds: list[int],
+    mean: torch.Tensor | None,
+    std: torch.Tensor | None,
+    scale: float,
+) -> Batches:
+    generators = []
+    for seed in seeds:
+        g = torch.Generator(device=x.device)
+        g.manual_seed(seed)
+        generators.append(g)
+    n = len(x)
+    while True:
+        orders = torch.stack([torch.randperm(n, generator=g, device=x.device) for g in generators])
+        for start in range(0, n - batch_size + 1, batch_size):
+            idx = orders[:, start : start + batch_size].reshape(-1)
+            xb = x.index_select(0, idx).view(len(seeds), batch_size, *x.shape[1:])  # far faster than x[idx] on CPU
+            yield to_float(xb, mean, std, scale), y.index_select(0, idx).view(len(seeds), batch_size)
+
+
 def _check_pair(x: torch.Tensor, y: torch.Tensor) -> int:
     if len(x) != len(y):
         raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}")
@@ -396,6 +461,8 @@ def _check_pair(x: torch.Tensor, y: torch.Tensor) -> int:
 def _stat_tensor(values: Stats, device: torch.device) -> torch.Tensor | None:
     return None if values is None else torch.as_tensor(values, dtype=torch.float32, device=device)
 
+
+# ---------------------------------------------------------------- finding, downloading and checking the files
 
 def _check_choice(kind: str, value: str, valid: Sequence[str]) -> None:
     if value not in valid:
@@ -548,58 +615,3 @@ def _verify_sha256(buffer: bytes | np.ndarray, expected: str, what: str) -> None
         )
 
 
-def seed_batches(
-    x: torch.Tensor,
-    y: torch.Tensor,
-    batch_size: int,
-    seeds: Sequence[int],
-    *,
-    mean: Stats = None,
-    std: Stats = None,
-    scale: float = 1 / 255,
-    device: str | torch.device | None = None,
-) -> Batches:
-    """Endless batches for S models trained together: ``(S, B, C, H, W)`` floats and ``(S, B)`` labels.
-
-    Model ``s`` gets exactly the batches ``train_batches(x, y, batch_size, seed=seeds[s])``
-    would give it (same generator calls), so training S seeds together sees the same
-    data as S separate runs.
-
-    Example:
-        >>> x = torch.arange(10, dtype=torch.uint8).reshape(10, 1, 1, 1)
-        >>> xb, yb = next(seed_batches(x, torch.arange(10), 4, seeds=[0, 1]))
-        >>> xb.shape, yb.shape
-        (torch.Size([2, 4, 1, 1, 1]), torch.Size([2, 4]))
-        >>> torch.equal(yb[1], next(train_batches(x, torch.arange(10), 4, seed=1))[1])
-        True
-    """
-    n = _check_pair(x, y)
-    if not 1 <= batch_size <= n:
-        raise ValueError(f"batch_size must be between 1 and N={n} (the number of samples), got batch_size={batch_size}")
-    if len(seeds) == 0:
-        raise ValueError("seeds must name at least one seed, got an empty sequence")
-    dev = x.device if device is None else torch.device(device)
-    return _seed_batches(x.to(dev), y.to(dev), batch_size, list(seeds), _stat_tensor(mean, dev), _stat_tensor(std, dev), scale)
-
-
-def _seed_batches(
-    x: torch.Tensor,
-    y: torch.Tensor,
-    batch_size: int,
-    seeds: list[int],
-    mean: torch.Tensor | None,
-    std: torch.Tensor | None,
-    scale: float,
-) -> Batches:
-    generators = []
-    for seed in seeds:
-        g = torch.Generator(device=x.device)
-        g.manual_seed(seed)
-        generators.append(g)
-    n = len(x)
-    while True:
-        orders = torch.stack([torch.randperm(n, generator=g, device=x.device) for g in generators])
-        for start in range(0, n - batch_size + 1, batch_size):
-            idx = orders[:, start : start + batch_size].reshape(-1)
-            xb = x.index_select(0, idx).view(len(seeds), batch_size, *x.shape[1:])  # far faster than x[idx] on CPU
-            yield to_float(xb, mean, std, scale), y.index_select(0, idx).view(len(seeds), batch_size)

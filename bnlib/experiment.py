@@ -62,6 +62,8 @@ INITS = (None, "xavier")
 TRAIN_SUBSET_SEED, TEST_SUBSET_SEED, PROBE_SUBSET_SEED = 1, 2, 3  # the fixed shuffles behind train_size, test_size, probe_size
 
 
+# ---------------------------------------------------------------- the run config
+
 @dataclass(frozen=True)
 class Run:
     """Everything that defines one training run (the seed comes separately).
@@ -166,16 +168,7 @@ LATER_FIELDS: dict[str, object] = {f.name: f.default for f in dataclasses.fields
 INPUTS = ("standardized", "unit")
 
 
-def input_stats(run: Run) -> tuple:
-    """(mean, std) that :func:`bnlib.data.to_float` applies to the run's images: the dataset's, or (None, None) for pixels in
-    [0, 1] (``inputs="unit"``).
-
-    Example:
-        >>> input_stats(Run(dataset="mnist", model="mlp", steps=1, batch_size=2, lr=0.1, inputs="unit"))
-        (None, None)
-    """
-    return dataset_stats(run.dataset) if run.inputs == "standardized" else (None, None)
-
+# ---------------------------------------------------------------- checking a config
 
 def _freeze(value):
     """Lists (from JSON) as tuples, so that a Run stays hashable."""
@@ -272,6 +265,19 @@ def _validate(run: Run) -> None:
                                  f"norm={run.norm!r}, probes={run.probes}; set batched=False to train it on its own")
 
 
+# ---------------------------------------------------------------- a run's data and model
+
+def input_stats(run: Run) -> tuple:
+    """(mean, std) that :func:`bnlib.data.to_float` applies to the run's images: the dataset's, or (None, None) for pixels in
+    [0, 1] (``inputs="unit"``).
+
+    Example:
+        >>> input_stats(Run(dataset="mnist", model="mlp", steps=1, batch_size=2, lr=0.1, inputs="unit"))
+        (None, None)
+    """
+    return dataset_stats(run.dataset) if run.inputs == "standardized" else (None, None)
+
+
 @lru_cache(maxsize=8)
 def _split(dataset: str, split: str, data_root: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """A dataset split, loaded once per process (``data_root``, else ``$BNLIB_DATA``, else ``./data``)."""
@@ -321,6 +327,8 @@ def build_run_model(run: Run, seed: int, data_root: str | os.PathLike | None = N
     model = build_model(run.model, **kwargs)
     return xavier_init_(model) if run.init == "xavier" else model
 
+
+# ---------------------------------------------------------------- training a run
 
 def execute(
     run: Run,
@@ -379,6 +387,8 @@ def execute(
                     lr_factor=lr_schedule(run.schedule, run.steps, **dict(run.schedule_args)))
         return (table, model) if return_model else table
 
+
+# ---------------------------------------------------------------- batched runs
 
 def batch_group(run: Run) -> Run:
     """What runs trained together as one batched model share: the run with ``lr`` and ``init_std`` set aside.

@@ -27,6 +27,8 @@ from torch import nn
 
 from bnlib.norms import NormSpec, norm_layer
 
+# ---------------------------------------------------------------- activations
+
 ACTIVATIONS = {
     "sigmoid": nn.Sigmoid,
     "relu": nn.ReLU,
@@ -46,6 +48,8 @@ def activation_layer(name: str) -> nn.Module:
         raise ValueError(f"unknown activation {name!r}; valid activations: {', '.join(ACTIVATIONS)}")
     return ACTIVATIONS[name]()
 
+
+# ---------------------------------------------------------------- fully connected networks
 
 def mlp(
     in_features: int = 784,
@@ -98,6 +102,34 @@ def mlp(
         gaussian_init_(net, init_std)
     return net
 
+
+def deep_linear_network(layers: int = 25, dim: int = 10, *, norm: NormSpec = "none",
+                        init_std: float | None = None) -> nn.Sequential:
+    """Santurkar et al. 2018's deep linear network (DLN): ``layers`` bias-free linear maps of width ``dim``.
+
+    With ``norm`` other than "none", a norm layer follows every linear map but the last. Weights from
+    N(0, init_std^2); the default ``init_std = 1 / sqrt(dim)`` keeps the scale of the product of the layers
+    (with PyTorch's default initialization a product of 25 layers all but vanishes).
+
+    Example:
+        >>> net = deep_linear_network(layers=3, dim=4, norm="bn")
+        >>> [type(m).__name__ for m in net], net(torch.randn(8, 4)).shape
+        (['Linear', 'BatchNorm', 'Linear', 'BatchNorm', 'Linear'], torch.Size([8, 4]))
+    """
+    if layers < 1 or dim < 1:
+        raise ValueError(f"layers and dim must be >= 1, got layers={layers}, dim={dim}")
+    std = dim**-0.5 if init_std is None else init_std
+    modules: list[nn.Module] = []
+    for i in range(layers):
+        linear = nn.Linear(dim, dim, bias=False)
+        nn.init.normal_(linear.weight, 0.0, std)
+        modules.append(linear)
+        if norm != "none" and i < layers - 1:
+            modules.append(norm_layer(norm, dim))
+    return nn.Sequential(*modules)
+
+
+# ---------------------------------------------------------------- initialization
 
 def gaussian_init_(model: nn.Module, std: float) -> nn.Module:
     """Draw every linear and convolution weight from N(0, std^2) and zero their biases, in place.
@@ -165,6 +197,8 @@ def _init_(net: nn.Module, init_scale: float, init_std: float | None) -> nn.Modu
     """``init_std`` given: every weight N(0, init_std^2); else He initialization times ``init_scale``."""
     return gaussian_init_(net, init_std) if init_std is not None else he_init_(net, init_scale)
 
+
+# ---------------------------------------------------------------- convolutional networks
 
 VGG_LAYERS: dict[str, list[int | str]] = {  # channels of each 3x3 convolution, "M" = 2x2 max pooling (Simonyan & Zisserman 2015)
     "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
@@ -362,31 +396,7 @@ def small_resnet(
     return _init_(nn.Sequential(layers), init_scale, init_std)
 
 
-def deep_linear_network(layers: int = 25, dim: int = 10, *, norm: NormSpec = "none",
-                        init_std: float | None = None) -> nn.Sequential:
-    """Santurkar et al. 2018's deep linear network (DLN): ``layers`` bias-free linear maps of width ``dim``.
-
-    With ``norm`` other than "none", a norm layer follows every linear map but the last. Weights from
-    N(0, init_std^2); the default ``init_std = 1 / sqrt(dim)`` keeps the scale of the product of the layers
-    (with PyTorch's default initialization a product of 25 layers all but vanishes).
-
-    Example:
-        >>> net = deep_linear_network(layers=3, dim=4, norm="bn")
-        >>> [type(m).__name__ for m in net], net(torch.randn(8, 4)).shape
-        (['Linear', 'BatchNorm', 'Linear', 'BatchNorm', 'Linear'], torch.Size([8, 4]))
-    """
-    if layers < 1 or dim < 1:
-        raise ValueError(f"layers and dim must be >= 1, got layers={layers}, dim={dim}")
-    std = dim**-0.5 if init_std is None else init_std
-    modules: list[nn.Module] = []
-    for i in range(layers):
-        linear = nn.Linear(dim, dim, bias=False)
-        nn.init.normal_(linear.weight, 0.0, std)
-        modules.append(linear)
-        if norm != "none" and i < layers - 1:
-            modules.append(norm_layer(norm, dim))
-    return nn.Sequential(*modules)
-
+# ---------------------------------------------------------------- models by name, parameter counts
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "mlp": mlp, "small_cnn": small_cnn, "small_resnet": small_resnet, **{depth: partial(vgg, depth) for depth in VGG_LAYERS}

@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+# ---------------------------------------------------------------- layer outputs and their quantiles
 
 def as_models_values_units(out: torch.Tensor) -> torch.Tensor:
     """A layer output as (models, values, units): (N, C) -> (1, N, C); (S, N, C) from a batched model stays;
@@ -143,6 +144,8 @@ class QuantileProbe:
         columns = ["step", "layer", "model", "unit", "q", "value"]
         return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
 
+
+# ---------------------------------------------------------------- layer statistics
 
 def unit_stats(values: torch.Tensor, bound: float = 3.0, ks_values: int = 4096) -> dict[str, float]:
     """Distribution statistics of each unit (column) of ``values`` (values, units), averaged over units.
@@ -267,7 +270,9 @@ def tidy_layer_stats(df: pd.DataFrame) -> pd.DataFrame:
     return long.drop(columns="key").dropna(subset=["value"])
 
 
-# --- Santurkar et al. 2018: internal covariate shift (Def. 2.1) and the loss landscape along the gradient (Sec. 3) ---
+# ---------------------------------------------------------------- internal covariate shift and the loss landscape
+
+# Santurkar et al. 2018: internal covariate shift (Def. 2.1) and the loss landscape along the gradient (Sec. 3).
 #
 # Every function below evaluates the model in the mode it is in: in train mode BN normalizes with the statistics of the
 # probe batch, which is the function being trained (common Hessian tools switch to eval mode and so measure another
@@ -478,7 +483,7 @@ def penalty_gradients(model: nn.Module, loss_fn: LossFn, batch: tuple[torch.Tens
     return {**norms, "ratio": norms["penalty"] / norms["loss"] if norms["loss"] > 0 else math.nan}
 
 
-# ---- named probes: what a bnlib.experiment.Run lists in ``probes`` ------------------------------------------------------
+# ---------------------------------------------------------------- named probes: what a bnlib.experiment.Run lists in ``probes``
 
 Probe = Callable[[int, nn.Module], dict]
 

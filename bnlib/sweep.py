@@ -59,11 +59,9 @@ from bnlib.experiment import CACHE_VERSION, Run, batch_group, execute, execute_b
 from bnlib.files import atomic_write_bytes, atomic_write_text
 from bnlib.progress import progress_bar
 
+# ---------------------------------------------------------------- executors and the local pool
+
 WORKERS_ENV = "BNLIB_WORKERS"  # worker processes of the local pool, all kept busy (see default_workers)
-
-
-class SweepError(RuntimeError):
-    """Some runs of a sweep raised; the finished ones are on disk and a re-run retries the rest."""
 
 
 def default_workers() -> int:
@@ -164,6 +162,8 @@ def _stop_pool(workers: int) -> None:
         pool.shutdown(wait=False, cancel_futures=True)
 
 
+# ---------------------------------------------------------------- tasks on the workers
+
 def _train(jobs: list[tuple[str, int]], device: str, data_root: str | None) -> list[tuple[str, bytes | None, float]]:
     """Worker side of a sweep: one task, either one run or several batched ones trained together (:func:`_tasks`),
     each from its JSON config; returns each job's table as CSV text, its weights if kept, and its share of the
@@ -201,6 +201,8 @@ def _tasks(jobs: Sequence[tuple[Run, int]], parts: int) -> list[list[tuple[Run, 
         tasks += [group[i::n] for i in range(n)]
     return tasks
 
+
+# ---------------------------------------------------------------- the files of finished runs
 
 class RunCache:
     """The files of finished runs under one folder (see the module docstring); verified when read.
@@ -280,6 +282,47 @@ class RunCache:
                 shutil.move(str(path), damaged / path.name)
         print(f"[bnlib.sweep] damaged cached run {p['meta'].name} ({problem}): moved to {damaged}, training it again",
               flush=True)
+
+
+def cache_compute(folder: str | os.PathLike) -> dict:
+    """The training time recorded in a folder of finished runs (:func:`run_sweep`'s and :func:`call_sweep`'s files).
+
+    Returns ``{"runs": n, "seconds": s, "untimed": k}``: ``s`` sums the wall time of the ``n - k`` runs whose time is
+    known (a run of a batched group counts its share of the group's); the ``k`` others were stored before times
+    were recorded. A run stored without its time that trained alone counts its table's last ``elapsed_s``.
+
+    Example:
+        >>> from bnlib.experiment import Run
+        >>> d = tempfile.mkdtemp()
+        >>> RunCache(d).save(Run(dataset="mnist", model="mlp", steps=1, batch_size=2, lr=0.1), 0, "step\\n0\\n", train_s=2.5)
+        >>> cache_compute(d)
+        {'runs': 1, 'seconds': 2.5, 'untimed': 0}
+    """
+    runs, seconds, untimed = 0, 0.0, 0
+    for meta_path in sorted(Path(folder).glob("*.json")):
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(meta, dict) or not ({"run", "fn"} & set(meta)):
+            continue
+        runs += 1
+        if meta.get("train_s") is not None:
+            seconds += float(meta["train_s"])
+            continue
+        table = meta_path.with_name(meta_path.name.removesuffix(".json") + ".csv.gz")
+        if "run" in meta and not meta["run"].get("batched") and table.exists():
+            with contextlib.suppress(OSError, ValueError, EOFError, KeyError):
+                seconds += float(pd.read_csv(table, usecols=["elapsed_s"])["elapsed_s"].max())
+                continue
+        untimed += 1
+    return {"runs": runs, "seconds": seconds, "untimed": untimed}
+
+
+# ---------------------------------------------------------------- sweeps of runs
+
+class SweepError(RuntimeError):
+    """Some runs of a sweep raised; the finished ones are on disk and a re-run retries the rest."""
 
 
 def _describe(run: Run, seed: int, others: Sequence[Run]) -> str:
@@ -453,6 +496,8 @@ def trained_model(run: Run, seed: int, out_dir: str | os.PathLike, data_root: st
     return model.eval()
 
 
+# ---------------------------------------------------------------- sweeps of calls
+
 def one_thread() -> contextlib.AbstractContextManager:
     """Torch's intra-op threads set to 1 inside the block, restored after (:func:`bnlib.cores.intra_op_threads`)."""
     return intra_op_threads(1)
@@ -531,36 +576,3 @@ def call_sweep(
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def cache_compute(folder: str | os.PathLike) -> dict:
-    """The training time recorded in a folder of finished runs (:func:`run_sweep`'s and :func:`call_sweep`'s files).
-
-    Returns ``{"runs": n, "seconds": s, "untimed": k}``: ``s`` sums the wall time of the ``n - k`` runs whose time is
-    known (a run of a batched group counts its share of the group's); the ``k`` others were stored before times
-    were recorded. A run stored without its time that trained alone counts its table's last ``elapsed_s``.
-
-    Example:
-        >>> from bnlib.experiment import Run
-        >>> d = tempfile.mkdtemp()
-        >>> RunCache(d).save(Run(dataset="mnist", model="mlp", steps=1, batch_size=2, lr=0.1), 0, "step\\n0\\n", train_s=2.5)
-        >>> cache_compute(d)
-        {'runs': 1, 'seconds': 2.5, 'untimed': 0}
-    """
-    runs, seconds, untimed = 0, 0.0, 0
-    for meta_path in sorted(Path(folder).glob("*.json")):
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, ValueError):
-            continue
-        if not isinstance(meta, dict) or not ({"run", "fn"} & set(meta)):
-            continue
-        runs += 1
-        if meta.get("train_s") is not None:
-            seconds += float(meta["train_s"])
-            continue
-        table = meta_path.with_name(meta_path.name.removesuffix(".json") + ".csv.gz")
-        if "run" in meta and not meta["run"].get("batched") and table.exists():
-            with contextlib.suppress(OSError, ValueError, EOFError, KeyError):
-                seconds += float(pd.read_csv(table, usecols=["elapsed_s"])["elapsed_s"].max())
-                continue
-        untimed += 1
-    return {"runs": runs, "seconds": seconds, "untimed": untimed}

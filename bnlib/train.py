@@ -39,6 +39,8 @@ Callback = Callable[[int, nn.Module], Mapping[str, float]]
 Data = tuple[torch.Tensor, torch.Tensor]
 
 
+# ---------------------------------------------------------------- devices, optimizers and schedules
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``"auto"`` -> CUDA when available, else CPU; anything else is passed to ``torch.device``.
 
@@ -121,6 +123,8 @@ def lr_schedule(name: str, steps: int, **args) -> Callable[[int], float] | None:
     return lambda t: gamma ** (t // every)
 
 
+# ---------------------------------------------------------------- pixel scale and batch size checks
+
 def default_scale(x: torch.Tensor) -> float:
     """Pixel scale used when none is given: 1/255 for uint8 images, 1 for float data.
 
@@ -167,6 +171,8 @@ def check_batch_size(model: nn.Module, batch_size: int) -> None:
         )
 
 
+# ---------------------------------------------------------------- losses between evaluations
+
 class MetricsWindow:
     """What S models did since their last evaluation: each step's loss, correct count and penalty, one row per model.
 
@@ -206,6 +212,8 @@ class MetricsWindow:
         """Per-model mean of ``name`` ("loss", "correct" or "penalty") over the window's first ``upto`` steps."""
         return getattr(self, name)[:, :upto].mean(1)
 
+
+# ---------------------------------------------------------------- evaluation
 
 @torch.no_grad()
 def evaluate(
@@ -275,6 +283,8 @@ def eval_logits(
     finally:
         model.train(was_training)
 
+
+# ---------------------------------------------------------------- training
 
 def _stores_penalty(model: nn.Module, reg_cf: float) -> bool:
     """Whether a layer of ``model`` stored a penalty in the forward pass just run; ``reg_cf > 0`` without one raises."""

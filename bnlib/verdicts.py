@@ -55,7 +55,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-
 FINDINGS = ("supported", "not supported", "inconclusive", "mixed", "untestable here")  # outcomes of a claim about BN
 CHECKS = ("passes", "fails")  # outcomes of a check: an identity, a bound, a single timing, a demonstration by construction
 OUTCOMES = FINDINGS + CHECKS
