@@ -4,7 +4,7 @@ The sweep is ``--runs`` runs of VGG-11 x``--width`` with BN (``torch_bn``), SGD 
 batch ``--batch-size``, ``--steps`` steps each, learning rates spread over a decade (one seed):
 what notebook 03's sweeps look like.
 
-- **one at a time**: ``bnlib.experiment.execute`` for each run in this process with every core's
+- **one at a time**: ``bnlib.experiment.train_run`` for each run in this process with every core's
   threads (``threads=None``: this process's share, :func:`bnlib.cores.use_share`, every core when it runs alone): what a
   notebook did before run_sweep had workers.
 - **default executor**: ``bnlib.sweep.run_sweep`` into an empty folder: a local pool of one
@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import RESULTS, append_row, machine_row
-from bnlib.experiment import Run, execute
+from bnlib.experiment import Run, train_run
 from bnlib.sweep import default_workers, run_sweep
 
 
@@ -48,11 +48,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     runs = [Run(dataset="cifar10", model="vgg11", width=args.width, norm="torch_bn", steps=args.steps,
                 batch_size=args.batch_size, lr=float(lr), momentum=0.9, augment=True, channels_last=True,
                 eval_every=args.steps, test_size=1000) for lr in np.geomspace(0.01, 0.1, args.runs)]
-    execute(runs[0].replace(steps=2, eval_every=2), 0, device=args.device)  # loads the data and warms up, for both
+    train_run(runs[0].replace(steps=2, eval_every=2), 0, device=args.device)  # loads the data and warms up, for both
 
     start = time.perf_counter()
     for run in runs:
-        execute(run, 0, device=args.device, threads=None)
+        train_run(run, 0, device=args.device, threads=None)
     one_at_a_time = time.perf_counter() - start
 
     times = []
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             times.append(time.perf_counter() - start)
     executor, warm = times
     same = all(np.array_equal(swept.loc[swept["lr"] == run.lr, "test_acc"].to_numpy(),
-                              execute(run, 0, device=args.device)["test_acc"].to_numpy()) for run in runs[:1])
+                              train_run(run, 0, device=args.device)["test_acc"].to_numpy()) for run in runs[:1])
     workers = args.workers or default_workers()
     row = {**machine_row(), "benchmark": "sweep_executor", "model": f"vgg11 x{args.width:g}", "batch_size": args.batch_size,
            "steps": args.steps, "runs": args.runs, "workers": workers if args.device == "cpu" else 1,

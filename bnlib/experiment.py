@@ -1,7 +1,7 @@
-"""A training run as data: ``Run`` (a frozen, JSON-serializable config) and ``execute(run, seed)``.
+"""A training run as data: ``Run`` (a frozen, JSON-serializable config) and ``train_run(run, seed)``.
 
 A ``Run`` holds everything that defines a training run by name and number: the
-data, the model, the optimizer and the schedule of evaluations. ``execute``
+data, the model, the optimizer and the schedule of evaluations. ``train_run``
 builds all of it from the config inside whatever process calls it (datasets are
 loaded once per process), with one intra-op thread, so the same run and seed
 give the same table bit for bit in the notebook's kernel, in a worker process or
@@ -24,7 +24,7 @@ Example:
     True
     >>> run.key(0) == run.replace(lr=0.1).key(0), run.key(0) == run.replace(lr=0.2).key(0)
     (True, False)
-    >>> table = execute(run, seed=0)
+    >>> table = train_run(run, seed=0)
     >>> table[["step", "diverged"]].values.tolist()
     [[0, False], [10, False], [20, False]]
 """
@@ -52,7 +52,7 @@ from bnlib.probes import PROBE_ARGS, PROBE_VERSIONS, PROBES, named_probes
 from bnlib.train import SCHEDULES, evaluate, fit, lr_schedule, resolve_device
 
 CACHE_VERSION = 1  # bump when a change alters what a run computes for the same config and seed
-# how close a batched run's numbers are when other runs share its batch (execute_batched): float32 rounding (eps 1.2e-7)
+# how close a batched run's numbers are when other runs share its batch (train_runs_batched): float32 rounding (eps 1.2e-7)
 # accumulated over the evaluation's matrix products, relative and absolute, as pandas.testing.assert_frame_equal takes it
 GROUPING_TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
 BATCHED_NORMS = ("none", "bn", "torch_bn")  # what a batched run (bnlib.batched.BatchedMLP) can hold
@@ -285,7 +285,7 @@ def _split(dataset: str, split: str, data_root: str | None = None) -> tuple[torc
 
 
 def run_data(run: Run, data_root: str | os.PathLike | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """The run's ``train``, ``val``, ``test`` and ``probe`` sets (uint8 images, labels), as :func:`execute` uses them.
+    """The run's ``train``, ``val``, ``test`` and ``probe`` sets (uint8 images, labels), as :func:`train_run` uses them.
 
     Example:
         >>> sets = run_data(Run(dataset="mnist", model="mlp", steps=1, batch_size=2, lr=0.1, test_size=100))
@@ -330,7 +330,7 @@ def build_run_model(run: Run, seed: int, data_root: str | os.PathLike | None = N
 
 # ---------------------------------------------------------------- training a run
 
-def execute(
+def train_run(
     run: Run,
     seed: int,
     device: str = "cpu",
@@ -346,18 +346,18 @@ def execute(
     dropout. Columns beyond :func:`~bnlib.train.fit`'s: ``val_loss``/``val_acc`` with ``validate`` (on the last row, NaN on
     the others and on a diverged run), ``train_eval_loss``/``train_eval_acc`` with ``eval_train``; no ``test_*`` columns when
     ``evaluate_test`` is False. ``elapsed_s`` is wall time (the one column that differs between executions).
-    ``return_model=True`` returns ``(table, trained model)``. A batched run trains alone through :func:`execute_batched`.
+    ``return_model=True`` returns ``(table, trained model)``. A batched run trains alone through :func:`train_runs_batched`.
 
     Example:
         >>> run = Run(dataset="mnist", model="mlp", norm="none", steps=4, batch_size=60, lr=0.1, eval_every=2,
         ...           test_size=200, validate=True)
-        >>> sorted(c for c in execute(run, 0).columns if c.endswith("_acc"))
+        >>> sorted(c for c in train_run(run, 0).columns if c.endswith("_acc"))
         ['test_acc', 'train_acc', 'val_acc']
     """
     if run.batched:
         if return_model:
-            raise ValueError("execute: a batched run returns no model; set batched=False to get one")
-        return execute_batched([(run, seed)], device=device, threads=threads, data_root=data_root)[0]
+            raise ValueError("train_run: a batched run returns no model; set batched=False to get one")
+        return train_runs_batched([(run, seed)], device=device, threads=threads, data_root=data_root)[0]
     with intra_op_threads(threads):
         dev = resolve_device(device)
         sets = run_data(run, data_root)
@@ -401,7 +401,7 @@ def batch_group(run: Run) -> Run:
     return dataclasses.replace(run, lr=1.0, init_std=None)
 
 
-def execute_batched(
+def train_runs_batched(
     jobs: Sequence[tuple[Run, int]],
     device: str = "cpu",
     threads: int | None = 1,
@@ -410,8 +410,8 @@ def execute_batched(
     """Train several ``(run, seed)`` jobs of batched MLP runs as one :class:`~bnlib.batched.BatchedMLP`; one table per job.
 
     The runs must have ``batched=True`` and differ only in ``lr``, ``init_std`` (:func:`batch_group`) and the seed.
-    Model ``i`` starts from the weights and sees the batches of ``execute(run_i, seed_i)`` and is updated by SGD with
-    its own learning rate (:func:`bnlib.batched.fit_batched`); its table has :func:`execute`'s columns. Each model's
+    Model ``i`` starts from the weights and sees the batches of ``train_run(run_i, seed_i)`` and is updated by SGD with
+    its own learning rate (:func:`bnlib.batched.fit_batched`); its table has :func:`train_run`'s columns. Each model's
     numbers are the same to float32 rounding (:data:`GROUPING_TOLERANCE`) whichever other jobs share the batch, not
     always bit for bit: evaluations and probes on a batch shared by all models are one matrix product over the models,
     whose last bits depend on its width on some CPUs (AVX-512). The runs are cached per run and seed like any other
@@ -420,19 +420,19 @@ def execute_batched(
     Example:
         >>> run = Run(dataset="mnist", model="mlp", hidden=(16,), steps=4, batch_size=60, lr=0.1, eval_every=2,
         ...           test_size=200, batched=True)
-        >>> a, b = execute_batched([(run, 0), (run.replace(lr=0.5), 1)])
-        >>> alone = execute_batched([(run, 0)])[0]
+        >>> a, b = train_runs_batched([(run, 0), (run.replace(lr=0.5), 1)])
+        >>> alone = train_runs_batched([(run, 0)])[0]
         >>> pd.testing.assert_frame_equal(a.drop(columns="elapsed_s"), alone.drop(columns="elapsed_s"), **GROUPING_TOLERANCE)
     """
     jobs = list(jobs)
     if not jobs:
-        raise ValueError("execute_batched: no jobs given")
+        raise ValueError("train_runs_batched: no jobs given")
     group = batch_group(jobs[0][0])
     for run, _ in jobs:
         if not run.batched:
-            raise ValueError(f"execute_batched: every run needs batched=True, got {run}")
+            raise ValueError(f"train_runs_batched: every run needs batched=True, got {run}")
         if batch_group(run) != group:
-            raise ValueError("execute_batched: the runs differ in more than lr, init_std and the seed; train them apart")
+            raise ValueError("train_runs_batched: the runs differ in more than lr, init_std and the seed; train them apart")
     run = jobs[0][0]
     with intra_op_threads(threads):
         dev = resolve_device(device)

@@ -666,7 +666,7 @@ def ipc_kernel_manager():
     return IPCKernelManager
 
 
-def execute(path: Path, out: Path, params: dict, kernel: str, live: bool = False, revision: str = "",
+def execute_notebook(path: Path, out: Path, params: dict, kernel: str, live: bool = False, revision: str = "",
             machine: dict | None = None) -> RunResult:
     """Execute one notebook into ``out`` with ``params`` (everything papermill injects, ``preset`` and ``out_dir``
     included), reporting its progress (:class:`bnlib.progress.NotebookWatch`; ``live``: one line rewritten on a
@@ -859,13 +859,14 @@ def run_notebooks(
         with stop_signals_raise(), active_session(jobs), current_python_kernel() as kernel, _environ(**{TEXT_ENV: "text"}):
             if jobs == 1:
                 for path in paths:
-                    finished(execute(path, out, plan[path], kernel, live, revision, machine))
+                    finished(execute_notebook(path, out, plan[path], kernel, live, revision, machine))
             else:
                 pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
                 order = longest_first(paths, out, preset)
                 print(f"[bnlib.run] {len(order)} notebooks, {jobs} at a time (each with 1/{jobs} of the cores), in this "
                       "order: " + ", ".join(p.stem for p in order), flush=True)
-                pending = {pool.submit(execute, path, out, plan[path], kernel, False, revision, machine) for path in order}
+                pending = {pool.submit(execute_notebook, path, out, plan[path], kernel, False, revision, machine)
+                           for path in order}
                 while pending:
                     complete, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for future in complete:

@@ -55,7 +55,7 @@ import pandas as pd
 
 from bnlib.cores import intra_op_threads, usable_cores
 from bnlib.cores import share as core_share
-from bnlib.experiment import CACHE_VERSION, Run, batch_group, execute, execute_batched
+from bnlib.experiment import CACHE_VERSION, Run, batch_group, train_run, train_runs_batched
 from bnlib.files import atomic_write_bytes, atomic_write_text
 from bnlib.progress import progress_bar
 
@@ -173,11 +173,11 @@ def _train(jobs: list[tuple[str, int]], device: str, data_root: str | None) -> l
     start = time.perf_counter()
     runs = [(Run.from_json(run_json), seed) for run_json, seed in jobs]
     if runs[0][0].batched:  # a task of several jobs is always a batched group
-        tables = execute_batched(runs, device=device, data_root=data_root)
+        tables = train_runs_batched(runs, device=device, data_root=data_root)
         share = (time.perf_counter() - start) / len(runs)
         return [(table.to_csv(index=False), None, share) for table in tables]
     run, seed = runs[0]
-    table, model = execute(run, seed, device=device, data_root=data_root, return_model=True)
+    table, model = train_run(run, seed, device=device, data_root=data_root, return_model=True)
     weights = None
     if run.keep_weights:
         buffer = io.BytesIO()
@@ -365,15 +365,15 @@ def run_sweep(
 ) -> pd.DataFrame:
     """Train every run for every seed (or read it from ``out_dir``); one table, in the order asked.
 
-    Columns: the run's table (:func:`bnlib.experiment.execute`), then every field of its ``Run`` (tuples joined
+    Columns: the run's table (:func:`bnlib.experiment.train_run`), then every field of its ``Run`` (tuples joined
     by commas, ``norm_args``/``probe_args``/``schedule_args`` as JSON objects) and ``seed``. Runs not on disk go to
     ``executor`` (an ``Executor``, or a string for :func:`executor_from`); with None, to a local pool of ``workers``
     processes (default :func:`default_workers`, of which only :func:`bnlib.cores.share` train at a time unless ``workers`` or
     ``$BNLIB_WORKERS`` is given), or to this process when ``workers=1``, when one run is left, or when ``device``
     is a GPU (one run after another on it). Each run uses one intra-op thread wherever it runs, so the table
-    is the same as ``execute(run, seed)`` in the caller's process. Batched runs (``Run.batched``, the MLP fast path)
+    is the same as ``train_run(run, seed)`` in the caller's process. Batched runs (``Run.batched``, the MLP fast path)
     of one :func:`~bnlib.experiment.batch_group` train together as one batched model per worker
-    (:func:`~bnlib.experiment.execute_batched`); each is still cached under its own key. Tables are returned as read
+    (:func:`~bnlib.experiment.train_runs_batched`); each is still cached under its own key. Tables are returned as read
     back from disk. The local pool's workers start on the first sweep and serve the later ones of the same process
     (in a script, call ``run_sweep`` under ``if __name__ == "__main__":``, as for any process pool).
 

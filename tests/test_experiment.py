@@ -1,4 +1,4 @@
-"""bnlib.experiment: a Run is data (JSON, stable key, validation), and execute gives the same table in any process."""
+"""bnlib.experiment: a Run is data (JSON, stable key, validation), and train_run gives the same table in any process."""
 
 import dataclasses
 
@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from bnlib import experiment
-from bnlib.experiment import GROUPING_TOLERANCE, Run, execute
+from bnlib.experiment import GROUPING_TOLERANCE, Run, train_run
 
 BASE = Run(dataset="mnist", model="mlp", norm="bn", steps=12, batch_size=32, lr=0.1, eval_every=6, test_size=300)
 CNN = BASE.replace(model="small_cnn")
@@ -103,22 +103,22 @@ def test_execute_evaluates_on_its_schedule_and_the_seed_matters(data_root):
     """(The same table in a worker process and on Dask: tests/test_sweep.py, with this run among its runs.)"""
     run = Run(dataset="mnist", model="small_cnn", width=0.25, norm="bn", steps=8, batch_size=32, lr=0.05, eval_every=4,
               test_size=200, train_size=2000, augment=True, validate=True)
-    here = execute(run, seed=3)
+    here = train_run(run, seed=3)
     assert list(here["step"]) == [0, 4, 8] and here["val_acc"].notna().tolist() == [False, False, True]
-    assert not _numbers(execute(run, seed=4)).equals(_numbers(here))  # the seed matters
+    assert not _numbers(train_run(run, seed=4)).equals(_numbers(here))  # the seed matters
 
 
 def test_execute_restores_the_thread_count(data_root):
     import torch
 
     before = torch.get_num_threads()
-    execute(BASE.replace(steps=1, eval_every=1), seed=0)
+    train_run(BASE.replace(steps=1, eval_every=1), seed=0)
     assert torch.get_num_threads() == before
 
 
 def test_what_a_run_evaluates(data_root):
     run = BASE.replace(steps=6, eval_every=3, train_size=500, eval_train=True, evaluate_test=False)
-    table = execute(run, seed=0)
+    table = train_run(run, seed=0)
     assert "test_acc" not in table and table["train_eval_acc"].between(0, 1).all() and len(table) == 3
 
 
@@ -135,36 +135,36 @@ def test_norm_args_init_and_probes_reach_the_network(data_root):
     assert rigid and all(m.bound == 2.5 and m.eps == 1e-3 for m in rigid)
     conv = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.abs().max() <= (6 / (conv.weight[0].numel() + conv.weight[:, 0].numel())) ** 0.5  # Glorot uniform
-    table = execute(run, seed=0)
+    table = train_run(run, seed=0)
     assert table["all|hessian|top"].notna().all() and table["probe_s"].gt(0).all()
     assert table.filter(like="|in|beyond").notna().all().all() and len(table) == 3
 
 
 def test_a_schedule_changes_the_run_and_a_step_schedule_is_the_constant_run_until_its_milestone(data_root):
     run = BASE.replace(steps=8, eval_every=4, momentum=0.9)
-    constant = execute(run, 0)
-    dropped = execute(run.replace(schedule="step", schedule_args={"milestones": [4], "gamma": 0.1}), 0)
+    constant = train_run(run, 0)
+    dropped = train_run(run.replace(schedule="step", schedule_args={"milestones": [4], "gamma": 0.1}), 0)
     assert constant.loc[1, "train_loss"] == dropped.loc[1, "train_loss"]  # steps 1-4 at the full rate in both
     assert constant.loc[2, "train_loss"] != dropped.loc[2, "train_loss"]
 
 
 def test_a_batched_run_gives_the_same_numbers_to_rounding_whichever_runs_share_its_batch(data_root):
-    """execute_batched trains jobs as one BatchedMLP; a job's table is the one it gets alone to float32 rounding (the
+    """train_runs_batched trains jobs as one BatchedMLP; a job's table is the one it gets alone to float32 rounding (the
     evaluation on a shared batch is one matmul over the models, whose last bits depend on its width on AVX-512), so
     run_sweep caches batched runs per run and seed, and worker counts that split groups differently change nothing
     beyond rounding."""
     run = Run(dataset="mnist", model="mlp", norm="bn", activation="sigmoid", init_std=0.1, steps=60, batch_size=30, lr=0.1,
               eval_every=20, test_size=300, validate=True, batched=True, probes=("unit_quantiles",), probe_size=64,
               probe_args={"quantile_layers": ["norm3"], "quantiles": [0.5]})
-    alone = experiment.execute_batched([(run, 1)])[0]
-    crowd = experiment.execute_batched([(run.replace(lr=0.5), 0), (run, 1), (run.replace(init_std=0.3), 1), (run, 2)])
+    alone = experiment.train_runs_batched([(run, 1)])[0]
+    crowd = experiment.train_runs_batched([(run.replace(lr=0.5), 0), (run, 1), (run.replace(init_std=0.3), 1), (run, 2)])
     numbers = lambda t: t.drop(columns=["elapsed_s", "probe_s"])  # noqa: E731
     pd.testing.assert_frame_equal(numbers(alone), numbers(crowd[1]), **GROUPING_TOLERANCE)
-    pd.testing.assert_frame_equal(numbers(execute(run, 1)), numbers(alone), check_exact=True)  # execute delegates
+    pd.testing.assert_frame_equal(numbers(train_run(run, 1)), numbers(alone), check_exact=True)  # train_run delegates
     assert not numbers(crowd[3]).equals(numbers(alone))  # another seed
     assert list(alone.columns[:7]) == ["step", "seed", "lr", "train_loss", "train_acc", "test_loss", "test_acc"]
     assert alone["val_acc"].notna().tolist() == [False, False, False, True] and alone["norm3|unit0|q50"].notna().all()
-    plain = execute(run.replace(batched=False), 1)  # the same run trained on its own by fit: the same computation, to rounding
+    plain = train_run(run.replace(batched=False), 1)  # the same run trained on its own by fit: the same computation, to rounding
     assert plain["test_acc"].to_numpy() == pytest.approx(alone["test_acc"].to_numpy(), abs=0.01)
     assert plain["norm3|unit5|q50"].to_numpy() == pytest.approx(alone["norm3|unit5|q50"].to_numpy(), abs=0.05)
 
@@ -172,11 +172,11 @@ def test_a_batched_run_gives_the_same_numbers_to_rounding_whichever_runs_share_i
 def test_batched_jobs_must_share_everything_but_lr_init_std_and_seed():
     run = BASE.replace(batched=True)
     with pytest.raises(ValueError, match="differ in more than lr, init_std and the seed"):
-        experiment.execute_batched([(run, 0), (run.replace(steps=13), 0)])
+        experiment.train_runs_batched([(run, 0), (run.replace(steps=13), 0)])
     with pytest.raises(ValueError, match="every run needs batched=True"):
-        experiment.execute_batched([(BASE, 0)])
+        experiment.train_runs_batched([(BASE, 0)])
     with pytest.raises(ValueError, match="a batched run returns no model"):
-        execute(run, 0, return_model=True)
+        train_run(run, 0, return_model=True)
 
 
 def test_a_later_field_enters_the_key_only_when_set():
@@ -198,5 +198,5 @@ def test_a_later_field_enters_the_key_only_when_set():
 @pytest.mark.data
 def test_unit_inputs_train_on_pixels_in_0_1(data_root):
     run = Run(dataset="mnist", model="mlp", norm="none", steps=3, batch_size=20, lr=0.1, eval_every=3, test_size=100)
-    standardized, unit = execute(run, 0, data_root=data_root), execute(run.replace(inputs="unit"), 0, data_root=data_root)
+    standardized, unit = train_run(run, 0, data_root=data_root), train_run(run.replace(inputs="unit"), 0, data_root=data_root)
     assert standardized["train_loss"].iloc[-1] != unit["train_loss"].iloc[-1]

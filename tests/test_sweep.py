@@ -11,7 +11,7 @@ import pytest
 
 from bnlib import experiment, sweep
 from bnlib.data import dataset_stats
-from bnlib.experiment import GROUPING_TOLERANCE, Run, execute
+from bnlib.experiment import GROUPING_TOLERANCE, Run, train_run
 from bnlib.sweep import RunCache, SweepError, call_sweep, run_sweep, trained_model
 from bnlib.train import evaluate
 
@@ -40,7 +40,7 @@ def test_a_sweep_in_the_kernel_a_local_pool_and_dask_gives_identical_tables(tmp_
     from dask.distributed import Client, LocalCluster
 
     runs = [*RUNS, CNN]
-    kernel = pd.concat([execute(run, seed).assign(**sweep._columns(run), seed=seed) for run in runs for seed in (0, 1)],
+    kernel = pd.concat([train_run(run, seed).assign(**sweep._columns(run), seed=seed) for run in runs for seed in (0, 1)],
                        ignore_index=True)
     pool = run_sweep(runs, [0, 1], tmp_path / "pool", workers=2, progress=False)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
@@ -223,7 +223,7 @@ def test_batched_runs_train_together_and_are_cached_one_by_one(tmp_path, data_ro
     kernel = run_sweep(runs, [0, 1], tmp_path / "kernel", workers=1, progress=False)
     pool = run_sweep(runs, [0, 1], tmp_path / "pool", workers=2, progress=False)
     pd.testing.assert_frame_equal(numbers(pool), numbers(kernel), **GROUPING_TOLERANCE)
-    alone = execute(base.replace(lr=0.3), 1).assign(**sweep._columns(base.replace(lr=0.3)), seed=1)
+    alone = train_run(base.replace(lr=0.3), 1).assign(**sweep._columns(base.replace(lr=0.3)), seed=1)
     pd.testing.assert_frame_equal(numbers(kernel[(kernel["lr"] == 0.3) & (kernel["seed"] == 1)]), numbers(alone),
                                   check_dtype=False, **GROUPING_TOLERANCE)
     assert len(trained(tmp_path / "kernel")) == 4
