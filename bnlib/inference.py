@@ -22,6 +22,9 @@ Example:
     >>> x = torch.randn(2, 3, 6, 6)
     >>> bool((folded(x) - net.eval()(x)).abs().max() < 1e-5), type(folded[1]).__name__
     (True, 'Identity')
+
+To copy it into another project, copy ``norms.py`` beside it, both in a folder named ``bnlib`` (with an empty ``__init__.py``):
+the pair needs no other module (``tests/test_copy_alone.py``).
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ Example:
     >>> net = mlp(norm="bn", activation="sigmoid")
     >>> net(torch.zeros(8, 1, 28, 28)).shape
     torch.Size([8, 10])
+
+To copy it into another project, copy ``norms.py`` beside it, both in a folder named ``bnlib`` (with an empty ``__init__.py``):
+the pair needs no other module (``tests/test_copy_alone.py``).
 """
 
 from __future__ import annotations

@@ -16,6 +16,9 @@ Example:
     >>> ax = seed_band(df, x="step", y="acc", xlabel="step", ylabel="accuracy")
     >>> ax.get_ylabel()
     'accuracy'
+
+To copy it into another project, copy ``verdicts.py`` beside it, both in a folder named ``bnlib`` (with an empty ``__init__.py``):
+the pair needs no other module (``tests/test_copy_alone.py``).
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ Example:
     {}
     >>> probe.frame().shape  # 1 step x 1 layer x 1 model x 8 units x 3 quantiles
     (24, 6)
+
+To copy it into another project, copy ``norms.py`` beside it, both in a folder named ``bnlib`` (with an empty ``__init__.py``):
+the pair needs no other module (``tests/test_copy_alone.py``).
 """
 
 from __future__ import annotations

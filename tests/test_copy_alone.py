@@ -1,6 +1,7 @@
 """Textbook modules that copy alone (issue 36): each file, copied into an empty folder where `bnlib` cannot be imported,
-imports and works with torch, numpy, pandas and scipy only. The others (models, probes, inference with norms; plots with
-verdicts; train and batched with the machinery) do not copy alone yet."""
+imports and works with torch, numpy, pandas and scipy only. Models, probes and inference travel with norms.py, plots with
+verdicts.py: the pair, copied into an empty `bnlib/` folder of another project, works without the rest of the package.
+Train and batched still need the machinery."""
 import os
 import shutil
 import subprocess
@@ -43,3 +44,38 @@ def test_the_block_makes_bnlib_unimportable(tmp_path):
     result = subprocess.run([sys.executable, "-c", BLOCK + "import leans"], cwd=tmp_path, capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": str(tmp_path)}, timeout=60)
     assert result.returncode != 0 and "No module named 'bnlib.files'" in result.stderr
+
+
+PAIRS = {
+    "models": ("norms", "import torch, bnlib.models as m\n"
+                        "net = m.build_model('small_cnn', in_channels=1, image_size=28, norm='bn')\n"
+                        "print('ok', tuple(net(torch.randn(2, 1, 28, 28)).shape))"),
+    "probes": ("norms", "import torch, bnlib.probes as p, bnlib.norms as n\n"
+                        "net = torch.nn.Sequential(torch.nn.Linear(4, 3), n.BatchNorm(3))\n"
+                        "out = p.layer_outputs(net, {'bn': net[1]}, torch.randn(8, 4))\n"
+                        "print('ok', tuple(out['bn'].shape))"),
+    "inference": ("norms", "import torch, bnlib.inference as i\n"
+                           "net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2)).eval()\n"
+                           "x = torch.randn(2, 1, 5, 5)\n"
+                           "print('ok', torch.allclose(i.fold_batch_norm(net)(x), net(x), atol=1e-5))"),
+    "plots": ("verdicts", "import matplotlib; matplotlib.use('Agg')\n"
+                          "import pandas as pd, bnlib.plots as p\n"
+                          "df = pd.DataFrame({'step': [0, 0, 1, 1], 'test_acc': [0.5, 0.6, 0.7, 0.8], 'seed': [0, 1, 0, 1]})\n"
+                          "ax = p.seed_band(df, 'step', 'test_acc'); print('ok', ax.get_ylabel())"),
+}
+PAIR_EXPECTED = {"models": "ok (2, 10)", "probes": "ok (1, 8, 3)", "inference": "ok True", "plots": "ok test_acc"}
+
+
+@pytest.mark.parametrize("module", sorted(PAIRS))
+def test_module_copies_with_its_companion(module, tmp_path):
+    companion, use = PAIRS[module]
+    package = tmp_path / "bnlib"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    for name in (module, companion):
+        shutil.copy(BNLIB / f"{name}.py", package / f"{name}.py")
+    check = f"import bnlib; assert bnlib.__file__.startswith({str(tmp_path)!r}), bnlib.__file__\n"
+    result = subprocess.run([sys.executable, "-c", check + use], cwd=tmp_path, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(tmp_path)}, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines()[-1].startswith(PAIR_EXPECTED[module]), result.stdout
