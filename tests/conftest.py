@@ -12,7 +12,13 @@ import pytest
 
 from bnlib import cores
 
-cores.session()  # the runners, kernels and workers the tests start join this process's session: no rivals for the cores
+
+def pytest_configure(config):
+    """The runners, kernels and workers the tests start join this process's session (:mod:`bnlib.cores`): no rivals
+    for the cores. Only collecting (``--collect-only``) computes nothing, so it founds no session that would halve
+    other bnlib processes' threads."""
+    if not config.option.collectonly:
+        cores.session()
 
 
 @pytest.fixture(scope="session")

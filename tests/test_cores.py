@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -84,3 +85,25 @@ def test_use_share_sets_torch_threads_unless_pinned(sessions, monkeypatch):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_collecting_the_tests_founds_no_session(tmp_path):
+    """`pytest --collect-only` computes nothing, so it must not found a session (other bnlib processes would count it
+    as a rival and halve their threads); running a test does."""
+    script = ("import os, sys, pytest\n"
+              "test = 'tests/test_verdicts.py::test_paired_matches_scipy_ttest_rel'\n"
+              "args = [*sys.argv[1:], '-q', '-p', 'no:cacheprovider', test]\n"
+              "pytest.main(args)\n"
+              "print('SESSION', os.environ.get('BNLIB_SESSION', 'none'), sorted(os.listdir(os.environ['BNLIB_SESSIONS_DIR'])))")
+    env = {k: v for k, v in os.environ.items() if k != cores.SESSION_ENV}
+    env[cores.FOLDER_ENV] = str(tmp_path)
+    repo = Path(__file__).resolve().parents[1]
+
+    def session_after(*args):
+        out = subprocess.run([sys.executable, "-c", script, *args], cwd=repo, env=env, capture_output=True, text=True,
+                             timeout=300).stdout
+        return next(line for line in out.splitlines() if line.startswith("SESSION"))
+
+    assert session_after("--collect-only") == "SESSION none []"
+    pid, files = session_after().split(" ", 2)[1:]
+    assert pid.isdigit() and files == f"['{pid}']"
