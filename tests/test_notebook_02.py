@@ -10,10 +10,10 @@ import math
 
 import pandas as pd
 import pytest
-from smoke import read_metrics, smoke_ran
+from smoke import assert_ends_with_summary, read_metrics, smoke_ran
 
 from bnlib import report
-from bnlib.verdicts import gated, summary, summary_mismatches
+from bnlib.verdicts import gated
 
 NAME = "02_mnist_reproduction"
 
@@ -166,13 +166,7 @@ def test_notebook_02_ends_with_the_generated_summary(smoke_run):
     """The executed notebook's last output is the summary generated from metrics.json, and no text names another outcome."""
     out, _ = smoke_run
     smoke_ran(out, "02")
-    records = read_metrics(out / NAME)["verdicts"]
-    nb = json.loads((out / f"{NAME}.ipynb").read_text())
-    outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
-    assert "".join(outputs[-1]["data"]["text/markdown"]) == summary(records)
-    texts = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown"]
-    texts += ["".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/markdown", "")) for o in outputs]
-    assert summary_mismatches("\n".join(texts), records) == []
+    assert_ends_with_summary(out / f"{NAME}.ipynb", read_metrics(out / NAME)["verdicts"])
 
 
 def test_notebook_02_bands_of_bounded_measures_name_their_range():

@@ -1,12 +1,9 @@
 """Notebook 03 (BN on CIFAR-10) at the smoke preset: its numbers and files (the run is the fixture `smoke_run`)."""
 
-import json
 import math
 
 import pandas as pd
-from smoke import read_metrics, smoke_ran
-
-from bnlib.verdicts import summary, summary_mismatches
+from smoke import assert_ends_with_summary, read_metrics, smoke_ran
 
 HIGH_LR = "BN allows much higher learning rates (x5, x30): there it does as well as the plain network at its rate"
 REG = "BN regularizes: a better test accuracy, with or without dropout and augmentation"
@@ -121,11 +118,4 @@ def test_notebook_03_preconditions_checks_and_summary(smoke_run):
     assert check["kind"] == "check" and check["outcome"] == "passes" and check["preconditions"] == []
     assert check["test"] == "exact" and check["estimate"] < 1e-9
     # the notebook ends with the summary generated from metrics.json, and states no other outcome anywhere
-    nb = json.loads((out / "03_cifar10_experiments.ipynb").read_text())
-    last = nb["cells"][-1]["outputs"][-1]
-    assert "".join(last["data"]["text/markdown"]) == summary(m["verdicts"])
-    text = "\n".join("".join(c["source"]) if c["cell_type"] == "markdown" else
-                     "\n".join("".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", ""))
-                               + "".join(o.get("data", {}).get("text/markdown", "")) for o in c.get("outputs", []))
-                     for c in nb["cells"])
-    assert summary_mismatches(text, m["verdicts"]) == []
+    assert_ends_with_summary(out / "03_cifar10_experiments.ipynb", m["verdicts"])

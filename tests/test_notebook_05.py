@@ -1,15 +1,14 @@
 """Notebook 05 (loss landscape) at the smoke preset: its numbers, verdicts and files
 (the run is the session fixture `smoke_run`)."""
 
-import json
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
-from smoke import find_verdict, read_metrics, smoke_ran
+from smoke import assert_ends_with_summary, find_verdict, read_metrics, smoke_ran
 
-from bnlib.verdicts import gated, paired, summary, summary_mismatches
+from bnlib.verdicts import gated, paired
 
 CLAIMS = {  # claim text start -> (predicts, min_effect, reference, parts)
     "BN trains faster": ("higher", 0.02, 0.0, ["lr 0.1", "lr 0.5"]),
@@ -166,17 +165,7 @@ def test_notebook_05_ends_with_the_generated_summary(smoke_run):
     """The last output is the summary generated from metrics.json, and no text of the notebook names another outcome."""
     out, _ = smoke_run
     smoke_ran(out, "05")
-    records = read_metrics(out / "05_loss_landscape")["verdicts"]
-    nb = json.loads((out / "05_loss_landscape.ipynb").read_text())
-    last = [o for c in nb["cells"] for o in c.get("outputs", [])][-1]
-    assert "".join(last["data"]["text/markdown"]) == summary(records)
-    text = []
-    for cell in nb["cells"]:
-        text.append("".join(cell["source"]) if cell["cell_type"] == "markdown" else "")
-        for o in cell.get("outputs", []):
-            data = o.get("data", {})
-            text += ["".join(o.get("text", ""))] + ["".join(data.get(k, "")) for k in ("text/plain", "text/markdown")]
-    assert summary_mismatches("\n".join(text), records) == []
+    assert_ends_with_summary(out / "05_loss_landscape.ipynb", read_metrics(out / "05_loss_landscape")["verdicts"])
 
 
 def test_notebook_05_weighing_uses_every_network(smoke_run):

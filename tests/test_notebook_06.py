@@ -1,12 +1,9 @@
 """Notebook 06 (BN in practice) at the smoke preset: its numbers and files (the run is the session fixture `smoke_run`)."""
 
 import csv
-import json
 import math
 
-from smoke import find_verdict, read_metrics, smoke_ran
-
-from bnlib.verdicts import summary, summary_mismatches
+from smoke import assert_ends_with_summary, find_verdict, read_metrics, smoke_ran
 
 # deterministic checks (float32 round-off against a tolerance): their outcome does not depend on the training runs
 EXACT_CLAIMS = [
@@ -29,10 +26,6 @@ SMALL_BATCH_CLAIMS = [
     "Batch renormalization beats BN at the smallest batch",
     "Ghost BN (BN over small groups of a large batch) beats BN at the largest batch",
 ]
-
-
-def _markdown_outputs(cell):
-    return ["".join(o["data"]["text/markdown"]) for o in cell.get("outputs", []) if "text/markdown" in o.get("data", {})]
 
 
 def test_notebook_06_verdicts_preconditions_checks_and_summary(smoke_run):
@@ -77,14 +70,7 @@ def test_notebook_06_verdicts_preconditions_checks_and_summary(smoke_run):
     assert any("order the two alike" in p["name"] for p in search["preconditions"])
     assert 1 <= n["search_distinct_rates_per_random_search"] <= 3  # the smoke lattice has 3 rates
     # the executed notebook ends with the summary generated from metrics.json, and no text names another outcome
-    nb = json.loads((out / "06_batchnorm_in_practice.ipynb").read_text())
-    last = _markdown_outputs(nb["cells"][-1])
-    assert last and last[-1] == summary(verdicts)
-    assert nb["cells"][-1]["outputs"][-1]["data"].get("text/markdown") is not None
-    text = "\n".join(["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown"]
-                     + ["".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/markdown", ""))
-                        for c in nb["cells"] for o in c.get("outputs", [])])
-    assert summary_mismatches(text, verdicts) == []
+    assert_ends_with_summary(out / "06_batchnorm_in_practice.ipynb", verdicts)
 
 
 def test_notebook_06_numbers(smoke_run):

@@ -4,9 +4,9 @@ outcome that the notebook's metrics.json does not hold."""
 import json
 import math
 import re
-from pathlib import Path
 
 import pytest
+from smoke import notebook_text
 
 from bnlib import report
 from bnlib.verdicts import CHECKS, FINDINGS, gated, summary, summary_mismatches
@@ -18,20 +18,6 @@ STEMS = [p.parent.name for p in METRICS]
 
 def _records(stem: str) -> list[dict]:
     return json.loads((REFERENCE / stem / "metrics.json").read_text())["verdicts"]
-
-
-def _notebook_text(path: Path) -> str:
-    """Every markdown cell and every text output (streams, text/plain, text/markdown) of an executed notebook."""
-    nb = json.loads(path.read_text())
-    parts = []
-    for cell in nb["cells"]:
-        if cell["cell_type"] == "markdown":
-            parts.append("".join(cell["source"]))
-        for out in cell.get("outputs", []):
-            parts.append("".join(out.get("text", "")))
-            for mime in ("text/plain", "text/markdown"):
-                parts.append("".join(out.get("data", {}).get(mime, "")))
-    return "\n".join(parts)
 
 
 def test_every_notebook_has_a_reference():
@@ -72,7 +58,7 @@ def test_no_zero_width_interval(stem):
 @pytest.mark.parametrize("stem", STEMS)
 def test_executed_notebook_states_only_recorded_outcomes_and_ends_with_the_generated_summary(stem):
     records = _records(stem)
-    text = _notebook_text(REFERENCE / f"{stem}.ipynb")
+    text = notebook_text(json.loads((REFERENCE / f"{stem}.ipynb").read_text()))
     assert summary_mismatches(text, records) == []
     assert summary(records) in text, f"{stem}: the executed reference does not show the summary generated from metrics.json"
 
