@@ -4,7 +4,7 @@
 #   make test-fast   unit and real-data tests only, for iterating (no kernels, worker pools, Dask or smoke notebooks)
 # PYTEST_ARGS passes more options to pytest (.ci/run: a junit XML report under outputs/)
 PYTHON ?= python3
-# notebooks run side by side (each with 1/JOBS of the cores, bnlib.cores); JOBS=1 runs them one after another
+# notebooks run side by side (each with 1/JOBS of the cores, bnlib.lab.cores); JOBS=1 runs them one after another
 JOBS ?= 2
 VENV ?= .venv
 BIN := $(VENV)/bin

@@ -26,6 +26,9 @@ def pytest_configure(config):
                                        "tests/test_instruction_sets.py runs these again with other vector kernels")
 
 
+DATA_DOCTESTS = ("bnlib.data", "bnlib.lab.experiment", "bnlib.lab.sweep")  # doctests that read the real datasets
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if "smoke_run" in getattr(item, "fixturenames", ()):
@@ -34,7 +37,7 @@ def pytest_collection_modifyitems(config, items):
         return
     skip = pytest.mark.skip(reason="needs the real datasets: set BNLIB_DATA (CI uses ../shared/data)")
     for item in items:
-        doctest = isinstance(item, pytest.DoctestItem) and item.name.startswith(("bnlib.data", "bnlib.experiment", "bnlib.sweep"))
+        doctest = isinstance(item, pytest.DoctestItem) and item.name.startswith(DATA_DOCTESTS)
         if doctest or item.get_closest_marker("data") or "data_root" in getattr(item, "fixturenames", ()):
             item.add_marker(skip)
 

@@ -2,7 +2,7 @@
 
 Runs ``python -m bnlib.run NOTEBOOK --preset PRESET`` once alone, then twice at the same time into two folders, as
 two users (or a terminal and a JupyterLab kernel) would: separate processes, neither started by the other (each
-founds its own :mod:`bnlib.cores` session). Without core sharing, each process's PyTorch threads and sweep workers
+founds its own :mod:`bnlib.lab.cores` session). Without core sharing, each process's PyTorch threads and sweep workers
 expect every core, and the two runs slowed each other by ≈ 15× (issue 16: 237 s each against 16 s alone for
 notebook 01 at smoke). The target: at most about twice the time alone. Prints the wall times and appends a row to
 ``benchmarks/results.csv``.
@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import RESULTS, append_row, machine_row
-from bnlib.cores import SESSION_ENV
+from bnlib.lab.cores import SESSION_ENV
 
 
 def start(notebook: str, preset: str, out: Path) -> tuple[subprocess.Popen, float]:

@@ -4,7 +4,7 @@ The sweep: 2 networks (with / without BN) x S seeds x STEPS steps of the sigmoid
 784-100-100-100-10 at batch 60, test accuracy on all 10,000 test images every 500
 steps, with bnlib also recording the sigmoid-input percentiles of every hidden unit.
 
-- fast: ``bnlib.batched.fit_batched`` on ``bnlib.batched.BatchedMLP`` (all seeds of a
+- fast: ``bnlib.lab.batched.fit_batched`` on ``bnlib.lab.batched.BatchedMLP`` (all seeds of a
   network together, data kept as uint8 tensors, batches by index).
 - plain: what a user would write: ``torchvision.datasets.MNIST`` + ``DataLoader(
   batch_size=60, shuffle=True)`` + ``ToTensor/Normalize``, ``nn.Sequential`` with
@@ -32,8 +32,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmarks.common import RESULTS, append_row, machine_row
-from bnlib.batched import BatchedMLP, fit_batched
 from bnlib.data import dataset_stats, default_root, load_dataset, to_float
+from bnlib.lab.batched import BatchedMLP, fit_batched
 from bnlib.probes import QuantileProbe
 
 # multiply-accumulates per image: forward, and a training step (forward + input grads except the first layer + weight grads)

@@ -4,10 +4,10 @@ The sweep is ``--runs`` runs of VGG-11 x``--width`` with BN (``torch_bn``), SGD 
 batch ``--batch-size``, ``--steps`` steps each, learning rates spread over a decade (one seed):
 what notebook 03's sweeps look like.
 
-- **one at a time**: ``bnlib.experiment.train_run`` for each run in this process with every core's
-  threads (``threads=None``: this process's share, :func:`bnlib.cores.use_share`, every core when it runs alone): what a
+- **one at a time**: ``bnlib.lab.experiment.train_run`` for each run in this process with every core's
+  threads (``threads=None``: this process's share, :func:`bnlib.lab.cores.use_share`, every core when it runs alone): what a
   notebook did before run_sweep had workers.
-- **default executor**: ``bnlib.sweep.run_sweep`` into an empty folder: a local pool of one
+- **default executor**: ``bnlib.lab.sweep.run_sweep`` into an empty folder: a local pool of one
   single-threaded worker process per core (``--workers`` to change), timed twice: *cold* (the
   workers start: torch import and dataset loading included) and *warm* (a second sweep in the same
   process reuses them, as a notebook's later sweeps do).
@@ -31,8 +31,8 @@ import numpy as np
 import torch
 
 from benchmarks.common import RESULTS, append_row, machine_row
-from bnlib.experiment import Run, train_run
-from bnlib.sweep import default_workers, run_sweep
+from bnlib.lab.experiment import Run, train_run
+from bnlib.lab.sweep import default_workers, run_sweep
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

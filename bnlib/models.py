@@ -4,7 +4,7 @@ Every builder takes a ``norm`` kind (see :func:`bnlib.norms.norm_layer`) and an
 ``activation`` name, so the same architecture can be trained with and without
 Batch Normalization: :func:`mlp` (the paper's MNIST network), :func:`vgg` (VGG-11/13/16/19
 for small images, with a width multiplier), :func:`small_cnn` (the study note's CNN) and
-:func:`small_resnet`; :func:`build_model` builds any of them by name (:class:`bnlib.batched.BatchedMLP`
+:func:`small_resnet`; :func:`build_model` builds any of them by name (:class:`bnlib.lab.batched.BatchedMLP`
 trains S copies of an ``mlp`` at once).
 
 Example:

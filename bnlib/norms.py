@@ -54,7 +54,6 @@ __all__ = [
     "BatchNormFunction",
     "BatchNorm",
     "TorchBatchNorm",
-    "BatchedBatchNorm",
     "is_batch_norm",
     "RigidBatchNorm",
     "KLBatchNorm",
@@ -305,6 +304,8 @@ class _BatchStatsNorm(nn.Module):
     and the running-statistics update.
     """
 
+    batch_statistics = True  # normalizes with batch statistics in training (what is_batch_norm reads)
+
     def __init__(
         self,
         num_features: int,
@@ -492,111 +493,12 @@ class TorchBatchNorm(nn.modules.batchnorm._BatchNorm):
         return super().forward(_float32(input))
 
 
-# ------------------------------------------------------------------------
-# 3. S models at once (bnlib.batched): the same transform with per-model statistics
-#   x of shape (S, N, C): mu_B, sigma_B^2, gamma, beta and the running buffers of shape (S, C)
-
-
-class _BatchedBatchNormFunction(torch.autograd.Function):
-    """Training-mode batch norm of (S, N, C) over N, with the Sec. 3 gradient in compact form.
-
-    Returns ``(y, mean, var)`` (biased variance, shape (S, C), no gradient). With
-    x_hat = (x - mean) * r, r = (var + eps)^(-1/2), the backward is
-    dbeta = sum dy, dgamma = sum dy * x_hat and
-    dx = gamma * r * (dy - dbeta / m - x_hat * dgamma / m): the paper's formulas
-    collected into a few whole-tensor operations (fewer kernels than autograd's).
-    """
-
-    @staticmethod
-    def forward(ctx, x: Tensor, gamma: Tensor, beta: Tensor, eps: float):  # type: ignore[override]
-        mean = x.mean(1, keepdim=True)
-        x_mu = x - mean
-        var = x_mu.square().mean(1, keepdim=True)  # torch.var_mean over dim 1 is far slower on CPU
-        r = torch.rsqrt(var + eps)
-        x_hat = x_mu * r
-        g = gamma.unsqueeze(1)
-        ctx.save_for_backward(x, gamma, x_hat, g * r)
-        ctx.eps = eps
-        mean, var = mean.squeeze(1), var.squeeze(1)
-        ctx.mark_non_differentiable(mean, var)
-        return torch.addcmul(beta.unsqueeze(1), x_hat, g), mean, var
-
-    @staticmethod
-    def backward(ctx, dy: Tensor, _dmean: Tensor, _dvar: Tensor):  # type: ignore[override]
-        x, gamma, x_hat, g_r = ctx.saved_tensors
-        if torch.is_grad_enabled():  # double backward: recompute x_hat and gamma / sigma differentiably from x
-            x_mu = x - x.mean(1, keepdim=True)
-            r = torch.rsqrt(x_mu.square().mean(1, keepdim=True) + ctx.eps)
-            x_hat, g_r = x_mu * r, gamma.unsqueeze(1) * r
-        m = dy.shape[1]
-        dbeta = dy.sum(1, keepdim=True)
-        dgamma = (dy * x_hat).sum(1, keepdim=True)
-        dx = g_r * (dy - dbeta / m - x_hat * (dgamma / m))
-        return dx, dgamma.squeeze(1), dbeta.squeeze(1), None
-
-
-class BatchedBatchNorm(nn.Module):
-    """Batch norm for ``num_models`` independent models trained together.
-
-    Input (S, N, C): S models, a batch of N per model, C features. Each model
-    has its own statistics (over its N values), its own ``weight``/``bias``
-    (shape (S, C)) and its own running buffers (S, C), with the conventions of
-    :class:`BatchNorm` (biased variance to normalize, unbiased in
-    ``running_var``, ``momentum`` weighting the new statistic; ``momentum=None``
-    is the cumulative average). Slice ``s`` computes exactly what a
-    ``BatchNorm(C)`` holding slice ``s`` of the parameters and buffers would.
-
-    >>> bn = BatchedBatchNorm(3, 4)
-    >>> bn(torch.randn(3, 8, 4)).shape, tuple(bn.running_mean.shape)
-    (torch.Size([3, 8, 4]), (3, 4))
-    """
-
-    def __init__(self, num_models: int, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1) -> None:
-        _check_layer_args(type(self).__name__, eps, momentum, num_models=num_models, num_features=num_features)
-        super().__init__()
-        self.num_models, self.num_features = num_models, num_features
-        self.eps, self.momentum = eps, momentum
-        self.weight = nn.Parameter(torch.ones(num_models, num_features))
-        self.bias = nn.Parameter(torch.zeros(num_models, num_features))
-        self.register_buffer("running_mean", torch.zeros(num_models, num_features))
-        self.register_buffer("running_var", torch.ones(num_models, num_features))
-        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Normalize each model's slice with its batch statistics (train) or running ones (eval)."""
-        if x.dim() != 3 or x.shape[0] != self.num_models or x.shape[2] != self.num_features:
-            raise ValueError(
-                f"expected input of shape (S={self.num_models}, N, C={self.num_features}), got {tuple(x.shape)}"
-            )
-        if not self.training:
-            scale = self.weight.unsqueeze(1) * torch.rsqrt(self.running_var.unsqueeze(1) + self.eps)
-            return (x - self.running_mean.unsqueeze(1)) * scale + self.bias.unsqueeze(1)
-        if x.shape[1] < 2:
-            raise ValueError(f"Expected more than 1 value per channel when training, got input size {x.size()}")
-        y, mean, var = _BatchedBatchNormFunction.apply(x, self.weight, self.bias, self.eps)
-        with torch.no_grad():
-            self.num_batches_tracked.add_(1)
-            factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-            m = x.shape[1]
-            self.running_mean.mul_(1 - factor).add_(mean, alpha=factor)
-            self.running_var.mul_(1 - factor).add_(var * (m / (m - 1)), alpha=factor)
-        return y
-
-    def extra_repr(self) -> str:
-        """``num_models, num_features, eps, momentum``.
-
-        >>> BatchedBatchNorm(2, 4)
-        BatchedBatchNorm(2, 4, eps=1e-05, momentum=0.1)
-        """
-        return f"{self.num_models}, {self.num_features}, eps={self.eps}, momentum={self.momentum}"
-
-
 _RIGID_RECOMPUTE = ("mean", "mean_var")
 _KL_KINDS = ("correct", "original")
 
 
 # ------------------------------------------------------------------------
-# 4. Variants: notebook 04's rigid and KL batch norms, Santurkar et al.'s noisy and l_p ones
+# 3. Variants: notebook 04's rigid and KL batch norms, Santurkar et al.'s noisy and l_p ones
 #   rigid: mu_B over the inliers |x_hat| < bound; KL: + KL(N(mu_B, sigma_B^2) || N(0, 1)) as a penalty
 #   noisy: s * BN(x) + m with random m, s at every step; l_p: x_hat = (x - mu_B) / ((1/m sum |x - mu_B|^p)^(1/p) + eps)
 
@@ -1037,7 +939,7 @@ def model_penalty(model: nn.Module) -> Tensor:
 
 
 # ------------------------------------------------------------------------
-# 5. Small-batch remedies that keep BN: ghost batches (Hoffer et al. 2017) and batch renormalization (Ioffe 2017)
+# 4. Small-batch remedies that keep BN: ghost batches (Hoffer et al. 2017) and batch renormalization (Ioffe 2017)
 
 
 class GhostBatchNorm(_BatchStatsNorm):
@@ -1193,7 +1095,7 @@ class BatchRenorm(_BatchStatsNorm):
 
 
 # ------------------------------------------------------------------------
-# 6. Norms that do not use the batch (Wu & He 2018)
+# 5. Norms that do not use the batch (Wu & He 2018)
 #   statistics per example over (C/G, H, W): G = 1 layer norm, G = C instance norm
 
 
@@ -1240,13 +1142,14 @@ def instance_norm(num_features: int, eps: float = 1e-5, affine: bool = True) -> 
 
 
 # ------------------------------------------------------------------------
-# 7. Which layers are batch norms, and the registry of norm kinds
+# 6. Which layers are batch norms, and the registry of norm kinds
 
 
 def is_batch_norm(module: nn.Module, plain: bool = False) -> bool:
     """True for a layer that normalizes with batch statistics in training: torch's BN classes (and their subclasses:
     ``TorchBatchNorm``, ``SyncBatchNorm``, ``bnlib.distributed.CrossProcessBatchNorm``), every bnlib BN layer
-    (``BatchNorm`` and its variants) and ``BatchedBatchNorm``. Such a layer cannot train on batches of one example.
+    (``BatchNorm`` and its variants) and any layer whose class sets ``batch_statistics = True`` (as
+    ``bnlib.lab.batched.BatchedBatchNorm`` does). Such a layer cannot train on batches of one example.
 
     ``plain=True``: only those whose eval mode is BN's affine map with running statistics (Algorithm 2), which can be
     folded into a convolution or have their statistics recomputed: torch's BN with ``track_running_stats`` and bnlib's
@@ -1261,7 +1164,7 @@ def is_batch_norm(module: nn.Module, plain: bool = False) -> bool:
         return not plain or module.track_running_stats
     if plain:
         return type(module) is BatchNorm
-    return isinstance(module, (_BatchStatsNorm, BatchedBatchNorm))
+    return getattr(type(module), "batch_statistics", False)
 
 
 NormSpec = str | Callable[..., nn.Module]  # a kind of NORM_KINDS, or a factory (num_features, **kwargs) -> nn.Module

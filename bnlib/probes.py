@@ -105,7 +105,7 @@ class QuantileProbe:
     quantiles ``qs`` of that unit's values over the batch (and positions, for
     conv layers). :meth:`frame` returns them as a tidy DataFrame with columns
     ``step, layer, model, unit, q, value``; ``model`` is 0 for a plain model and
-    the index of the model in a batched one (e.g. :class:`bnlib.batched.BatchedMLP`).
+    the index of the model in a batched one (e.g. :class:`bnlib.lab.batched.BatchedMLP`).
 
     Example:
         >>> net = torch.nn.Sequential(torch.nn.Linear(3, 2))
@@ -486,7 +486,7 @@ def penalty_gradients(model: nn.Module, loss_fn: LossFn, batch: tuple[torch.Tens
     return {**norms, "ratio": norms["penalty"] / norms["loss"] if norms["loss"] > 0 else math.nan}
 
 
-# ---------------------------------------------------------------- named probes: what a bnlib.experiment.Run lists in ``probes``
+# ---------------------------------------------------------------- named probes: what a Run lists in ``probes``
 
 Probe = Callable[[int, nn.Module], dict]
 
@@ -599,7 +599,7 @@ PROBES: dict[str, Callable[..., Probe]] = {
     "penalty_grad": _penalty_grad,  # gradient norms of the loss and of reg_cf x the layers' penalty, and their ratio
 }
 # bumped when a probe's numbers change for the same run; part of the cache key of every run that lists the probe
-# (bnlib.experiment.Run.key), so other runs keep their cached results. hessian 2: bnlib's BN twice differentiable;
+# (bnlib.lab.experiment.Run.key), so other runs keep their cached results. hessian 2: bnlib's BN twice differentiable;
 # landscape 2: also the lowest and highest loss along the step.
 PROBE_VERSIONS: dict[str, int] = {"hessian": 2, "landscape": 2}
 PROBE_ARGS: dict[str, frozenset[str]] = {
@@ -616,8 +616,9 @@ def named_probes(names: Sequence[str], model: nn.Module, batch: tuple[torch.Tens
     ``batch`` (inputs as the network takes them, labels), plus a last one that adds ``probe_s`` (their time at this row).
 
     Their columns are ``"layer|kind|stat"`` keys (:func:`tidy_layer_stats` makes them long). Each probe leaves the
-    model's weights, buffers and mode as it found them. On a batched model (:class:`bnlib.batched.BatchedMLP`) the
-    ``unit_quantiles`` probe gives one value per model (a list; :func:`bnlib.batched.fit_batched` puts each in its model's row).
+    model's weights, buffers and mode as it found them. On a batched model (:class:`bnlib.lab.batched.BatchedMLP`) the
+    ``unit_quantiles`` probe gives one value per model (a list; :func:`bnlib.lab.batched.fit_batched` puts each in its
+    model's row).
 
     Example:
         >>> from bnlib.models import mlp

@@ -21,6 +21,8 @@ Example:
 from __future__ import annotations
 
 import math
+import numbers
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -28,24 +30,53 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
-from bnlib import params as P
-from bnlib.cores import use_share
 from bnlib.data import eval_batches, train_batches
 from bnlib.norms import is_batch_norm, model_penalty
-from bnlib.progress import progress_bar
 
 Callback = Callable[[int, nn.Module], Mapping[str, float]]
 Data = tuple[torch.Tensor, torch.Tensor]
+TEXT_PROGRESS = "BNLIB_PROGRESS"  # "text" (set by ``python -m bnlib.run`` in its kernels): fit draws no bar
+
+
+# ---------------------------------------------------------------- argument checks
+
+def check_count(name: str, value, *, optional: bool = False) -> None:
+    """Raise ValueError unless ``value`` is an integer >= 1 (or None where ``optional``).
+
+    Example:
+        >>> check_count("steps", 10)
+        >>> check_count("steps", 2.5)
+        Traceback (most recent call last):
+        ...
+        ValueError: steps must be an integer >= 1, got 2.5
+    """
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1{' or None' if optional else ''}, got {value}")
+
+
+def check_positive(name: str, value) -> None:
+    """Raise ValueError unless ``value`` is a finite number > 0.
+
+    Example:
+        >>> check_positive("lr", float("inf"))
+        Traceback (most recent call last):
+        ...
+        ValueError: lr must be a finite number > 0, got inf
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value}")
 
 
 # ---------------------------------------------------------------- devices, optimizers and schedules
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else is passed to ``torch.device``.
+    """``"auto"`` -> CUDA when available, else CPU; anything else is passed to ``torch.device``. No side effects.
 
-    A CUDA device when torch sees none raises :func:`bnlib.params.device`'s ValueError. Also sets torch's threads to
-    this process's share of the cores (:func:`bnlib.cores.use_share`), as ``fit`` does at every evaluation.
+    A CUDA device when torch sees none raises ValueError with the fix.
 
     Example:
         >>> resolve_device("cpu")
@@ -57,12 +88,12 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         ...
         ValueError: device='cuda' but torch ... sees no CUDA device (torch.cuda.is_available() is False); ...
     """
-    use_share()  # a notebook resolves its device first: from here on it uses its share of the cores
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     resolved = torch.device(device)
-    if resolved.type == "cuda":
-        P.device(device=str(resolved))
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={str(resolved)!r} but torch {torch.__version__} sees no CUDA device "
+                         "(torch.cuda.is_available() is False); use -p device cpu or -p device auto")
     return resolved
 
 
@@ -161,7 +192,7 @@ def check_batch_size(model: nn.Module, batch_size: int) -> None:
         ...
         ValueError: batch_size=1 with batch normalization (3 BN layers in the model): each batch mean is the example itself, ...
     """
-    P.count(batch_size=batch_size)
+    check_count("batch_size", batch_size)
     n_bn = len(batch_norm_layers(model))
     if batch_size == 1 and n_bn:
         raise ValueError(
@@ -176,7 +207,7 @@ def check_batch_size(model: nn.Module, batch_size: int) -> None:
 class MetricsWindow:
     """What S models did since their last evaluation: each step's loss, correct count and penalty, one row per model.
 
-    Shared by :func:`fit` (S = 1) and :func:`bnlib.batched.fit_batched`: the means a row reports and the divergence
+    Shared by :func:`fit` (S = 1) and :func:`bnlib.lab.batched.fit_batched`: the means a row reports and the divergence
     check. A model's row is contiguous, so its mean does not depend on S.
 
     Example:
@@ -261,7 +292,7 @@ def eval_logits(
     autocast: bool = False,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """``(logits, labels)`` for every batch of ``data`` in order, ``model`` in eval mode and without gradients; the
-    model's mode is restored when the loop ends. What :func:`evaluate` and :func:`bnlib.batched.evaluate_batched`
+    model's mode is restored when the loop ends. What :func:`evaluate` and :func:`bnlib.lab.batched.evaluate_batched`
     reduce, each its own way. ``batch_size`` must be an integer >= 1.
 
     Example:
@@ -269,7 +300,7 @@ def eval_logits(
         >>> [tuple(t.shape) for t in next(eval_logits(net, (torch.zeros(6, 1, 2, 2), torch.zeros(6).long()), device="cpu"))]
         [(6, 2), (6,)]
     """
-    P.count(batch_size=batch_size)
+    check_count("batch_size", batch_size)
     x, y = data
     dev = resolve_device(device)
     was_training = model.training
@@ -286,13 +317,47 @@ def eval_logits(
 
 # ---------------------------------------------------------------- training
 
-def _stores_penalty(model: nn.Module, reg_cf: float) -> bool:
-    """Whether a layer of ``model`` stored a penalty in the forward pass just run; ``reg_cf > 0`` without one raises."""
-    penalized = any(isinstance(getattr(m, "penalty", None), torch.Tensor) for m in model.modules())
-    if reg_cf > 0 and not penalized:
+def train_step(model: nn.Module, opt: torch.optim.Optimizer, xb: torch.Tensor, yb: torch.Tensor, *, reg_cf: float = 0.0,
+               autocast: bool = False, channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """One SGD step on a batch; returns the cross-entropy, the logits (both detached) and the penalty sum the norm
+    layers stored (None where none does). ``reg_cf`` times the penalty is added to the loss that is minimized; a
+    ``reg_cf > 0`` for a model without penalties raises ValueError.
+
+    Example:
+        >>> net = torch.nn.Linear(3, 2)
+        >>> opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        >>> ce, logits, penalty = train_step(net, opt, torch.randn(4, 3), torch.tensor([0, 1, 0, 1]))
+        >>> tuple(logits.shape), penalty is None
+        ((4, 2), True)
+    """
+    with torch.autocast(xb.device.type, dtype=torch.bfloat16, enabled=autocast):
+        logits = model(xb.contiguous(memory_format=torch.channels_last) if channels_last else xb)
+    ce = F.cross_entropy(logits.float(), yb)
+    stores = any(isinstance(getattr(m, "penalty", None), torch.Tensor) for m in model.modules())
+    if reg_cf > 0 and not stores:
         raise ValueError(f"reg_cf={reg_cf} but no layer of the model stores a penalty; use a norm with one "
                          '(e.g. norm="rigid" or "kl_bn") or reg_cf=0')
-    return penalized
+    penalty = model_penalty(model) if stores else None
+    opt.zero_grad(set_to_none=True)
+    (ce + reg_cf * penalty if penalty is not None and reg_cf > 0 else ce).backward()
+    opt.step()
+    return ce.detach(), logits.detach(), None if penalty is None else penalty.detach()
+
+
+def window_row(window: MetricsWindow, upto: int, batch_size: int, penalized: bool) -> dict:
+    """The training columns of a row: mean loss, accuracy (and penalty) over the window's first ``upto`` steps
+    (NaN when ``upto`` is 0: the row before training)."""
+    def mean(name: str, divide: int = 1) -> float:
+        return window.mean(name, upto)[0].item() / divide if upto else math.nan
+
+    row = {"train_loss": mean("loss"), "train_acc": mean("correct", batch_size)}
+    return {**row, "penalty": mean("penalty")} if penalized else row
+
+
+def progress_shown(progress: bool) -> bool:
+    """Whether to draw a bar: asked for, and not in a kernel of ``python -m bnlib.run`` (a saved notebook would keep a
+    frozen widget)."""
+    return progress and os.environ.get(TEXT_PROGRESS) != "text"
 
 
 def fit(
@@ -371,13 +436,14 @@ def fit(
         >>> df[["step", "diverged"]].values.tolist()
         [[0, False], [2, False], [4, False]]
     """
-    P.count(steps=steps)
-    P.optional(P.count)(eval_every=eval_every)
-    P.positive(lr=lr)
-    eval_every = eval_every or max(1, steps // 20)
-    check_batch_size(model, batch_size)
+    for name, value in (("steps", steps), ("batch_size", batch_size)):
+        check_count(name, value)
+    check_count("eval_every", eval_every, optional=True)
+    check_positive("lr", lr)
     if not reg_cf >= 0:
         raise ValueError(f"reg_cf must be >= 0, got {reg_cf}")
+    check_batch_size(model, batch_size)
+    eval_every = eval_every or max(1, steps // 20)
     dev = resolve_device(device)
     torch.manual_seed(seed)
     model.to(dev).train()
@@ -388,43 +454,26 @@ def fit(
     x, y = train_data
     scale = default_scale(x) if scale is None else scale
     batches = train_batches(x, y, batch_size, seed=seed, mean=mean, std=std, scale=scale, augment=augment, device=dev)
-    window = MetricsWindow(1, eval_every, dev)
-    penalized: bool | None = None  # does the model store penalties? (known after the first forward pass)
-    rows: list[dict] = []
-    start = time.perf_counter()
+    window, rows, penalized, start = MetricsWindow(1, eval_every, dev), [], False, time.perf_counter()
 
     def record(step: int, upto: int, diverged: bool = False) -> None:
-        use_share()  # bnlib processes running at once share the cores (re-read at every evaluation)
-        row: dict = {"step": step, "seed": seed, "lr": lr}
-        row["train_loss"] = window.mean("loss", upto)[0].item() if upto else math.nan
-        row["train_acc"] = window.mean("correct", upto)[0].item() / batch_size if upto else math.nan
-        if penalized:
-            row["penalty"] = window.mean("penalty", upto)[0].item() if upto else math.nan
+        row = {"step": step, "seed": seed, "lr": lr, **window_row(window, upto, batch_size, penalized)}
         if test_data is not None:
             row["test_loss"], row["test_acc"] = (math.nan, math.nan) if diverged else evaluate(
                 model, test_data, mean=mean, std=std, scale=scale, device=dev, autocast=autocast)
-        if not diverged:
-            for cb in callbacks:
-                row.update(cb(step, model))
+        for cb in () if diverged else callbacks:
+            row.update(cb(step, model))
         rows.append({**row, "elapsed_s": time.perf_counter() - start, "diverged": diverged})
 
     record(0, 0)
-    bar = progress_bar(total=steps, desc=desc, disable=not progress, leave=False, mininterval=1.0)
+    bar = tqdm(total=steps, desc=desc, disable=not progress_shown(progress), leave=False, mininterval=1.0)
     for step in range(1, steps + 1):
         xb, yb = next(batches)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
-            logits = model(xb.contiguous(memory_format=torch.channels_last) if channels_last else xb)
-        ce = F.cross_entropy(logits.float(), yb)
-        if penalized is None:
-            penalized = _stores_penalty(model, reg_cf)
-        penalty = model_penalty(model) if penalized else None
-        loss = ce + reg_cf * penalty if penalty is not None and reg_cf > 0 else ce
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        ce, logits, penalty = train_step(model, opt, xb, yb, reg_cf=reg_cf, autocast=autocast, channels_last=channels_last)
+        penalized = penalty is not None
         if scheduler is not None:
             scheduler.step()
-        window.add(ce.detach(), (logits.detach().argmax(1) == yb).sum(), None if penalty is None else penalty.detach())
+        window.add(ce, (logits.argmax(1) == yb).sum(), penalty)
         if window.n == eval_every or step == steps:
             bad = window.first_bad(diverge_above, reg_cf)[0]
             if bad >= 0:  # the row of a diverged run: its first bad step, means over the good steps before it

@@ -38,7 +38,7 @@ Example:
     >>> e.text()
     'BN − plain test accuracy: +0.0060 [95% CI +0.0042, +0.0078], paired t, n=5'
 
-The module copies alone (numpy, pandas, scipy): outside ``bnlib``, ``metrics.json`` goes without the machine record.
+The module copies alone (numpy, pandas, scipy); ``Results(machine=...)`` records where the numbers came from.
 """
 
 from __future__ import annotations
@@ -1078,8 +1078,9 @@ class Results:
         ('supported', 'metrics.json')
     """
 
-    def __init__(self, out_dir: str | os.PathLike, **info) -> None:
+    def __init__(self, out_dir: str | os.PathLike, *, machine: Mapping | None = None, **info) -> None:
         self.out_dir = Path(out_dir)
+        self.machine = dict(machine or {})  # where the numbers came from (bnlib.lab.machine.machine_info in the notebooks)
         self.info = dict(info)
         self.numbers: dict = {}
         self.verdicts: list[dict] = []
@@ -1118,21 +1119,13 @@ class Results:
         return pd.DataFrame(self.verdicts, columns=["claim", "source", "outcome", "evidence"])
 
     def save(self) -> Path:
-        """Write ``metrics.json`` whole or not at all (a temporary file, then ``os.replace``), with the machine it came
-        from (:func:`bnlib.machine.machine_info`, where ``bnlib`` is installed); returns its path."""
+        """Write ``metrics.json`` whole or not at all (a temporary file, then ``os.replace``), with the ``machine`` record
+        given to the constructor; returns its path."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
         path = self.out_dir / "metrics.json"
-        payload = {"info": _plain(self.info), "machine": _machine(), "verdicts": self.verdicts, "numbers": self.numbers}
+        payload = {"info": _plain(self.info), "machine": self.machine, "verdicts": self.verdicts, "numbers": self.numbers}
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False))
         os.replace(tmp, path)
         return path
 
-
-def _machine() -> dict:
-    """The machine record of ``bnlib.machine``; empty where this module was copied alone."""
-    try:
-        from bnlib.machine import machine_info
-    except ImportError:
-        return {}
-    return machine_info()

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from bnlib import cores
+from bnlib.lab import cores
 
 
 def pytest_configure(config):
-    """The runners, kernels and workers the tests start join this process's session (:mod:`bnlib.cores`): no rivals
+    """The runners, kernels and workers the tests start join this process's session (:mod:`bnlib.lab.cores`): no rivals
     for the cores. Only collecting (``--collect-only``) computes nothing, so it founds no session that would halve
     other bnlib processes' threads."""
     if not config.option.collectonly:
@@ -37,7 +37,7 @@ _SMOKE: dict = {}  # the smoke run in the background: its folder, process and lo
 
 
 def _start_smoke() -> None:
-    """Start the smoke run as a session of its own (:mod:`bnlib.cores`): while it computes, it and the rest of the
+    """Start the smoke run as a session of its own (:mod:`bnlib.lab.cores`): while it computes, it and the rest of the
     suite each get half the cores (one thread per notebook there, one thread here), instead of spinning threads that
     outnumber the cores."""
     import torch

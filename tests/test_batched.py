@@ -5,10 +5,10 @@ import math
 import pytest
 import torch
 
-from bnlib.batched import BatchedMLP, fit_batched
 from bnlib.data import dataset_stats, seed_batches, train_batches
+from bnlib.lab.batched import BatchedBatchNorm, BatchedMLP, fit_batched
 from bnlib.models import mlp
-from bnlib.norms import BatchedBatchNorm, BatchNorm
+from bnlib.norms import BatchNorm
 from bnlib.train import fit
 
 MEAN, STD = dataset_stats("mnist")

@@ -1,4 +1,4 @@
-"""bnlib.cores: processes computing at once split the cores; idle or dead sessions do not count."""
+"""bnlib.lab.cores: processes computing at once split the cores; idle or dead sessions do not count."""
 
 import os
 import subprocess
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bnlib import cores
+from bnlib.lab import cores
 
 
 @pytest.fixture()
@@ -66,7 +66,7 @@ def test_jobs_split_a_session_share(sessions, monkeypatch):
 def test_children_join_the_session_of_the_process_that_started_them(sessions, tmp_path):
     leader = cores.session()
     assert leader.name == str(os.getpid()) and os.environ[cores.SESSION_ENV] == leader.name
-    child = subprocess.run([sys.executable, "-c", "from bnlib import cores; print(cores.session().name)"],
+    child = subprocess.run([sys.executable, "-c", "from bnlib.lab import cores; print(cores.session().name)"],
                            capture_output=True, text=True, check=True)
     assert child.stdout.strip() == leader.name
     assert [p.name for p in tmp_path.iterdir()] == [leader.name]  # the child founded no session of its own

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch.autograd import gradgradcheck
 
-from bnlib.batched import _BatchedLinearFunction
-from bnlib.norms import BatchNorm, BatchNormFunction, _BatchedBatchNormFunction
+from bnlib.lab.batched import _BatchedBatchNormFunction, _BatchedLinearFunction
+from bnlib.norms import BatchNorm, BatchNormFunction
 
 
 def _inputs(*shape):

@@ -1,12 +1,12 @@
-"""bnlib.experiment: a Run is data (JSON, stable key, validation), and train_run gives the same table in any process."""
+"""bnlib.lab.experiment: a Run is data (JSON, stable key, validation), and train_run gives the same table in any process."""
 
 import dataclasses
 
 import pandas as pd
 import pytest
 
-from bnlib import experiment
-from bnlib.experiment import GROUPING_TOLERANCE, Run, train_run
+from bnlib.lab import experiment
+from bnlib.lab.experiment import GROUPING_TOLERANCE, Run, train_run
 
 BASE = Run(dataset="mnist", model="mlp", norm="bn", steps=12, batch_size=32, lr=0.1, eval_every=6, test_size=300)
 CNN = BASE.replace(model="small_cnn")
@@ -184,7 +184,7 @@ def test_a_later_field_enters_the_key_only_when_set():
     import hashlib
     import json
 
-    from bnlib.experiment import CACHE_VERSION, LATER_FIELDS
+    from bnlib.lab.experiment import CACHE_VERSION, LATER_FIELDS
 
     run = Run(dataset="mnist", model="mlp", steps=1, batch_size=2, lr=0.1)
     config = {k: v for k, v in json.loads(run.to_json()).items() if k not in LATER_FIELDS}

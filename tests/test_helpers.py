@@ -1,4 +1,4 @@
-"""bnlib.models, bnlib.probes, bnlib.params and bnlib.plots (bnlib.verdicts: test_verdicts.py)."""
+"""bnlib.models, bnlib.probes, bnlib.lab.params and bnlib.plots (bnlib.verdicts: test_verdicts.py)."""
 
 import re
 
@@ -10,7 +10,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from bnlib import params as P  # noqa: E402
+from bnlib.lab import params as P  # noqa: E402
 from bnlib.models import mlp  # noqa: E402
 from bnlib.norms import BatchNorm  # noqa: E402
 from bnlib.plots import save_figure, seed_band  # noqa: E402
@@ -56,7 +56,7 @@ def test_quantile_probe_matches_torch_quantile_and_restores_mode():
 
 
 def test_quantile_probe_on_a_batched_model_gives_one_set_per_model():
-    from bnlib.batched import BatchedMLP
+    from bnlib.lab.batched import BatchedMLP
 
     net = BatchedMLP.from_seeds([0, 1], hidden=(6,), norm="bn")
     x = torch.randn(50, 1, 28, 28)

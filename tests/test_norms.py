@@ -998,7 +998,7 @@ def test_variant_layers_check_their_input_and_match_torchs_state_dict(make):
 
 import re  # noqa: E402
 
-from bnlib.norms import BatchedBatchNorm  # noqa: E402
+from bnlib.lab.batched import BatchedBatchNorm  # noqa: E402
 
 NAN = float("nan")
 # name in the message -> factory (num_features, **kwargs): every layer with num_features, eps and momentum
@@ -1081,7 +1081,8 @@ def test_every_batch_norm_kind_is_one_and_refuses_batches_of_one(kind):
 
 def test_is_batch_norm_plain_means_folding_and_recomputing_apply():
     from bnlib.distributed import CrossProcessBatchNorm
-    from bnlib.norms import BatchedBatchNorm, is_batch_norm, norm_layer
+    from bnlib.lab.batched import BatchedBatchNorm
+    from bnlib.norms import is_batch_norm, norm_layer
 
     assert [is_batch_norm(m) for m in (BatchedBatchNorm(2, 3), CrossProcessBatchNorm(3), norm_layer("gn", 4),
                                        torch.nn.Identity())] == [True, True, False, False]

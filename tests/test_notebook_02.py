@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from smoke import assert_ends_with_summary, read_metrics, smoke_ran
 
-from bnlib import report
+from bnlib.lab import report
 from bnlib.verdicts import gated
 
 NAME = "02_mnist_reproduction"

@@ -10,7 +10,7 @@ import nbformat
 import pytest
 from smoke import smoke_ran
 
-from bnlib.run import resolve_notebooks
+from bnlib.lab.runner import resolve_notebooks
 from bnlib.verdicts import OUTCOMES
 
 NOTEBOOKS = [p.stem for p in resolve_notebooks()]
@@ -84,7 +84,7 @@ def test_notebook_outputs(smoke_run, name):
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_declares_first_seed_and_no_inline_rules(name):
     """Seeds are first_seed .. first_seed + seeds - 1; no outcome is written by hand in a code cell."""
-    from bnlib.run import notebook_parameters
+    from bnlib.lab.runner import notebook_parameters
 
     path = resolve_notebooks([name])[0]
     assert notebook_parameters(path)["first_seed"] == "0"

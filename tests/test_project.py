@@ -8,8 +8,8 @@ import nbformat
 import pytest
 import yaml
 
-from bnlib.presets import PRESET_NAMES, PRESETS, SERIES
-from bnlib.run import notebook_parameters, resolve_notebooks
+from bnlib.lab.presets import PRESET_NAMES, PRESETS, SERIES
+from bnlib.lab.runner import notebook_parameters, resolve_notebooks
 
 REPO = Path(__file__).resolve().parents[1]
 CONDA_TO_PIP = {"pytorch": "torch"}  # conda-forge names that differ from PyPI's
@@ -75,7 +75,7 @@ def test_check_cell_gives_every_parameter_a_rule(path):
     assert len(cell.source.splitlines()) <= 25
 
 def test_series_notebooks_carry_their_identity():
-    from bnlib.run import notebook_identity
+    from bnlib.lab.runner import notebook_identity
 
     assert [notebook_identity(p) for p in resolve_notebooks()] == list(SERIES)  # presets follow it, not the file name
     assert all(p.exists() for p in resolve_notebooks())
@@ -97,7 +97,7 @@ def test_full_presets_have_at_least_five_seeds():
 @pytest.mark.parametrize("stem", ["02_mnist_reproduction", "03_cifar10_experiments", "04_failed_variants", "05_loss_landscape",
                                   "06_batchnorm_in_practice"])
 def test_training_notebooks_take_an_executor_and_sweep_runs(stem):
-    """Their runs are bnlib.experiment.Run configs trained by run_sweep on the executor the parameter names."""
+    """Their runs are bnlib.lab.experiment.Run configs trained by run_sweep on the executor the parameter names."""
     path = REPO / "notebooks" / f"{stem}.ipynb"
     assert notebook_parameters(path)["executor"] == "\"local\""  # the default, as written in the parameters cell
     source = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")

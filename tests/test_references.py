@@ -8,7 +8,7 @@ import re
 import pytest
 from smoke import notebook_text
 
-from bnlib import report
+from bnlib.lab import report
 from bnlib.verdicts import CHECKS, FINDINGS, gated, summary, summary_mismatches
 
 REFERENCE = report.REPO / "outputs" / "reference"

@@ -1,16 +1,16 @@
-"""bnlib.report: the README's verdict tables are generated from the reference metrics.json files and kept up to date."""
+"""bnlib.lab.report: the README's verdict tables are generated from the reference metrics.json files and kept up to date."""
 
 import json
 import shutil
 
 import pytest
 
-from bnlib import report
+from bnlib.lab import report
 
 
 def test_readme_verdict_tables_are_up_to_date():
-    """Fails when a reference metrics.json changed and `python -m bnlib.report` was not run."""
-    assert report.main(["--check"]) == 0, "README.md is out of date: run `python -m bnlib.report`"
+    """Fails when a reference metrics.json changed and `python -m bnlib.lab.report` was not run."""
+    assert report.main(["--check"]) == 0, "README.md is out of date: run `python -m bnlib.lab.report`"
 
 
 def test_check_fails_when_a_metrics_file_changes(tmp_path):

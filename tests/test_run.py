@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from bnlib.run import check_parameters, ipc_kernel_manager, main, parse_value, resolve_notebooks, run_notebooks
+from bnlib.lab.runner import check_parameters, ipc_kernel_manager, main, parse_value, resolve_notebooks, run_notebooks
 
 
 def write_notebook(path, code_cells):
@@ -166,7 +166,7 @@ def test_notebook_bad_values_name_the_parameter(notebook, name, value, message):
 
 @pytest.mark.slow
 def test_jobs_run_notebooks_side_by_side_with_fewer_threads(tmp_path, capsys, monkeypatch):
-    from bnlib import cores
+    from bnlib.lab import cores
 
     monkeypatch.setenv(cores.FOLDER_ENV, str(tmp_path / "sessions"))  # no other session (the smoke run) takes a share
     record = (
@@ -200,8 +200,8 @@ def test_jobs_run_notebooks_side_by_side_with_fewer_threads(tmp_path, capsys, mo
 
 
 def test_expected_seconds_from_the_last_good_run_else_the_typical_table(tmp_path):
-    from bnlib.presets import TYPICAL_SECONDS
-    from bnlib.run import expected_seconds, longest_first
+    from bnlib.lab.presets import TYPICAL_SECONDS
+    from bnlib.lab.runner import expected_seconds, longest_first
 
     stem = "01_internal_covariate_shift"
     assert expected_seconds(tmp_path, stem, "quick") == (TYPICAL_SECONDS["quick"][stem], "typical at quick:")
@@ -229,7 +229,7 @@ def test_progress_lines_and_text_bars(tmp_path):
     """The runner's progress line counts the cells papermill completed; a bar in a runner's kernel prints one line."""
     import os
 
-    from bnlib.progress import TEXT_ENV, NotebookWatch, cells_done, progress_bar
+    from bnlib.lab.progress import TEXT_ENV, NotebookWatch, cells_done, progress_bar
 
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1") for _ in range(4)])
     for cell, status in zip(nb.cells, ["completed", "completed", "running", "pending"]):
@@ -268,7 +268,7 @@ def test_progress_lines_survive_papermill_changing_directory(tmp_path, monkeypat
     import io
     import time
 
-    from bnlib.progress import NotebookWatch
+    from bnlib.lab.progress import NotebookWatch
 
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1") for _ in range(3)])
     nb.cells[0].metadata["papermill"] = {"status": "completed"}

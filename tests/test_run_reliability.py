@@ -14,8 +14,8 @@ import psutil
 import pytest
 from test_run import PARAMS, VALIDATE, VERDICT, write_notebook
 
-import bnlib.run as run_module
-from bnlib.run import RunResult, main, resolve_notebooks, run_notebooks, write_summary
+import bnlib.lab.runner as run_module
+from bnlib.lab.runner import RunResult, main, resolve_notebooks, run_notebooks, write_summary
 
 SLEEP = "import time\ntime.sleep(120)"
 
@@ -210,7 +210,7 @@ def test_notebooks_are_named_by_identity_and_copies_stay_out_of_the_series(tmp_p
 
 @pytest.mark.slow
 def test_a_stop_ends_only_the_processes_started_since_the_run_began():
-    from bnlib.run import stop_descendants
+    from bnlib.lab.runner import stop_descendants
 
     sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
     earlier = subprocess.Popen(sleeper)  # e.g. a JupyterLab kernel's own worker, started before it called the runner

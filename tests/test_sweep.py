@@ -1,4 +1,4 @@
-"""bnlib.sweep: runs x seeds through any executor with the same numbers; a cache that is never stale or damaged."""
+"""bnlib.lab.sweep: runs x seeds through any executor with the same numbers; a cache that is never stale or damaged."""
 
 import concurrent.futures as cf
 import gzip
@@ -9,10 +9,10 @@ import os
 import pandas as pd
 import pytest
 
-from bnlib import experiment, sweep
 from bnlib.data import dataset_stats
-from bnlib.experiment import GROUPING_TOLERANCE, Run, train_run
-from bnlib.sweep import RunCache, SweepError, call_sweep, run_sweep, trained_model
+from bnlib.lab import experiment, sweep
+from bnlib.lab.experiment import GROUPING_TOLERANCE, Run, train_run
+from bnlib.lab.sweep import RunCache, SweepError, call_sweep, run_sweep, trained_model
 from bnlib.train import evaluate
 
 RUN = Run(dataset="mnist", model="mlp", hidden=(32, 32), norm="bn", steps=12, batch_size=32, lr=0.1, eval_every=6,
@@ -143,7 +143,7 @@ def test_a_killed_worker_keeps_every_finished_run_and_a_rerun_trains_only_the_mi
 
 
 def test_bad_arguments_fail_before_any_work(tmp_path):
-    with pytest.raises(TypeError, match="runs must be bnlib.experiment.Run configs, got dict at position 1"):
+    with pytest.raises(TypeError, match="runs must be bnlib.lab.experiment.Run configs, got dict at position 1"):
         run_sweep([RUN, {"lr": 0.1}], [0], tmp_path)
     with pytest.raises(ValueError, match="seeds must be integers >= 0, got -1"):
         run_sweep([RUN], [-1], tmp_path)
@@ -190,7 +190,7 @@ def test_workers_stop_when_the_sweeping_process_is_killed(tmp_path, data_root):
     import sys
     import time
 
-    script = (f"from bnlib.experiment import Run; from bnlib.sweep import run_sweep\n"
+    script = (f"from bnlib.lab.experiment import Run; from bnlib.lab.sweep import run_sweep\n"
               f"run = Run.from_json({RUN.replace(steps=100_000, eval_every=100_000).to_json()!r})\n"
               f"run_sweep([run, run.replace(lr=0.2)], [0], {str(tmp_path)!r}, workers=2, progress=False)\n")
     parent = subprocess.Popen([sys.executable, "-c", script])
@@ -248,7 +248,7 @@ def test_ctrl_c_stops_the_workers_quietly_and_keeps_the_finished_runs(tmp_path, 
     long_run = RUN.replace(steps=100_000, eval_every=100_000, lr=0.2)
     script = (f"import signal; signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, also where the "
               f"tests run in the background (which ignores SIGINT)\n"
-              f"from bnlib.experiment import Run; from bnlib.sweep import run_sweep\n"
+              f"from bnlib.lab.experiment import Run; from bnlib.lab.sweep import run_sweep\n"
               f"run_sweep([Run.from_json({RUN.to_json()!r}), Run.from_json({long_run.to_json()!r})], [0], {str(tmp_path)!r}, "
               f"workers=2, progress=False)\n")
     parent = subprocess.Popen([sys.executable, "-c", script], start_new_session=True, stderr=subprocess.PIPE, text=True)

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from bnlib.batched import evaluate_batched, fit_batched
 from bnlib.data import dataset_stats
+from bnlib.lab.batched import evaluate_batched, fit_batched
 from bnlib.models import mlp
 from bnlib.train import evaluate, fit, resolve_device
 
@@ -130,7 +130,7 @@ def test_bad_arguments_name_the_problem(kwargs, message):
     + [({"lr": [0.1, math.inf]}, "lr must be > 0, one value or one per seed (2), each a finite number, got [0.1, inf]")],
 )
 def test_fit_batched_bad_arguments_name_the_problem(kwargs, message):
-    from bnlib.batched import BatchedMLP
+    from bnlib.lab.batched import BatchedMLP
 
     x, y = torch.zeros(10, 1, 28, 28), torch.zeros(10, dtype=torch.long)
     args = {"seeds": [0, 1], "steps": 1, "batch_size": 5, "lr": 0.1, "progress": False, "device": "cpu", **kwargs}

@@ -2,7 +2,7 @@
 
 Notebook 02's sweeps train many copies of the paper's MLP that differ only in seed, learning rate and initial
 scale. Here they train as one model: :class:`BatchedMLP` stacks S ``mlp`` models (weights (S, out, in), one
-:class:`bnlib.norms.BatchedBatchNorm` with per-model statistics per BN layer), :func:`fit_batched` trains them with
+:class:`BatchedBatchNorm` with per-model statistics per BN layer), :func:`fit_batched` trains them with
 model ``s`` seeing the batches of ``bnlib.data.seed_batches`` (those ``fit(seed=seeds[s])`` would draw) and its
 own learning rate, and :func:`evaluate_batched` evaluates all of them at once. ``tests/test_batched.py`` checks that
 model ``s`` computes what a separate :func:`bnlib.train.fit` run computes, to float32 rounding (the matrix products
@@ -24,17 +24,112 @@ from collections.abc import Sequence
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
-from bnlib import params as P
-from bnlib.cores import use_share
 from bnlib.data import seed_batches
+from bnlib.lab.progress import progress_bar
 from bnlib.models import ACTIVATIONS, mlp
-from bnlib.norms import BatchedBatchNorm, is_batch_norm
-from bnlib.progress import progress_bar
-from bnlib.train import Callback, Data, MetricsWindow, default_scale, eval_logits, resolve_device
+from bnlib.norms import _check_layer_args, is_batch_norm
+from bnlib.train import Callback, Data, MetricsWindow, check_count, default_scale, eval_logits, resolve_device
 
-# ---------------------------------------------------------------- batched layers
+# ---------------------------------------------------------------- batched layers: BN, linear, per-model modules
+#   x of shape (S, N, C): mu_B, sigma_B^2, gamma, beta and the running buffers of shape (S, C)
+
+class _BatchedBatchNormFunction(torch.autograd.Function):
+    """Training-mode batch norm of (S, N, C) over N, with the Sec. 3 gradient in compact form.
+
+    Returns ``(y, mean, var)`` (biased variance, shape (S, C), no gradient). With
+    x_hat = (x - mean) * r, r = (var + eps)^(-1/2), the backward is
+    dbeta = sum dy, dgamma = sum dy * x_hat and
+    dx = gamma * r * (dy - dbeta / m - x_hat * dgamma / m): the paper's formulas
+    collected into a few whole-tensor operations (fewer kernels than autograd's).
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, gamma: Tensor, beta: Tensor, eps: float):  # type: ignore[override]
+        mean = x.mean(1, keepdim=True)
+        x_mu = x - mean
+        var = x_mu.square().mean(1, keepdim=True)  # torch.var_mean over dim 1 is far slower on CPU
+        r = torch.rsqrt(var + eps)
+        x_hat = x_mu * r
+        g = gamma.unsqueeze(1)
+        ctx.save_for_backward(x, gamma, x_hat, g * r)
+        ctx.eps = eps
+        mean, var = mean.squeeze(1), var.squeeze(1)
+        ctx.mark_non_differentiable(mean, var)
+        return torch.addcmul(beta.unsqueeze(1), x_hat, g), mean, var
+
+    @staticmethod
+    def backward(ctx, dy: Tensor, _dmean: Tensor, _dvar: Tensor):  # type: ignore[override]
+        x, gamma, x_hat, g_r = ctx.saved_tensors
+        if torch.is_grad_enabled():  # double backward: recompute x_hat and gamma / sigma differentiably from x
+            x_mu = x - x.mean(1, keepdim=True)
+            r = torch.rsqrt(x_mu.square().mean(1, keepdim=True) + ctx.eps)
+            x_hat, g_r = x_mu * r, gamma.unsqueeze(1) * r
+        m = dy.shape[1]
+        dbeta = dy.sum(1, keepdim=True)
+        dgamma = (dy * x_hat).sum(1, keepdim=True)
+        dx = g_r * (dy - dbeta / m - x_hat * (dgamma / m))
+        return dx, dgamma.squeeze(1), dbeta.squeeze(1), None
+
+
+class BatchedBatchNorm(nn.Module):
+    """Batch norm for ``num_models`` independent models trained together.
+
+    Input (S, N, C): S models, a batch of N per model, C features. Each model
+    has its own statistics (over its N values), its own ``weight``/``bias``
+    (shape (S, C)) and its own running buffers (S, C), with the conventions of
+    :class:`BatchNorm` (biased variance to normalize, unbiased in
+    ``running_var``, ``momentum`` weighting the new statistic; ``momentum=None``
+    is the cumulative average). Slice ``s`` computes exactly what a
+    ``BatchNorm(C)`` holding slice ``s`` of the parameters and buffers would.
+
+    >>> bn = BatchedBatchNorm(3, 4)
+    >>> bn(torch.randn(3, 8, 4)).shape, tuple(bn.running_mean.shape)
+    (torch.Size([3, 8, 4]), (3, 4))
+    """
+
+    batch_statistics = True  # a batch norm layer for bnlib.norms.is_batch_norm
+
+    def __init__(self, num_models: int, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1) -> None:
+        _check_layer_args(type(self).__name__, eps, momentum, num_models=num_models, num_features=num_features)
+        super().__init__()
+        self.num_models, self.num_features = num_models, num_features
+        self.eps, self.momentum = eps, momentum
+        self.weight = nn.Parameter(torch.ones(num_models, num_features))
+        self.bias = nn.Parameter(torch.zeros(num_models, num_features))
+        self.register_buffer("running_mean", torch.zeros(num_models, num_features))
+        self.register_buffer("running_var", torch.ones(num_models, num_features))
+        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Normalize each model's slice with its batch statistics (train) or running ones (eval)."""
+        if x.dim() != 3 or x.shape[0] != self.num_models or x.shape[2] != self.num_features:
+            raise ValueError(
+                f"expected input of shape (S={self.num_models}, N, C={self.num_features}), got {tuple(x.shape)}"
+            )
+        if not self.training:
+            scale = self.weight.unsqueeze(1) * torch.rsqrt(self.running_var.unsqueeze(1) + self.eps)
+            return (x - self.running_mean.unsqueeze(1)) * scale + self.bias.unsqueeze(1)
+        if x.shape[1] < 2:
+            raise ValueError(f"Expected more than 1 value per channel when training, got input size {x.size()}")
+        y, mean, var = _BatchedBatchNormFunction.apply(x, self.weight, self.bias, self.eps)
+        with torch.no_grad():
+            self.num_batches_tracked.add_(1)
+            factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+            m = x.shape[1]
+            self.running_mean.mul_(1 - factor).add_(mean, alpha=factor)
+            self.running_var.mul_(1 - factor).add_(var * (m / (m - 1)), alpha=factor)
+        return y
+
+    def extra_repr(self) -> str:
+        """``num_models, num_features, eps, momentum``.
+
+        >>> BatchedBatchNorm(2, 4)
+        BatchedBatchNorm(2, 4, eps=1e-05, momentum=0.1)
+        """
+        return f"{self.num_models}, {self.num_features}, eps={self.eps}, momentum={self.momentum}"
+
 
 class _BatchedLinearFunction(torch.autograd.Function):
     """y = x W^T + b per model, with a backward that writes dW = dy^T x directly (contiguous, one bmm)."""
@@ -114,7 +209,7 @@ class BatchedMLP(nn.Module):
     Built from S ``mlp(...)`` models with the same architecture (:meth:`from_seeds`
     builds model ``s`` under ``torch.manual_seed(seeds[s])``, so its initial weights are
     those of a separate run with that seed). Children keep the names of :func:`mlp`
-    (``fc1, norm1, act1, ..., out``); the BN layers become :class:`bnlib.norms.BatchedBatchNorm`
+    (``fc1, norm1, act1, ..., out``); the BN layers become :class:`BatchedBatchNorm`
     with per-model statistics and running buffers. Input (S, B, C, H, W) (one batch per
     model) or (B, C, H, W) (the same batch for every model); output (S, B, classes).
     :meth:`model_at` gives model ``s`` back as a plain ``mlp``.
@@ -242,7 +337,7 @@ def fit_batched(
     progress: bool = True,
     desc: str | None = None,
 ) -> pd.DataFrame:
-    """Train S models at once (e.g. :class:`bnlib.batched.BatchedMLP`), model ``s`` with seed ``seeds[s]``.
+    """Train S models at once (e.g. :class:`bnlib.lab.batched.BatchedMLP`), model ``s`` with seed ``seeds[s]``.
 
     The same computation as S separate :func:`fit` runs with plain SGD: model ``s``
     gets the batches ``fit(..., seed=seeds[s])`` would draw
@@ -265,8 +360,9 @@ def fit_batched(
         >>> df[["seed", "step"]].values.tolist()
         [[0, 0], [1, 0], [0, 2], [1, 2], [0, 4], [1, 4]]
     """
-    P.count(steps=steps, batch_size=batch_size)
-    P.optional(P.count)(eval_every=eval_every)
+    for name, value in (("steps", steps), ("batch_size", batch_size)):
+        check_count(name, value)
+    check_count("eval_every", eval_every, optional=True)
     seeds = list(seeds)
     per_model_lr = isinstance(lr, Sequence)
     lrs = [float(v) for v in lr] if per_model_lr else [float(lr)] * len(seeds)
@@ -289,7 +385,6 @@ def fit_batched(
     start = time.perf_counter()
 
     def record(step: int, n_window: int, models: list[int], diverged_at: dict[int, int]) -> None:
-        use_share()  # bnlib processes running at once share the cores (re-read at every evaluation)
         test = None
         if test_data is not None and len(diverged_at) < len(models):
             test = evaluate_batched(model, test_data, mean=mean, std=std, scale=scale, device=dev)

@@ -124,7 +124,7 @@ class NotebookWatch:
     when cells were done since the last one and at least ``every`` seconds have passed, or after ``5 * every``
     seconds in any case (a long cell still shows the clock), so that several notebooks (``--jobs``) or a log file
     stay readable. ``expected_s`` (the expected wall time, or None) gives the estimate of the time left;
-    ``expected_from`` names where it comes from (``bnlib.run.expected_seconds``: "last run" or "typical at quick:").
+    ``expected_from`` names where it comes from (``bnlib.lab.runner.expected_seconds``: "last run" or "typical at quick:").
 
     Example:
         >>> NotebookWatch(Path("/no/x.running.ipynb"), "x", expected_s=100).line(2, 10, elapsed=30)

@@ -24,7 +24,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from bnlib.presets import PRESET_NAMES
+from bnlib.lab.presets import PRESET_NAMES
 
 
 class Rule:
@@ -207,7 +207,7 @@ fraction = number(ge=0, lt=1)
 preset = one_of(*PRESET_NAMES)
 executor = Rule('"local", "dask" (a LocalCluster on this machine) or "dask://HOST:PORT"',
                 lambda v: v in ("local", "dask") or (isinstance(v, str) and v.startswith("dask://") and ":" in v[7:]))
-"""Where runs train (:func:`bnlib.sweep.executor_from`)."""
+"""Where runs train (:func:`bnlib.lab.sweep.executor_from`)."""
 
 
 class _Device(Rule):

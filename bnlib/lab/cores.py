@@ -8,7 +8,7 @@ to a *session*: the first process of a process tree that uses bnlib founds one (
 every :data:`ACTIVE_SECONDS`). Every active session gets an equal share of the usable cores, split between the
 notebooks that one ``bnlib.run --jobs N`` executes at a time (``$BNLIB_JOBS``): :func:`share`.
 :func:`use_share` sets PyTorch's threads to it (``bnlib.train.fit`` calls it as it trains) and
-``bnlib.sweep.run_sweep`` keeps that many single-threaded workers busy.
+``bnlib.lab.sweep.run_sweep`` keeps that many single-threaded workers busy.
 
 Example:
     >>> share() >= 1

@@ -1,10 +1,10 @@
-"""The README's verdict tables, generated from the reference run: ``python -m bnlib.report``.
+"""The README's verdict tables, generated from the reference run: ``python -m bnlib.lab.report``.
 
-    python -m bnlib.report [--check] [--readme README.md] [--reference outputs/reference]
+    python -m bnlib.lab.report [--check] [--readme README.md] [--reference outputs/reference]
 
 Every notebook's verdicts are read from ``REFERENCE/NN_name/metrics.json`` and
-written into ``README.md`` between the markers ``<!-- bnlib.report:begin NAME -->``
-and ``<!-- bnlib.report:end NAME -->`` (``NAME`` is ``overview`` for the table of
+written into ``README.md`` between the markers ``<!-- bnlib.lab.report:begin NAME -->``
+and ``<!-- bnlib.lab.report:end NAME -->`` (``NAME`` is ``overview`` for the table of
 outcome counts, or a notebook's stem). Nothing between the markers is typed by
 hand, so the README cannot drift from the data. ``--check`` writes nothing and
 exits 1 when the README is out of date (the tests run it).
@@ -28,8 +28,8 @@ from pathlib import Path
 
 from bnlib.verdicts import FINDINGS, Effect, tally
 
-REPO = Path(__file__).resolve().parents[1]
-BEGIN, END = "<!-- bnlib.report:begin {} -->", "<!-- bnlib.report:end {} -->"
+REPO = Path(__file__).resolve().parents[2]
+BEGIN, END = "<!-- bnlib.lab.report:begin {} -->", "<!-- bnlib.lab.report:end {} -->"
 
 
 def _cell(text: str) -> str:
@@ -118,7 +118,7 @@ def render(readme_text: str, all_metrics: dict[str, dict]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m bnlib.report", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bnlib.lab.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("--readme", default=str(REPO / "README.md"))
     parser.add_argument("--reference", default=str(REPO / "outputs" / "reference"))
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if the README is out of date")
@@ -131,11 +131,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.check:
         if new != readme.read_text():
-            print(f"{readme} is out of date with {args.reference}: run `python -m bnlib.report`", file=sys.stderr)
+            print(f"{readme} is out of date with {args.reference}: run `python -m bnlib.lab.report`", file=sys.stderr)
             return 1
         return 0
     readme.write_text(new)
-    print(f"[bnlib.report] wrote the verdict tables of {readme}")
+    print(f"[bnlib.lab.report] wrote the verdict tables of {readme}")
     return 0
 
 
