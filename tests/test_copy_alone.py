@@ -1,7 +1,7 @@
 """Textbook modules that copy alone (issue 36): each file, copied into an empty folder where `bnlib` cannot be imported,
 imports and works with torch, numpy, pandas and scipy only. Models, probes and inference travel with norms.py, plots with
-verdicts.py: the pair, copied into an empty `bnlib/` folder of another project, works without the rest of the package.
-Train and batched still need the machinery."""
+verdicts.py, train with data.py and norms.py: copied into an empty `bnlib/` folder of another project, they work without
+the rest of the package. Every textbook module is listed (the machinery lives in bnlib/lab and is not meant to copy)."""
 import os
 import shutil
 import subprocess
@@ -47,6 +47,11 @@ def test_the_block_makes_bnlib_unimportable(tmp_path):
 
 
 PAIRS = {
+    "train": (("data", "norms"), "import torch, bnlib.train as t\n"
+                                 "net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))\n"
+                                 "x, y = torch.randint(0, 256, (40, 1, 4, 4), dtype=torch.uint8), torch.randint(0, 3, (40,))\n"
+                                 "df = t.fit(net, (x, y), (x, y), steps=4, batch_size=10, lr=0.1, eval_every=2, device='cpu')\n"
+                                 "print('ok', df['step'].tolist())"),
     "models": ("norms", "import torch, bnlib.models as m\n"
                         "net = m.build_model('small_cnn', in_channels=1, image_size=28, norm='bn')\n"
                         "print('ok', tuple(net(torch.randn(2, 1, 28, 28)).shape))"),
@@ -63,19 +68,26 @@ PAIRS = {
                           "df = pd.DataFrame({'step': [0, 0, 1, 1], 'test_acc': [0.5, 0.6, 0.7, 0.8], 'seed': [0, 1, 0, 1]})\n"
                           "ax = p.seed_band(df, 'step', 'test_acc'); print('ok', ax.get_ylabel())"),
 }
-PAIR_EXPECTED = {"models": "ok (2, 10)", "probes": "ok (1, 8, 3)", "inference": "ok True", "plots": "ok test_acc"}
+PAIR_EXPECTED = {"train": "ok [0, 2, 4]", "models": "ok (2, 10)",
+                 "probes": "ok (1, 8, 3)", "inference": "ok True", "plots": "ok test_acc"}
 
 
 @pytest.mark.parametrize("module", sorted(PAIRS))
 def test_module_copies_with_its_companion(module, tmp_path):
-    companion, use = PAIRS[module]
+    companions, use = PAIRS[module]
     package = tmp_path / "bnlib"
     package.mkdir()
     (package / "__init__.py").write_text("")
-    for name in (module, companion):
+    for name in (module, *([companions] if isinstance(companions, str) else companions)):
         shutil.copy(BNLIB / f"{name}.py", package / f"{name}.py")
     check = f"import bnlib; assert bnlib.__file__.startswith({str(tmp_path)!r}), bnlib.__file__\n"
     result = subprocess.run([sys.executable, "-c", check + use], cwd=tmp_path, capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": str(tmp_path)}, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.splitlines()[-1].startswith(PAIR_EXPECTED[module]), result.stdout
+
+
+def test_every_textbook_module_is_checked():
+    from test_imports import TEXTBOOK
+
+    assert set(USE) | set(PAIRS) == set(TEXTBOOK)

@@ -23,8 +23,9 @@ def write_notebook(path, code_cells):
 PARAMS = 'preset = "quick"\nout_dir = "out"\nlr = 0.1'
 VALIDATE = 'if not lr > 0:\n    raise ValueError(f"lr must be > 0, got {lr}")'
 VERDICT = (
+    "from bnlib.lab.machine import machine_info\n"
     "from bnlib.verdicts import Claim, Results, exact\n"
-    "r = Results(out_dir)\n"
+    "r = Results(out_dir, machine=machine_info())\n"
     "r.verdict(Claim('lr is positive', 'toy', predicts='higher', min_effect=0), exact(lr, label='lr'), note=f'lr = {lr}')\n"
     "r.save()"
 )
@@ -171,9 +172,9 @@ def test_jobs_run_notebooks_side_by_side_with_fewer_threads(tmp_path, capsys, mo
     monkeypatch.setenv(cores.FOLDER_ENV, str(tmp_path / "sessions"))  # no other session (the smoke run) takes a share
     record = (
         "import os, time, torch\n"
-        "from bnlib.train import resolve_device\n"
+        "from bnlib.lab.cores import use_share\n"
         "from bnlib.verdicts import Claim, Results, exact\n"
-        "resolve_device('cpu')  # as every notebook does first: torch then uses this kernel's share of the cores\n"
+        "use_share()  # as every notebook's setup does first: torch then uses this kernel's share of the cores\n"
         "start = time.time()\n"
         "time.sleep(3)\n"
         "r = Results(out_dir)\n"
