@@ -140,6 +140,16 @@ def mean_sd(values, digits: int | None = None) -> str:
     return f"{mean} (SD {sd_text}, n={finite.size}{missing})"
 
 
+def arms_text(arms: Mapping[str, Iterable[float]], digits: int | None = None) -> str:
+    """Each arm's per-seed values as :func:`mean_sd`, named, in one line for a verdict's note.
+
+    Example:
+        >>> arms_text({"BN": [0.97, 0.98, 0.99], "plain": [0.90, 0.92, 0.94]})
+        'BN 0.980 (SD 0.010, n=3), plain 0.920 (SD 0.020, n=3)'
+    """
+    return ", ".join(f"{name} {mean_sd(values, digits)}" for name, values in arms.items())
+
+
 @dataclass(frozen=True)
 class Effect:
     """An effect estimate over seeds with its Student-t interval.
@@ -406,6 +416,36 @@ def sign_test(differences) -> tuple[int, int, float]:
     wins = int((d > 0).sum())
     p = float(stats.binomtest(wins, len(d)).pvalue) if len(d) else 1.0
     return wins, int(len(d)), p
+
+
+def sign_text(differences, predicts: str = "higher", what: str | None = None) -> str:
+    """How many seeds' paired differences lie on the predicted side, with the sign-test p-value (:func:`sign_test`), in
+    words for a note: a count describes and never decides. ``differences`` may be an :class:`Effect` (its values).
+
+    Example:
+        >>> sign_text([0.1, 0.2, -0.1, 0.3, 0.0])
+        'higher in 3/4 seeds with a nonzero difference (sign test p=0.62)'
+        >>> sign_text([-0.1, -0.2], predicts="lower", what="BN needs fewer steps")
+        'BN needs fewer steps in 2/2 seeds with a nonzero difference (sign test p=0.50)'
+    """
+    values = list(differences.values if isinstance(differences, Effect) else differences)
+    wins, n, p = sign_test(values if predicts == "higher" else [-v for v in values])
+    return f"{what or predicts} in {wins}/{n} seeds with a nonzero difference (sign test p={p:.2f})"
+
+
+def arms_in_range(what: str, arms: Mapping[str, Iterable[float] | float], low: float, high: float, *,
+                  remedy: str = "") -> Precondition:
+    """:func:`in_range` over several arms at once: the arm whose mean lies nearest an edge of ``(low, high)`` is the
+    one recorded, so the precondition passes only when every arm's mean is inside.
+
+    Example:
+        >>> arms_in_range("mean test accuracy", {"BN": [0.9, 0.92], "plain": [0.11, 0.12]}, 0.15, 0.99).text()
+        'in range: mean test accuracy of plain (the arm nearest an edge, of 2) = 0.115, inside (0.15, 0.99) → fails (...)'
+    """
+    means = {k: float(np.mean(list(v) if isinstance(v, Iterable) else [v])) for k, v in arms.items()}
+    nearest = min(means, key=lambda k: min(means[k] - low, high - means[k]))
+    return in_range(f"{what} of {nearest} (the arm nearest an edge, of {len(means)})", means[nearest], low, high,
+                    remedy=remedy or "a regime where no arm is at its floor or at the ceiling")
 
 
 def seeds_to_decide(effect: Effect, gap: float, level: float = LEVEL, cap: int = 1000) -> int | None:
