@@ -10,7 +10,8 @@ Example:
 
 import sys
 
-from bnlib.lab.runner import main, resolve_notebooks, run_notebooks
+from bnlib.lab.runner import main, run_notebooks
+from bnlib.lab.series import resolve_notebooks
 
 __all__ = ["main", "resolve_notebooks", "run_notebooks"]
 

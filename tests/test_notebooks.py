@@ -10,7 +10,7 @@ import nbformat
 import pytest
 from smoke import smoke_ran
 
-from bnlib.lab.runner import resolve_notebooks
+from bnlib.lab.series import resolve_notebooks
 from bnlib.verdicts import OUTCOMES
 
 NOTEBOOKS = [p.stem for p in resolve_notebooks()]
@@ -20,7 +20,7 @@ DECIDED_FIELDS = ("estimate", "ci", "n", "test")
 def test_all_notebooks_run_at_smoke(smoke_run):
     out, proc = smoke_run
     assert proc.returncode == 0, proc.stderr[-3000:]
-    runs = json.loads((out / "runs.json").read_text())
+    runs = json.loads((out / "executions.json").read_text())
     for name in NOTEBOOKS:
         smoke_ran(out, name)
     assert sorted(runs) == sorted(NOTEBOOKS)
@@ -84,7 +84,7 @@ def test_notebook_outputs(smoke_run, name):
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_declares_first_seed_and_no_inline_rules(name):
     """Seeds are first_seed .. first_seed + seeds - 1; no outcome is written by hand in a code cell."""
-    from bnlib.lab.runner import notebook_parameters
+    from bnlib.lab.series import notebook_parameters
 
     path = resolve_notebooks([name])[0]
     assert notebook_parameters(path)["first_seed"] == "0"

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from bnlib.lab.presets import PRESET_NAMES, PRESETS, SERIES
-from bnlib.lab.runner import notebook_parameters, resolve_notebooks
+from bnlib.lab.series import notebook_parameters, resolve_notebooks
 
 REPO = Path(__file__).resolve().parents[1]
 CONDA_TO_PIP = {"pytorch": "torch"}  # conda-forge names that differ from PyPI's
@@ -75,7 +75,7 @@ def test_check_cell_gives_every_parameter_a_rule(path):
     assert len(cell.source.splitlines()) <= 25
 
 def test_series_notebooks_carry_their_identity():
-    from bnlib.lab.runner import notebook_identity
+    from bnlib.lab.series import notebook_identity
 
     assert [notebook_identity(p) for p in resolve_notebooks()] == list(SERIES)  # presets follow it, not the file name
     assert all(p.exists() for p in resolve_notebooks())

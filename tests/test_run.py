@@ -8,7 +8,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from bnlib.lab.runner import check_parameters, ipc_kernel_manager, main, parse_value, resolve_notebooks, run_notebooks
+from bnlib.lab.kernels import ipc_kernel_manager
+from bnlib.lab.runner import main, run_notebooks
+from bnlib.lab.series import check_parameters, parse_value, resolve_notebooks
 
 
 def write_notebook(path, code_cells):
@@ -72,12 +74,12 @@ def test_good_run_writes_notebook_metrics_and_summary(toy, tmp_path):
     assert metrics["verdicts"][0]["note"] == "lr = 0.5" and metrics["verdicts"][0]["estimate"] == 0.5
     summary = (out / "SUMMARY.md").read_text()
     assert "| 99_toy | ok | quick |" in summary and "lr is positive" in summary and "**supported**" in summary
-    # the machine it came from: in runs.json (with where its runs trained), SUMMARY.md and metrics.json
+    # the machine it came from: in executions.json (with where its runs trained), SUMMARY.md and metrics.json
     import platform
 
     import torch
 
-    machine = json.loads((out / "runs.json").read_text())["99_toy"]["machine"]
+    machine = json.loads((out / "executions.json").read_text())["99_toy"]["machine"]
     assert machine["executor"] == "kernel" and machine["python"] == platform.python_version()
     assert machine["torch"] == torch.__version__ and machine["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert f"Machine: {machine['cpu']} (torch kernels {machine['cpu_capability']}), {machine['cores']} cores" in summary
@@ -188,7 +190,7 @@ def test_jobs_run_notebooks_side_by_side_with_fewer_threads(tmp_path, capsys, mo
     out.mkdir()
     earlier = {"99_second": {"status": "ok", "preset": "quick", "wall_s": 500}, "98_first": {"status": "ok", "preset": "quick",
                                                                                          "wall_s": 5}}
-    (out / "runs.json").write_text(json.dumps(earlier))  # an older run's log
+    (out / "executions.json").write_text(json.dumps(earlier))  # an older run's log
     results = run_notebooks([str(p) for p in paths], out=out, jobs=2)
     assert "in this order: 99_second, 98_first" in capsys.readouterr().out  # the longest earlier run starts first
     assert [(r.notebook, r.status) for r in results] == [("98_first", "ok"), ("99_second", "ok")]  # in the order asked
@@ -196,26 +198,27 @@ def test_jobs_run_notebooks_side_by_side_with_fewer_threads(tmp_path, capsys, mo
     assert [n["threads"] for n in numbers] == [max(1, cores.usable_cores() // 2)] * 2
     (s1, e1), (s2, e2) = (n["interval"] for n in numbers)
     assert max(s1, s2) < min(e1, e2)  # the two kernels ran at the same time
-    runs = json.loads((out / "runs.json").read_text())
+    runs = json.loads((out / "executions.json").read_text())
     assert sorted(runs) == ["98_first", "99_second"]
 
 
 def test_expected_seconds_from_the_last_good_run_else_the_typical_table(tmp_path):
     from bnlib.lab.presets import TYPICAL_SECONDS
-    from bnlib.lab.runner import expected_seconds, longest_first
+    from bnlib.lab.records import expected_seconds
+    from bnlib.lab.runner import longest_first
 
     stem = "01_internal_covariate_shift"
     assert expected_seconds(tmp_path, stem, "quick") == (TYPICAL_SECONDS["quick"][stem], "typical at quick:")
     assert expected_seconds(tmp_path, stem, "smoke") == (TYPICAL_SECONDS["smoke"][stem], "typical at smoke:")
     assert expected_seconds(tmp_path, stem, "full") is None
-    (tmp_path / "runs.json").write_text(json.dumps({stem: {"status": "ok", "preset": "full", "wall_s": 1077.0}}))
-    assert expected_seconds(tmp_path, stem, "full") == (1077.0, "last run")
+    (tmp_path / "executions.json").write_text(json.dumps({stem: {"status": "ok", "preset": "full", "wall_s": 1077.0}}))
+    assert expected_seconds(tmp_path, stem, "full") == (1077.0, "last execution")
     assert expected_seconds(tmp_path, stem, "quick") == (TYPICAL_SECONDS["quick"][stem], "typical at quick:")  # another preset
     # the order of --jobs follows the preset asked for: a full run's 1077 s does not make 01 the longest at smoke
     paths = [Path(stem), Path("04_failed_variants"), Path("99_unknown")]
     assert [p.name[:2] for p in longest_first(paths, tmp_path, "smoke")] == ["99", "04", "01"]
     assert [p.name[:2] for p in longest_first(paths, tmp_path, "full")] == ["04", "99", "01"]  # unknown at full: first
-    (tmp_path / "runs.json").write_text(json.dumps({stem: {"status": "failed", "preset": "full", "wall_s": 5.0}}))
+    (tmp_path / "executions.json").write_text(json.dumps({stem: {"status": "failed", "preset": "full", "wall_s": 5.0}}))
     assert expected_seconds(tmp_path, stem, "full") is None  # a failed run says nothing of the time
 
 
@@ -243,7 +246,7 @@ def test_progress_lines_and_text_bars(tmp_path):
     watch = NotebookWatch(path, "x", expected_s=None)
     assert watch.line(2, 4, elapsed=75) == "[bnlib.run] x: 2/4 cells, 1 min 15 s elapsed"
     assert NotebookWatch(path, "x", expected_s=60).line(2, 4, elapsed=75).endswith(
-        ", over the expected time (last run 1 min 0 s)")
+        ", over the expected time (last execution 1 min 0 s)")
     assert NotebookWatch(path, "x", 100, expected_from="typical at quick:").line(2, 4, elapsed=40).endswith(
         ", about 1 min 0 s left (typical at quick: 1 min 40 s)")
     os.environ[TEXT_ENV] = "text"

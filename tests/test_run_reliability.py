@@ -14,8 +14,10 @@ import psutil
 import pytest
 from test_run import PARAMS, VALIDATE, VERDICT, write_notebook
 
-import bnlib.lab.runner as run_module
-from bnlib.lab.runner import RunResult, main, resolve_notebooks, run_notebooks, write_summary
+import bnlib.lab.series as series_module
+from bnlib.lab.records import Execution, write_summary
+from bnlib.lab.runner import main, run_notebooks
+from bnlib.lab.series import resolve_notebooks
 
 SLEEP = "import time\ntime.sleep(120)"
 
@@ -54,7 +56,7 @@ def test_sigterm_stops_kernels_and_workers_and_records_what_finished(tmp_path):
     assert "stopped by SIGTERM" in err
     _, alive = psutil.wait_procs(descendants, timeout=10)
     assert not alive, [p.cmdline() for p in alive]  # no kernel, pool worker or sweep worker left behind
-    runs = json.loads((out / "runs.json").read_text())
+    runs = json.loads((out / "executions.json").read_text())
     assert runs["97_quick"]["status"] == "ok"
     interrupted = sorted(name for name, r in runs.items() if r["status"] == "interrupted")
     assert interrupted == ["98_slow", "99_slow"]
@@ -66,13 +68,13 @@ def test_sigterm_stops_kernels_and_workers_and_records_what_finished(tmp_path):
 def _write_many(args):
     out, worker = args
     for i in range(40):
-        write_summary(out, [RunResult(f"nb_{worker}_{i}", "ok", 1.0, "smoke", {})])
+        write_summary(out, [Execution(f"nb_{worker}_{i}", "ok", 1.0, "smoke", {})])
 
 
 def test_concurrent_bookkeeping_keeps_every_record_and_valid_json(tmp_path):
     with multiprocessing.get_context("fork").Pool(4) as pool:
         pool.map(_write_many, [(tmp_path, w) for w in range(4)])
-    runs = json.loads((tmp_path / "runs.json").read_text())
+    runs = json.loads((tmp_path / "executions.json").read_text())
     assert len(runs) == 160  # 4 processes x 40 writes, none lost, none half-written
     assert (tmp_path / "SUMMARY.md").read_text().count("| ok | smoke |") == 160
 
@@ -83,13 +85,13 @@ def test_damaged_runs_json_is_named_set_aside_and_rebuilt(tmp_path, capsys):
     other = write_notebook(tmp_path / "98_other.ipynb", [PARAMS, VALIDATE, VERDICT])
     out = tmp_path / "out"
     run_notebooks([str(other)], out=out)
-    text = (out / "runs.json").read_text()
-    (out / "runs.json").write_text(text[: len(text) // 2])  # truncated, as a crash half-way through a write left it
+    text = (out / "executions.json").read_text()
+    (out / "executions.json").write_text(text[: len(text) // 2])  # truncated, as a crash half-way through a write left it
     assert run_notebooks([str(toy)], out=out)[0].status == "ok"  # not a reason to stop
     err = capsys.readouterr().err
-    assert f"{out / 'runs.json'} was damaged" in err and "rebuilt from the executed notebooks" in err
-    assert len(list(out.glob("runs.json.damaged-*"))) == 1
-    runs = json.loads((out / "runs.json").read_text())
+    assert f"{out / 'executions.json'} was damaged" in err and "rebuilt from the executed notebooks" in err
+    assert len(list(out.glob("executions.json.damaged-*"))) == 1
+    runs = json.loads((out / "executions.json").read_text())
     assert sorted(runs) == ["98_other", "99_toy"] and runs["98_other"]["status"] == "ok"  # rebuilt from 98_other.ipynb
 
 
@@ -133,7 +135,7 @@ def test_write_error_is_reported_as_such_and_leaves_no_truncated_notebook(tmp_pa
     assert "write error: File too large" in proc.stderr and "free space or choose another --out" in proc.stderr
     assert "does not appear to be JSON" not in proc.stderr
     assert not (out / "99_toy.ipynb").exists() and not (out / "99_toy.running.ipynb").exists()
-    assert json.loads((out / "runs.json").read_text())["99_toy"]["error"].startswith("write error")
+    assert json.loads((out / "executions.json").read_text())["99_toy"]["error"].startswith("write error")
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -184,10 +186,10 @@ def _series_dir(tmp_path, monkeypatch):
             nb = nbformat.read(path, as_version=4)
             nb.metadata["bnlib"] = {"notebook": identity}
             nbformat.write(nb, path)
-    monkeypatch.setattr(run_module, "NOTEBOOK_DIR", folder)
-    monkeypatch.setattr(run_module, "SERIES", ("01_first", "02_second"))
-    monkeypatch.setitem(run_module.PRESETS, "01_first", {"smoke": {"seeds": 2}, "quick": {}, "full": {}})
-    monkeypatch.setitem(run_module.PRESETS, "02_second", {"smoke": {}, "quick": {}, "full": {}})
+    monkeypatch.setattr(series_module, "NOTEBOOK_DIR", folder)
+    monkeypatch.setattr(series_module, "SERIES", ("01_first", "02_second"))
+    monkeypatch.setitem(series_module.PRESETS, "01_first", {"smoke": {"seeds": 2}, "quick": {}, "full": {}})
+    monkeypatch.setitem(series_module.PRESETS, "02_second", {"smoke": {}, "quick": {}, "full": {}})
     return folder
 
 
@@ -210,7 +212,7 @@ def test_notebooks_are_named_by_identity_and_copies_stay_out_of_the_series(tmp_p
 
 @pytest.mark.slow
 def test_a_stop_ends_only_the_processes_started_since_the_run_began():
-    from bnlib.lab.runner import stop_descendants
+    from bnlib.lab.kernels import stop_descendants
 
     sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
     earlier = subprocess.Popen(sleeper)  # e.g. a JupyterLab kernel's own worker, started before it called the runner

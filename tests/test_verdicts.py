@@ -243,7 +243,7 @@ def test_preconditions_that_hold_are_recorded_with_their_values_and_leave_the_ou
 
 
 def test_an_identity_recorded_as_a_check_passes_or_fails_and_is_never_counted_as_supported(tmp_path, capsys):
-    from bnlib.lab.report import overview
+    from bnlib.lab.markdown import overview
 
     identity = V.Claim("the manual backward equals autograd", "paper Sec. 3", predicts="lower", min_effect=0,
                        reference=1e-4, unit="largest relative error")

@@ -2,7 +2,7 @@
 
 Example:
     >>> import pathlib, tempfile
-    >>> p = pathlib.Path(tempfile.mkdtemp()) / "runs.json"
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "executions.json"
     >>> atomic_write_text(p, "{}"); p.read_text()
     '{}'
 """

@@ -2,7 +2,7 @@
 
 The same computation gives bit-identical numbers on the same kind of CPU; on another kind (other vector kernels:
 AVX2, AVX-512, AMX) only the same numbers to float32 rounding. :func:`machine_info` records what a reader needs to
-tell a code change from a machine change; ``bnlib.run`` writes it into ``runs.json`` and ``SUMMARY.md``, and
+tell a code change from a machine change; ``bnlib.run`` writes it into ``executions.json`` and ``SUMMARY.md``, and
 :class:`bnlib.verdicts.Results` into each ``metrics.json``. Standard library only (torch, numpy and pandas are
 asked for their versions when installed).
 

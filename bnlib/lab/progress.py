@@ -124,17 +124,17 @@ class NotebookWatch:
     when cells were done since the last one and at least ``every`` seconds have passed, or after ``5 * every``
     seconds in any case (a long cell still shows the clock), so that several notebooks (``--jobs``) or a log file
     stay readable. ``expected_s`` (the expected wall time, or None) gives the estimate of the time left;
-    ``expected_from`` names where it comes from (``bnlib.lab.runner.expected_seconds``: "last run" or "typical at quick:").
+    ``expected_from`` names where it comes from (``bnlib.lab.records.expected_seconds``: "last execution" or "typical at quick:").
 
     Example:
         >>> NotebookWatch(Path("/no/x.running.ipynb"), "x", expected_s=100).line(2, 10, elapsed=30)
-        '[bnlib.run] x: 2/10 cells, 30 s elapsed, about 1 min 10 s left (last run 1 min 40 s)'
+        '[bnlib.run] x: 2/10 cells, 30 s elapsed, about 1 min 10 s left (last execution 1 min 40 s)'
         >>> NotebookWatch(Path("/no/x.running.ipynb"), "x", 100, expected_from="typical at quick:").line(2, 10, 130)
         '[bnlib.run] x: 2/10 cells, 2 min 10 s elapsed, over the expected time (typical at quick: 1 min 40 s)'
     """
 
     def __init__(self, running: Path, name: str, expected_s: float | None, live: bool = False, every: float = 60.0,
-                 stream=None, expected_from: str = "last run") -> None:
+                 stream=None, expected_from: str = "last execution") -> None:
         # absolute now: papermill changes the process's directory to the notebook's while it executes
         self.running = Path(running).absolute()
         self.name, self.expected_s, self.live, self.every = name, expected_s, live, every

@@ -9,12 +9,7 @@ outcome counts, or a notebook's stem). Nothing between the markers is typed by
 hand, so the README cannot drift from the data. ``--check`` writes nothing and
 exits 1 when the README is out of date (the tests run it).
 
-Example:
-    >>> table = verdict_table([{"claim": "c", "source": "s", "outcome": "supported", "estimate": 0.05,
-    ...     "ci": [0.02, 0.08], "n": 5, "test": "paired t", "min_effect": 0.01, "predicts": "higher",
-    ...     "unit": "accuracy", "note": "", "label": "BN − plain"}])
-    >>> table.splitlines()[2]
-    '| c (s) | **supported** | BN − plain: +0.050 [95% CI +0.020, +0.080], paired t, n=5 | higher by ≥ 0.01 (accuracy) |  |'
+The tables are rendered by :mod:`bnlib.lab.markdown`, as ``SUMMARY.md``'s are.
 """
 
 from __future__ import annotations
@@ -26,43 +21,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bnlib.verdicts import FINDINGS, Effect, tally
+from bnlib.lab.markdown import overview, verdict_table
 
 REPO = Path(__file__).resolve().parents[2]
 BEGIN, END = "<!-- bnlib.lab.report:begin {} -->", "<!-- bnlib.lab.report:end {} -->"
-
-
-def _cell(text: str) -> str:
-    return str(text).replace("|", "&#124;").replace("\n", " ")
-
-
-def _effect_text(rec: dict) -> str:
-    return Effect.from_record(rec).text()  # "all n seeds equal" where the record's SD is 0
-
-
-def _rule_text(rec: dict) -> str:
-    unit = f" ({rec['unit']})" if rec.get("unit") else ""
-    ref = rec.get("reference", 0) or 0
-    if rec["predicts"] == "same":
-        return f"within {ref:g} ± {rec['min_effect']:g}{unit}"
-    if not rec["min_effect"]:
-        return f"{'above' if rec['predicts'] == 'higher' else 'below'} {ref:g}{unit}"
-    base = f" from {ref:g}" if ref else ""
-    return f"{rec['predicts']} by ≥ {rec['min_effect']:g}{base}{unit}"
-
-
-def verdict_table(verdicts: Sequence[dict]) -> str:
-    """A markdown table of verdict records (as in ``metrics.json``): claim, outcome, effect with its interval, rule, note."""
-    lines = ["| claim | outcome | effect [95% CI], test, n | predicted | note |", "|---|---|---|---|---|"]
-    for v in verdicts:
-        if "parts" in v:
-            effect = "<br>".join(f"{p['part']}: {_effect_text(p)} → {p['outcome']}" for p in v["parts"])
-        else:
-            effect = _effect_text(v)
-        claim = f"{v['claim']} ({v['source']})" if v.get("source") else v["claim"]
-        lines.append("| " + " | ".join(_cell(c) for c in [claim, f"**{v['outcome']}**", effect, _rule_text(v),
-                                                              v.get("note", "")]) + " |")
-    return "\n".join(lines)
 
 
 def _setting(info: dict) -> str:
@@ -78,24 +40,6 @@ def notebook_block(stem: str, metrics: dict) -> str:
     path = f"outputs/reference/{stem}/metrics.json"
     head = f"Notebook {stem[:2]}: {_setting(metrics.get('info', {}))}; numbers from [`{path}`]({path})."
     return head + "\n\n" + verdict_table(metrics.get("verdicts", []))
-
-
-def overview(all_metrics: dict[str, dict]) -> str:
-    """Outcome counts per notebook: findings by outcome, and checks (exact computations) apart.
-
-    Example:
-        >>> print(overview({"01_x": {"info": {"preset": "full"}, "verdicts": [{"outcome": "supported"},
-        ...     {"outcome": "passes", "kind": "check"}, {"outcome": "untestable here"}]}}))
-        | notebook | preset | supported | not supported | inconclusive | mixed | untestable here | checks |
-        |---|---|---|---|---|---|---|---|
-        | 01_x | full | 1 | 0 | 0 | 0 | 1 | 1 passed, 0 failed |
-    """
-    lines = ["| notebook | preset | " + " | ".join(FINDINGS) + " | checks |", "|---|---|" + "---|" * (len(FINDINGS) + 1)]
-    for stem, m in all_metrics.items():
-        n = tally(m.get("verdicts", []))
-        lines.append(f"| {stem} | {m.get('info', {}).get('preset', '?')} | " + " | ".join(str(n[o]) for o in FINDINGS)
-                     + f" | {n['passes']} passed, {n['fails']} failed |")
-    return "\n".join(lines)
 
 
 def load_reference(reference: Path) -> dict[str, dict]:
