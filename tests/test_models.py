@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from bnlib.models import MODELS, VGG_LAYERS, build_model, gaussian_init_, small_cnn, small_resnet, vgg
+from bnlib.models import MODELS, VGG_LAYERS, build_model, gaussian_init_, mlp, small_cnn, small_resnet, vgg
 from bnlib.norms import BatchNorm
 
 CONV_MODELS = ["small_cnn", "small_resnet", *VGG_LAYERS]
@@ -141,3 +141,25 @@ def test_deep_linear_network_keeps_the_product_scale():
     assert len(deep_linear_network(4, 3, norm="bn")) == 7
     with pytest.raises(ValueError, match="layers and dim must be >= 1"):
         deep_linear_network(0, 3)
+
+
+def test_mlp_structure_follows_the_paper():
+    plain, bn = mlp(), mlp(norm="bn")
+    assert [m.out_features for m in plain if isinstance(m, nn.Linear)] == [100, 100, 100, 10]
+    assert all(m.bias is not None for m in plain if isinstance(m, nn.Linear))
+    assert [m.bias is None for m in bn if isinstance(m, nn.Linear)] == [True, True, True, False]
+    assert sum(isinstance(m, BatchNorm) for m in bn) == 3
+    assert isinstance(bn.act1, nn.Sigmoid) and isinstance(mlp(activation="relu").act2, nn.ReLU)
+
+
+def test_mlp_init_std_and_errors():
+    torch.manual_seed(0)
+    net = mlp(hidden=(500,), init_std=0.01)
+    assert net.fc1.weight.std().item() == pytest.approx(0.01, rel=0.02)
+    assert net.fc1.bias.abs().max().item() == 0
+    with pytest.raises(ValueError, match="unknown activation 'swish'; valid activations: sigmoid, relu"):
+        mlp(activation="swish")
+    with pytest.raises(ValueError, match="unknown norm kind 'switch_bn'"):
+        mlp(norm="switch_bn")
+    with pytest.raises(ValueError, match="init_std must be > 0"):
+        mlp(init_std=0)

@@ -10,7 +10,7 @@ import nbformat
 import pytest
 from smoke import smoke_ran
 
-from bnlib.lab.series import resolve_notebooks
+from bnlib.lab.series import check_parameters, parse_value, resolve_notebooks
 from bnlib.verdicts import OUTCOMES
 
 NOTEBOOKS = [p.stem for p in resolve_notebooks()]
@@ -91,3 +91,55 @@ def test_notebook_declares_first_seed_and_no_inline_rules(name):
     code = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
     assert not re.search(r"[\"'](supported|not supported|mixed|inconclusive)[\"']\s+if\b", code)
     assert "bnlib.results" not in code
+
+
+def check_cell_error(notebook: str, name: str, value: str) -> str:
+    """The message of the ValueError the notebook's check cell raises for ``-p name value``, found in this process: the
+    parameters cell runs, the value is set as ``bnlib.run`` would inject it, then the check cell runs (no kernel)."""
+    path = resolve_notebooks([notebook])[0]
+    injected = check_parameters(path, {name: parse_value(value)})[name]
+    cells = nbformat.read(path, as_version=4).cells
+    i = next(i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", []))
+    namespace: dict = {}
+    exec(cells[i].source, namespace)
+    namespace[name] = injected
+    with pytest.raises(ValueError) as info:
+        exec(cells[i + 1].source, namespace)
+    return str(info.value)
+
+
+def test_cuda_without_a_gpu_is_refused_in_the_check_cell():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    message = check_cell_error("01", "device", "cuda")
+    assert message.startswith("device='cuda' but torch") and "use -p device cpu or -p device auto" in message
+
+
+@pytest.mark.parametrize("notebook, name, value, message", [
+    ("01", "seeds", "0", "seeds must be an integer >= 1, got 0"),
+    ("01", "kappas", "[1, 2]", "kappas must be a non-empty list, each a finite number >= 1 with at least two >= 2"),
+    ("01", "eps_values", "[1e-8, 1e-5]", "eps_values must be a non-empty list, each a finite number > 0 with at least two in"),
+    ("02", "steps", "0", "steps must be an integer >= 1, got 0"),
+    ("02", "activation", "swish", "activation must be one of 'sigmoid', 'relu', 'tanh', got 'swish'"),
+    ("03", "model", "vgg12", "model must be one of 'small_cnn', 'small_resnet', 'vgg11', 'vgg13', 'vgg16', 'vgg19', got 'vgg12'"),
+    ("03", "lr_multipliers", "[1, 5]",
+     "lr_multipliers must be a non-empty list, each a finite number > 1, got [1, 5] (bad entry 1)"),
+    ("03", "init_scales", "[0.1, 10.0]", "init_scales must be a non-empty list, each a finite number > 0 containing 1.0"),
+    ("03", "lr_decay", "0", "lr_decay must be a finite number in (0, 1], got 0"),
+    ("04", "bound", "0", "bound must be a finite number > 0 or None, got 0"),
+    ("04", "bound", "none", "bound must be a finite number > 0 or None, got 'none'"),
+    ("04", "datasets", "[]", "datasets must be a non-empty list, each one of 'mnist', 'fashion_mnist', 'cifar10', got []"),
+    ("05", "slice_points", "2", "slice_points must be an integer >= 3, got 2"),
+    ("06", "dist_batch", "5", "dist_batch must be an integer >= 4 and even (two processes get at least 2 images each), got 5"),
+    ("06", "small_batch_sizes", "[1, 8]", "small_batch_sizes must be a non-empty list, each an integer in [2, 512], got [1, 8] "
+                                          "(bad entry 1)"),
+    ("06", "bn_momenta", "[0.99, 1.5]", "bn_momenta must be a non-empty list, each a finite number in (0, 1], got [0.99, 1.5] "
+                                        "(bad entry 1.5)"),
+    ("06", "search_lr_range", "[1.0, 0.1]",
+     "search_lr_range must be [low, high] with low < high, each a finite number > 0, got [1.0, 0.1]"),
+    ("06", "search_train_size", "3", "search_train_size must be an integer >= 4, got 3"),
+])
+def test_notebook_bad_values_name_the_parameter(notebook, name, value, message):
+    assert check_cell_error(notebook, name, value).startswith(message)

@@ -8,7 +8,8 @@ import torch
 from scipy import stats
 from torch import nn
 
-from bnlib.probes import LayerStatsProbe, tidy_layer_stats, unit_stats
+from bnlib.models import mlp
+from bnlib.probes import LayerStatsProbe, QuantileProbe, layer_outputs, tidy_layer_stats, unit_stats
 
 
 def test_unit_stats_of_known_distributions():
@@ -196,3 +197,41 @@ def test_layer_outputs_in_train_mode_use_the_batch_and_keep_the_running_statisti
     eval_out = layer_outputs(net, {"bn": net[1]}, x)["bn"][0]
     assert (eval_out.mean(0) < -1).all()  # eval mode: the (planted) running mean 5 is subtracted
     assert unit_quantiles(net, {"bn": net[1]}, x, (0.5,), train=True)["bn"].shape == (1, 1, 4)
+
+
+def test_quantile_probe_matches_torch_quantile_and_restores_mode():
+    torch.manual_seed(0)
+    net = mlp(hidden=(16, 8), norm="bn")
+    x = torch.randn(200, 1, 28, 28)
+    probe = QuantileProbe({"n2": net.norm2}, x, qs=(0.15, 0.5, 0.85))
+    probe(5, net)
+    assert net.training
+    net.eval()
+    expected = torch.quantile(net.norm2(net.fc2(net.act1(net.norm1(net.fc1(x.flatten(1)))))), torch.tensor([0.15, 0.5, 0.85]),
+                              dim=0)
+    frame = probe.frame()
+    got = frame.pivot(index="unit", columns="q", values="value").to_numpy().T
+    assert torch.allclose(torch.tensor(got), expected.detach(), atol=1e-5)
+    assert set(frame["q"]) == {0.15, 0.5, 0.85} and frame["step"].eq(5).all()
+
+
+def test_quantile_probe_on_a_batched_model_gives_one_set_per_model():
+    from bnlib.lab.batched import BatchedMLP
+
+    net = BatchedMLP.from_seeds([0, 1], hidden=(6,), norm="bn")
+    x = torch.randn(50, 1, 28, 28)
+    probe = QuantileProbe({"n1": net.norm1}, x, qs=(0.5,))
+    probe(0, net)
+    frame = probe.frame()
+    assert len(frame) == 2 * 6 and sorted(frame["model"].unique()) == [0, 1]
+    model1 = net.model_at(1)
+    single = QuantileProbe({"n1": model1.norm1}, x, qs=(0.5,))
+    single(0, model1)
+    got = frame[frame["model"] == 1].sort_values("unit")["value"].to_numpy()
+    assert got == pytest.approx(single.frame().sort_values("unit")["value"].to_numpy(), abs=1e-5)
+
+
+def test_layer_outputs_conv_gives_values_per_channel():
+    conv = nn.Conv2d(3, 4, 3)
+    out = layer_outputs(nn.Sequential(conv), {"c": conv}, torch.randn(2, 3, 5, 5))["c"]
+    assert out.shape == (1, 2 * 3 * 3, 4)

@@ -1,4 +1,5 @@
-"""bnlib.run when things go wrong: stop signals, runners sharing a folder, failed reruns, full disks, renamed copies."""
+"""bnlib.lab.runner (``python -m bnlib.run``) when things go wrong: stop signals, runners sharing a folder, failed
+reruns, full disks, renamed copies."""
 
 import json
 import multiprocessing
@@ -12,7 +13,7 @@ import time
 import nbformat
 import psutil
 import pytest
-from test_run import PARAMS, VALIDATE, VERDICT, write_notebook
+from toy import PARAMS, VALIDATE, VERDICT, write_notebook
 
 import bnlib.lab.series as series_module
 from bnlib.lab.records import Execution, write_summary
