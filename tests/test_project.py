@@ -113,3 +113,15 @@ def test_every_module_has_its_test_file():
                if p.stem != "__init__" and p not in shims]
     missing = [str(p.relative_to(REPO)) for p in modules if not (REPO / "tests" / f"test_{p.stem}.py").exists()]
     assert not missing, f"modules without tests/test_<module>.py: {missing}"
+
+
+def test_every_long_module_reads_in_banner_sections():
+    """A module over 300 lines is divided by banner comments (``# ---- title``), as airbench's single file is."""
+    unbannered = []
+    for path in [*(REPO / "bnlib").glob("*.py"), *(REPO / "bnlib" / "lab").glob("*.py")]:
+        lines = path.read_text().splitlines()
+        banners = [i for i, line in enumerate(lines) if re.match(r"# -{8,}", line)
+                   and (line.strip("# -") or (i + 1 < len(lines) and re.match(r"# \w", lines[i + 1])))]
+        if len(lines) > 300 and len(banners) < 2:
+            unbannered.append(f"{path.relative_to(REPO)} ({len(lines)} lines, {len(banners)} banners)")
+    assert not unbannered, f"long modules without banner sections: {unbannered}"
