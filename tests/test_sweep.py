@@ -11,7 +11,7 @@ import pytest
 
 from bnlib.data import dataset_stats
 from bnlib.lab import experiment, sweep
-from bnlib.lab.experiment import GROUPING_TOLERANCE, Run, train_run
+from bnlib.lab.experiment import CACHE_VERSION, GROUPING_TOLERANCE, Run, train_run
 from bnlib.lab.sweep import RunCache, SweepError, call_sweep, run_sweep, trained_model
 from bnlib.train import evaluate
 
@@ -92,7 +92,7 @@ def test_a_damaged_cached_run_is_named_set_aside_and_trained_again(tmp_path, dat
         table.write_bytes(gzip.compress(b"\n".join(gzip.decompress(data).split(b"\n")[:2]) + b"\n", mtime=0))
     again = run_sweep([RUN], [0], tmp_path, progress=False)
     message = capsys.readouterr().out
-    assert f"damaged cached run {RUN.key(0)}.json" in message and "training it again" in message
+    assert f"damaged cached run {RUN.key(0)}.json" in message and "computing it again" in message
     assert (tmp_path / "damaged" / table.name).exists()
     pd.testing.assert_frame_equal(numbers(again), numbers(first), check_exact=True)
 
@@ -181,6 +181,27 @@ def test_call_sweep_keys_by_the_function_source_so_two_lambdas_never_share_resul
     first = call_sweep(lambda x, seed: pd.DataFrame({"y": [x]}), [{"x": 1}], [0], tmp_path, progress=False)
     second = call_sweep(lambda x, seed: pd.DataFrame({"y": [x * 10]}), [{"x": 1}], [0], tmp_path, progress=False)
     assert first["y"].tolist() == [1] and second["y"].tolist() == [10]
+
+
+def test_call_sweep_stores_checksummed_tables_and_recomputes_a_damaged_one(tmp_path, capsys):
+    """call_sweep's calls go through the same checked cache as run_sweep's runs: a table whose bytes changed is named,
+    set aside and computed again."""
+    calls = []
+
+    def f(x, seed):
+        calls.append((x, seed))
+        return pd.DataFrame({"y": [x + 0.1 * seed]})
+
+    first = call_sweep(f, [{"x": 1}, {"x": 2}], [0, 1], tmp_path, progress=False)
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".gz"] * 4 + [".json"] * 4 and len(calls) == 4
+    meta = json.loads(next(tmp_path.glob("*.json")).read_text())
+    assert meta["fn"].endswith("f") and meta["version"] == CACHE_VERSION and meta["rows"] == 1 and len(meta["sha256"]) == 64
+    assert call_sweep(f, [{"x": 1}, {"x": 2}], [0, 1], tmp_path, progress=False).equals(first) and len(calls) == 4
+    table = sorted(tmp_path.glob("*.csv.gz"))[0]
+    table.write_bytes(gzip.compress(b"y,x,seed\n9.9,1,0\n"))  # same shape, other numbers
+    again = call_sweep(f, [{"x": 1}, {"x": 2}], [0, 1], tmp_path, progress=False)
+    assert again.equals(first) and len(calls) == 5  # only the damaged call ran again
+    assert "table checksum differs" in capsys.readouterr().out and (tmp_path / "damaged" / table.name).exists()
 
 
 @pytest.mark.slow

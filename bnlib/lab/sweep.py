@@ -13,7 +13,8 @@ table), ``<key>.pt`` (its final weights, when ``Run.keep_weights``) and last
 damaged one is named, moved to ``damaged/`` and trained again. A run that
 raises is recorded in ``<key>.error.txt`` while the others go on; the sweep
 then raises :class:`SweepError` naming every failed run, and a re-run retries
-only those.
+only those. :func:`call_sweep` (experiments that are not a Run yet) stores its
+calls in the same files, under :func:`call_key`, verified the same way.
 
 Example:
     >>> import tempfile
@@ -205,7 +206,8 @@ def _tasks(jobs: Sequence[tuple[Run, int]], parts: int) -> list[list[tuple[Run, 
 # ---------------------------------------------------------------- the files of finished runs
 
 class RunCache:
-    """The files of finished runs under one folder (see the module docstring); verified when read.
+    """The files of finished runs and calls under one folder (see the module docstring), each under a key; verified
+    when read. :func:`run_sweep` stores a Run by ``run.key(seed)``, :func:`call_sweep` a call by :func:`call_key`.
 
     Example:
         >>> from bnlib.lab.experiment import Run
@@ -220,40 +222,49 @@ class RunCache:
     def __init__(self, folder: str | os.PathLike):
         self.folder = Path(folder)
 
-    def paths(self, run: Run, seed: int) -> dict[str, Path]:
-        key = run.key(seed)
+    def paths(self, key: str) -> dict[str, Path]:
         return {kind: self.folder / f"{key}{suffix}" for kind, suffix in
                 (("meta", ".json"), ("table", ".csv.gz"), ("weights", ".pt"), ("error", ".error.txt"))}
 
     def save(self, run: Run, seed: int, csv_text: str, weights: bytes | None = None, train_s: float | None = None) -> None:
         """Store one finished run: its table, its weights (if given), then the marker that makes it count (with
         ``train_s``, the run's wall time: its share of a batched group's)."""
-        p = self.paths(run, seed)
-        atomic_write_bytes(p["table"], gzip.compress(csv_text.encode(), mtime=0))
-        if weights is not None:
-            atomic_write_bytes(p["weights"], weights)
-        meta = {"run": json.loads(run.to_json()), "seed": seed, "version": CACHE_VERSION,
-                "rows": len(pd.read_csv(io.StringIO(csv_text))), "sha256": hashlib.sha256(csv_text.encode()).hexdigest(),
-                "weights_sha256": None if weights is None else hashlib.sha256(weights).hexdigest(), "train_s": train_s}
-        atomic_write_text(p["meta"], json.dumps(meta, indent=1))
-        p["error"].unlink(missing_ok=True)
+        self.store(run.key(seed), {"run": json.loads(run.to_json()), "seed": seed}, csv_text, weights, train_s)
 
     def load(self, run: Run, seed: int) -> pd.DataFrame | None:
         """The run's table, or None if it is not stored (or was damaged: then it is moved to ``damaged/``)."""
-        p = self.paths(run, seed)
+        return self.fetch(run.key(seed), weights=run.keep_weights)
+
+    def store(self, key: str, about: dict, csv_text: str, weights: bytes | None = None, train_s: float | None = None) -> None:
+        """Store a table under ``key``: the table, the weights (if given), then the record that makes it count:
+        ``about`` (what was computed) with the cache version, row count, checksums and ``train_s``."""
+        p = self.paths(key)
+        atomic_write_bytes(p["table"], gzip.compress(csv_text.encode(), mtime=0))
+        if weights is not None:
+            atomic_write_bytes(p["weights"], weights)
+        meta = {**about, "version": CACHE_VERSION, "rows": len(pd.read_csv(io.StringIO(csv_text))),
+                "sha256": hashlib.sha256(csv_text.encode()).hexdigest(),
+                "weights_sha256": None if weights is None else hashlib.sha256(weights).hexdigest(), "train_s": train_s}
+        atomic_write_text(p["meta"], json.dumps(meta, indent=1, default=str))
+        p["error"].unlink(missing_ok=True)
+
+    def fetch(self, key: str, weights: bool = False) -> pd.DataFrame | None:
+        """The table stored under ``key``, or None if there is none (or it was damaged: then it is moved to
+        ``damaged/``); ``weights``: a weights file must be there too."""
+        p = self.paths(key)
         if not p["meta"].exists():
             return None
-        problem = self._check(p, run.keep_weights)
+        problem = self._check(p, weights)
         if problem:
             self._set_aside(p, problem)
             return None
         return pd.read_csv(io.StringIO(gzip.decompress(p["table"].read_bytes()).decode()))
 
     def weights_path(self, run: Run, seed: int) -> Path:
-        return self.paths(run, seed)["weights"]
+        return self.paths(run.key(seed))["weights"]
 
     def record_error(self, run: Run, seed: int, error: str) -> None:
-        atomic_write_text(self.paths(run, seed)["error"], f"{run.to_json()}\nseed {seed}\n\n{error}")
+        atomic_write_text(self.paths(run.key(seed))["error"], f"{run.to_json()}\nseed {seed}\n\n{error}")
 
     @staticmethod
     def _check(p: dict[str, Path], weights: bool) -> str | None:
@@ -280,7 +291,7 @@ class RunCache:
         for path in p.values():
             if path.exists():
                 shutil.move(str(path), damaged / path.name)
-        print(f"[bnlib.lab.sweep] damaged cached run {p['meta'].name} ({problem}): moved to {damaged}, training it again",
+        print(f"[bnlib.lab.sweep] damaged cached run {p['meta'].name} ({problem}): moved to {damaged}, computing it again",
               flush=True)
 
 
@@ -540,9 +551,10 @@ def call_sweep(
 
     For experiments that are not (yet) a :class:`~bnlib.lab.experiment.Run`; prefer :func:`run_sweep`. ``fn``
     returns a DataFrame; the result concatenates them in order with each config's keys and ``seed`` as
-    columns. Calls are keyed by :func:`call_key` (the function's source, the config, the seed) and run with one
-    intra-op thread (as :func:`run_sweep`'s runs: the same numbers whatever the machine's core count). A call
-    that raises stops the sweep; everything finished before it stays on disk.
+    columns. Calls are keyed by :func:`call_key` (the function's source, the config, the seed, the cache version),
+    stored and verified by :class:`RunCache` as :func:`run_sweep`'s runs are (a damaged table is set aside and
+    computed again), and run with one intra-op thread (as :func:`run_sweep`'s runs: the same numbers whatever the
+    machine's core count). A call that raises stops the sweep; everything finished before it stays on disk.
 
     Example:
         >>> calls = []
@@ -554,25 +566,23 @@ def call_sweep(
         >>> calls
         [(0.1, 0)]
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    cache = RunCache(out_dir)
+    cache.folder.mkdir(parents=True, exist_ok=True)
     jobs = [(dict(c), s) for c in configs for s in seeds]
     frames = []
     for config, seed in progress_bar(jobs, desc=desc or getattr(fn, "__qualname__", "calls"), unit="call", disable=not progress):
         key = call_key(fn, config, seed)
-        csv = out / f"{key}.csv"
-        if not csv.exists():
+        df = cache.fetch(key)
+        if df is None:
             start = time.perf_counter()
             with one_thread():
                 df = fn(**config, seed=seed).copy()
             for k, v in config.items():
                 df[k] = v if isinstance(v, (int, float, str, bool)) or v is None else str(v)
             df["seed"] = seed
-            atomic_write_text(out / f"{key}.json", json.dumps({"fn": getattr(fn, "__qualname__", ""), "config": config,
-                                                               "seed": seed, "train_s": time.perf_counter() - start},
-                                                              default=str))
-            atomic_write_text(csv, df.to_csv(index=False))
-        frames.append(pd.read_csv(csv))
+            text = df.to_csv(index=False)
+            cache.store(key, {"fn": getattr(fn, "__qualname__", ""), "config": config, "seed": seed}, text,
+                        train_s=time.perf_counter() - start)
+            df = pd.read_csv(io.StringIO(text))  # as a re-run reads it back
+        frames.append(df)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
