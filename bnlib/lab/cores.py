@@ -7,8 +7,9 @@ to a *session*: the first process of a process tree that uses bnlib founds one (
 ``$BNLIB_SESSION``. A session is *active* while one of its processes computes (each touches the file at least
 every :data:`ACTIVE_SECONDS`). Every active session gets an equal share of the usable cores, split between the
 notebooks that one ``bnlib.run --jobs N`` executes at a time (``$BNLIB_JOBS``): :func:`share`.
-:func:`use_share` sets PyTorch's threads to it (``bnlib.train.fit`` calls it as it trains) and
-``bnlib.lab.sweep.run_sweep`` keeps that many single-threaded workers busy.
+:func:`use_share` sets PyTorch's threads to it (:func:`bnlib.lab.notebook.setup` calls it as a notebook starts,
+``bnlib.lab.experiment.train_run(threads=None)`` as a run starts; the textbook loop ``bnlib.train.fit`` never
+touches threads) and ``bnlib.lab.sweep.run_sweep`` keeps that many single-threaded workers busy.
 
 Example:
     >>> share() >= 1
