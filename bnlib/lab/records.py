@@ -51,8 +51,8 @@ class Execution:
 
 @contextlib.contextmanager
 def log_lock(out: Path) -> Iterator[None]:
-    """Hold ``out``'s lock (``.runs.lock``) for a read-modify-write of ``executions.json``, across processes."""
-    with open(out / ".runs.lock", "a") as handle:
+    """Hold ``out``'s lock (``.executions.lock``) for a read-modify-write of ``executions.json``, across processes."""
+    with open(out / ".executions.lock", "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
