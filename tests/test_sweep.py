@@ -2,9 +2,11 @@
 
 import concurrent.futures as cf
 import gzip
+import io
 import json
 import multiprocessing
 import os
+import shutil
 
 import pandas as pd
 import pytest
@@ -202,6 +204,36 @@ def test_call_sweep_stores_checksummed_tables_and_recomputes_a_damaged_one(tmp_p
     again = call_sweep(f, [{"x": 1}, {"x": 2}], [0, 1], tmp_path, progress=False)
     assert again.equals(first) and len(calls) == 5  # only the damaged call ran again
     assert "table checksum differs" in capsys.readouterr().out and (tmp_path / "damaged" / table.name).exists()
+
+
+def test_no_single_bit_flip_or_malformed_record_escapes_the_cache_check(tmp_path, capsys):
+    """Every single-bit flip of a stored table, and a record that is JSON of the wrong shape, reads as "not stored"
+    (set aside, named, computed again) or as the very table stored; none raises (issue 37: a raw zlib.error or
+    AttributeError broke every rerun)."""
+    text = "step,test_acc\n0,0.1\n10,0.52\n"
+    original = pd.read_csv(io.StringIO(text))
+    folder = tmp_path / "cache"
+    stored = RunCache(tmp_path / "clean")
+    stored.store("k", {"fn": "f", "config": {}, "seed": 0}, text)
+    clean = {kind: path.read_bytes() for kind, path in stored.paths("k").items() if path.exists()}
+    outcomes = {"set aside": 0, "same table": 0}
+    damages = [("table", bytes(b ^ (1 << bit) if i == at else b for i, b in enumerate(clean["table"])))
+               for at in range(len(clean["table"])) for bit in range(8)]
+    damages += [("meta", b"null"), ("meta", b"[]"), ("meta", b'"x"'), ("meta", b"{}"), ("table", b"")]
+    for kind, data in damages:
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir()
+        for k, content in clean.items():
+            (folder / stored.paths("k")[k].name).write_bytes(data if k == kind else content)
+        got = RunCache(folder).fetch("k")
+        if got is None:
+            outcomes["set aside"] += 1
+            assert not (folder / "k.json").exists() and (folder / "damaged" / "k.json").exists()
+        else:
+            pd.testing.assert_frame_equal(got, original)
+            outcomes["same table"] += 1
+    assert outcomes["set aside"] >= len(damages) // 2  # most flips are caught; the rest (gzip header bytes) change nothing
+    assert f"damaged cached run k.json in {folder}" in capsys.readouterr().out
 
 
 @pytest.mark.slow

@@ -47,6 +47,7 @@ import sys
 import tempfile  # noqa: F401 - the doctests below use it
 import time
 import traceback
+import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from functools import cache
@@ -270,12 +271,17 @@ class RunCache:
     def _check(p: dict[str, Path], weights: bool) -> str | None:
         try:
             meta = json.loads(p["meta"].read_text())
+            if not isinstance(meta, dict):
+                return f"{p['meta'].name} holds a JSON {type(meta).__name__}, not a record"
             text = gzip.decompress(p["table"].read_bytes()).decode()
-        except (OSError, EOFError, ValueError) as e:  # missing, truncated or not gzip / JSON
+        except (OSError, EOFError, ValueError, zlib.error) as e:  # missing, truncated, bits flipped, not gzip / JSON
             return f"unreadable ({type(e).__name__}: {e})"
         if hashlib.sha256(text.encode()).hexdigest() != meta.get("sha256"):
             return "table checksum differs from the one recorded"
-        rows = len(pd.read_csv(io.StringIO(text)))
+        try:
+            rows = len(pd.read_csv(io.StringIO(text)))
+        except ValueError as e:  # pandas' EmptyDataError and ParserError are ValueErrors
+            return f"table unreadable as CSV ({type(e).__name__}: {e})"
         if rows != meta.get("rows"):
             return f"{rows} rows where {meta.get('rows')} were recorded"
         if weights:
@@ -291,8 +297,8 @@ class RunCache:
         for path in p.values():
             if path.exists():
                 shutil.move(str(path), damaged / path.name)
-        print(f"[bnlib.lab.sweep] damaged cached run {p['meta'].name} ({problem}): moved to {damaged}, computing it again",
-              flush=True)
+        print(f"[bnlib.lab.sweep] damaged cached run {p['meta'].name} in {self.folder} ({problem}): moved to {damaged}, "
+              "computing it again", flush=True)
 
 
 def cache_compute(folder: str | os.PathLike) -> dict:
