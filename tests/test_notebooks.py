@@ -128,6 +128,7 @@ def test_cuda_without_a_gpu_is_refused_in_the_check_cell():
      "lr_multipliers must be a non-empty list, each a finite number > 1, got [1, 5] (bad entry 1)"),
     ("03", "init_scales", "[0.1, 10.0]", "init_scales must be a non-empty list, each a finite number > 0 containing 1.0"),
     ("03", "lr_decay", "0", "lr_decay must be a finite number in (0, 1], got 0"),
+    ("03", "epochs", "1", "epochs must be an integer >= 2, got 1"),  # issue 37: 1 epoch failed later, in the plateau cell
     ("04", "bound", "0", "bound must be a finite number > 0 or None, got 0"),
     ("04", "bound", "none", "bound must be a finite number > 0 or None, got 'none'"),
     ("04", "datasets", "[]", "datasets must be a non-empty list, each one of 'mnist', 'fashion_mnist', 'cifar10', got []"),
