@@ -12,6 +12,7 @@ from bnlib.lab.presets import PRESET_NAMES, PRESETS, SERIES
 from bnlib.lab.series import notebook_parameters, resolve_notebooks
 
 REPO = Path(__file__).resolve().parents[1]
+MODULES = sorted((REPO / "bnlib").rglob("*.py"))  # the package's source files, bnlib.lab's included
 CONDA_TO_PIP = {"pytorch": "torch"}  # conda-forge names that differ from PyPI's
 
 
@@ -109,8 +110,7 @@ def test_every_module_has_its_test_file():
     from test_imports import ENTRY_POINTS
 
     shims = [REPO / "bnlib" / f"{name}.py" for name in ENTRY_POINTS]
-    modules = [p for p in [*(REPO / "bnlib").glob("*.py"), *(REPO / "bnlib" / "lab").glob("*.py")]
-               if p.stem != "__init__" and p not in shims]
+    modules = [p for p in MODULES if p.stem != "__init__" and p not in shims]
     missing = [str(p.relative_to(REPO)) for p in modules if not (REPO / "tests" / f"test_{p.stem}.py").exists()]
     assert not missing, f"modules without tests/test_<module>.py: {missing}"
 
@@ -118,7 +118,7 @@ def test_every_module_has_its_test_file():
 def test_every_long_module_reads_in_banner_sections():
     """A module over 300 lines is divided by banner comments (``# ---- title``), as airbench's single file is."""
     unbannered = []
-    for path in [*(REPO / "bnlib").glob("*.py"), *(REPO / "bnlib" / "lab").glob("*.py")]:
+    for path in MODULES:
         lines = path.read_text().splitlines()
         banners = [i for i, line in enumerate(lines) if re.match(r"# -{8,}", line)
                    and (line.strip("# -") or (i + 1 < len(lines) and re.match(r"# \w", lines[i + 1])))]
