@@ -3,7 +3,9 @@
 :func:`load_dataset` reads MNIST, Fashion-MNIST, CIFAR-10 and CIFAR-100 from
 the files their publishers distribute (the folder layout of
 ``torchvision.datasets``), checks them against SHA-256 sums of the decoded
-content, and returns ``x`` as uint8 of shape (N, C, H, W) with ``y`` as int64.
+content (CIFAR-10's file bytes first: a pickle is never loaded before its bytes
+are known, and then only through an unpickler that builds nothing but numpy
+arrays), and returns ``x`` as uint8 of shape (N, C, H, W) with ``y`` as int64.
 Files that are missing are downloaded through torchvision when possible; there
 is never a fallback to other or synthetic data.
 
@@ -25,10 +27,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import math
 import os
 import pickle
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -68,6 +71,56 @@ _CIFAR10_SHA256 = {
         "cec8a24a1e92aa2ecaa0bbd3dbfa86bf6cd8759fbd209a832824c8cf0afca9d5",
     ),
 }
+# The accepted bytes of each CIFAR-10 batch file, checked BEFORE it is unpickled (a pickle can run any code on load).
+# The official release is known only by the md5 its publisher and torchvision give (torchvision's CIFAR10 lists them),
+# so md5 it is: here it is a known-file list and a guard against accidents (a truncated download, a flipped bit, a file
+# from another dataset), not a signature; a file forged to an official md5 would need an md5 second preimage, which no
+# known attack gives. The offline copies (same pixels and labels, no `filenames` entry, so other bytes; md5s in the data
+# README's MD5SUMS) get SHA-256, computed here from the files, as the module's other sums are. The real guard against
+# code in a file is the second layer, _CifarUnpickler, which every CIFAR file (CIFAR-100 has no published sum) goes
+# through. sha256 comes first: for the offline copies the check costs one hash.
+_CIFAR10_FILE_DIGESTS = {
+    "data_batch_1": {
+        "sha256": "809454c645931070f431fe22cee2ad522195e7c6738cb92d5271fb4b1fe31693",
+        "md5": "c99cafc152244af753f735de768cd75f",
+    },
+    "data_batch_2": {
+        "sha256": "ba06209dc3259f68afef594fdb8c8976aa18b1b99f63d38ad1f2f58307b0a1ed",
+        "md5": "d4bba439e000b95fd0a9bffe97cbabec",
+    },
+    "data_batch_3": {
+        "sha256": "8c73626cc8cf3757533f8603634762d6ec3a59dee7331014892c4310e08eb1c9",
+        "md5": "54ebc095f3ab1f0389bbae665268c751",
+    },
+    "data_batch_4": {
+        "sha256": "31541e73614619fc3096e64e259efbb4fb96f5aeac2178ceb5c7672b395dbf3c",
+        "md5": "634d18415352ddfa80567beed471001a",
+    },
+    "data_batch_5": {
+        "sha256": "b7ac0a09c1f0dd4ee23e48a8d4662579d99e3e9aaddc21e3498b7c80f9fa26c0",
+        "md5": "482c414d41f54cd18b22e5b47cb7c3cb",
+    },
+    "test_batch": {
+        "sha256": "a9e13ff060b2d2236500a8b2bbce481495ea37fb05531d0ab5d3a94229c4bea9",
+        "md5": "40351d587109b95175f43aff81a1287e",
+    },
+}
+_DIGEST_SOURCES = {"sha256": "the known offline copy", "md5": "the official release"}
+# The only globals a CIFAR batch (a dict of numpy arrays, lists, strings and numbers) needs, as found with
+# pickletools.dis: the official files (Python 2, protocol 2) name numpy.core.multiarray._reconstruct, numpy.ndarray and
+# numpy.dtype; pickle.dump under numpy 2 writes numpy._core..., plus _codecs.encode for bytes in protocols 0-2 and
+# numpy._core.numeric._frombuffer in protocol 5.
+_CIFAR_PICKLE_GLOBALS = frozenset(
+    {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+    }
+)
 _IDX_MAGIC_IMAGES = 2051
 _IDX_MAGIC_LABELS = 2049
 _IDX_FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
@@ -135,16 +188,22 @@ def load_dataset(
       if present, else the ``.gz``; ``fashion_mnist``: the same names under ``FashionMNIST/raw/``.
       x is (N, 1, 28, 28). The SHA-256 of each decompressed file must match the published sum.
     - ``cifar10``: ``cifar-10-batches-py/data_batch_1`` .. ``data_batch_5`` (train, in order)
-      or ``test_batch``; x is (N, 3, 32, 32) from the R, G, B planes. The SHA-256 of the
-      decoded pixels and of the labels (as uint8) must match the published sums.
+      or ``test_batch``; x is (N, 3, 32, 32) from the R, G, B planes. Before a file is
+      unpickled, its bytes must be the official release (torchvision's md5) or the known
+      offline copy (SHA-256); after decoding, the SHA-256 of the pixels and of the labels
+      (as uint8) must match the published sums.
     - ``cifar100``: ``cifar-100-python/{train,test}``, fine labels. No checksum is published
       for it, so none is checked.
+
+    Every CIFAR file is unpickled by an unpickler that builds only numpy arrays, lists, strings
+    and numbers and refuses any other global (a pickle can otherwise run code on load).
 
     Missing files are downloaded into ``root`` with torchvision's dataset classes when
     ``download`` is true. If that fails or ``download`` is false, :class:`DatasetNotFoundError`
     says which files were expected where. A file that is truncated, corrupt (a failed gzip CRC,
-    a broken pickle), of the wrong size or shape, or whose checksum does not match raises one
-    ``ValueError`` that names the file, says what is wrong and how to replace the file.
+    a broken pickle, a pickle that names a refused global), of the wrong size or shape, whose
+    checksum does not match, or a CIFAR-10 file of unknown bytes raises one ``ValueError`` that
+    names the file, says what is wrong and how to replace the file.
 
     Example:
         >>> x, y = load_dataset("mnist", "test")
@@ -168,7 +227,7 @@ def load_dataset(
     if name in _IDX_FOLDERS:
         return _load_idx(name, found[0], found[1])
     if name == "cifar10":
-        return _load_cifar(found, "labels", _CIFAR10_SHA256[split])
+        return _load_cifar(found, "labels", _CIFAR10_SHA256[split], _CIFAR10_FILE_DIGESTS)
     return _load_cifar(found, "fine_labels", None)
 
 
@@ -581,14 +640,33 @@ def _read_idx(path: Path, magic: int, sha256: dict[str, str]) -> np.ndarray:
 
 
 def _load_cifar(
-    paths: list[Path], label_key: str, sha256: tuple[str, str] | None
+    paths: list[Path],
+    label_key: str,
+    sha256: tuple[str, str] | None,
+    known_files: Mapping[str, Mapping[str, str]] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """CIFAR python-version batches, concatenated in order; checksums of data and labels if given."""
+    """CIFAR python-version batches, concatenated in order, as (x, y) tensors.
+
+    With ``known_files`` (file name -> {hash algorithm: hex digest}), each file's bytes must
+    match one of its digests before it is unpickled (:func:`_check_known_file`). Every file is
+    unpickled by :class:`_CifarUnpickler`. With ``sha256`` (of the data, of the labels as uint8),
+    the decoded content of all files together is checked too.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "train"
+        >>> _ = path.write_bytes(pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "fine_labels": [3, 7]}))
+        >>> x, y = _load_cifar([path], "fine_labels", None)
+        >>> x.shape, y.tolist()
+        (torch.Size([2, 3, 32, 32]), [3, 7])
+    """
     data, labels = [], []
     for path in paths:
         raw = path.read_bytes()
+        if known_files is not None:
+            _check_known_file(path, raw, known_files[path.name])
         with _decoding(path, "CIFAR batch (a pickled dict)"):
-            batch = pickle.loads(raw, encoding="latin1")
+            batch = _CifarUnpickler(io.BytesIO(raw), encoding="latin1").load()
             batch_data, batch_labels = np.asarray(batch["data"]), np.asarray(batch[label_key], dtype=np.uint8)
         if batch_data.dtype != np.uint8 or batch_data.shape != (len(batch_labels), 3 * 32 * 32):
             raise _corrupt(
@@ -604,6 +682,78 @@ def _load_cifar(
         _verify_sha256(x, sha256[0], f"the pixel data of {names}")
         _verify_sha256(y, sha256[1], f"the labels of {names}")
     return torch.from_numpy(x).reshape(-1, 3, 32, 32), torch.from_numpy(y.astype(np.int64))
+
+
+def _check_known_file(path: Path, raw: bytes, digests: Mapping[str, str]) -> None:
+    """Refuses ``raw`` (the bytes of ``path``) unless one of ``digests`` ({algorithm: hex digest}) matches it.
+
+    Called before a pickle is loaded, so an unknown file is never unpickled. The digests are
+    tried in order and each is computed only if the ones before it did not match.
+
+    Example:
+        >>> _check_known_file(Path("/data/test_batch"), b"pickle", {"sha256": hashlib.sha256(b"pickle").hexdigest()})
+        >>> known = {"sha256": hashlib.sha256(b"pickle").hexdigest(), "md5": "40351d587109b95175f43aff81a1287e"}
+        >>> _check_known_file(Path("/data/test_batch"), b"pickled code", known)
+        Traceback (most recent call last):
+        ValueError: corrupt dataset file /data/test_batch: unknown file (sha256 ..., md5 ...): neither the known offline copy ...
+    """
+    found = {}
+    for algorithm, expected in digests.items():
+        found[algorithm] = _hexdigest(algorithm, raw)
+        if found[algorithm] == expected:
+            return
+    actual = ", ".join(f"{algorithm} {digest}" for algorithm, digest in found.items())
+    known = " nor ".join(f"{_DIGEST_SOURCES.get(a, 'the known file')} ({a} {d})" for a, d in digests.items())
+    lead = "neither" if len(digests) > 1 else "not"
+    raise _corrupt(
+        path,
+        f"unknown file ({actual}): {lead} {known} of {path.name}; "
+        f"it was not unpickled, since loading a pickle can run code",
+    )
+
+
+def _hexdigest(algorithm: str, raw: bytes) -> str:
+    """Hex digest of ``raw``; md5 is accepted for a known-file check, so FIPS builds may compute it too.
+
+    Example:
+        >>> _hexdigest("md5", b"")
+        'd41d8cd98f00b204e9800998ecf8427e'
+    """
+    return hashlib.new(algorithm, raw, usedforsecurity=False).hexdigest()
+
+
+def _latin1_encode(text: str, encoding: str) -> bytes:
+    """``_codecs.encode`` as a pickle of bytes calls it (protocols 0-2), with no codec but latin-1."""
+    if encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError(f"refused _codecs.encode with the codec {encoding!r}: only latin1 is allowed")
+    return text.encode("latin1")
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """An unpickler that builds only what a CIFAR batch holds: numpy arrays, lists, dicts, strings and numbers.
+
+    ``find_class`` allows the globals in ``_CIFAR_PICKLE_GLOBALS`` (numpy array and dtype
+    reconstruction, latin-1 bytes) and raises ``pickle.UnpicklingError`` naming any other, so a
+    file that would call code on load (``os.system``, ``builtins.eval``, ...) is refused before
+    anything is called.
+
+    Example:
+        >>> _CifarUnpickler(io.BytesIO(pickle.dumps({"data": np.arange(3, dtype=np.uint8)})), encoding="latin1").load()
+        {'data': array([0, 1, 2], dtype=uint8)}
+        >>> _CifarUnpickler(io.BytesIO(pickle.dumps(print)), encoding="latin1").load()
+        Traceback (most recent call last):
+        _pickle.UnpicklingError: refused global 'builtins.print' (neither imported nor called): ...
+    """
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in _CIFAR_PICKLE_GLOBALS:
+            raise pickle.UnpicklingError(
+                f"refused global '{module}.{name}' (neither imported nor called): "
+                f"a CIFAR batch needs only numpy arrays, lists, strings and numbers"
+            )
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1_encode
+        return super().find_class(module, name)
 
 
 def _verify_sha256(buffer: bytes | np.ndarray, expected: str, what: str) -> None:

@@ -5,7 +5,9 @@ Run with the real datasets: ``BNLIB_DATA=/work/shared/data pytest tests/test_dat
 
 from __future__ import annotations
 
+import codecs
 import gzip
+import hashlib
 import io
 import os
 import pickle
@@ -21,8 +23,12 @@ import pytest
 import torch
 
 from bnlib.data import (
+    _CIFAR10_FILE_DIGESTS,
+    _CIFAR10_SHA256,
     DATASET_NAMES,
     DatasetNotFoundError,
+    _CifarUnpickler,
+    _load_cifar,
     augment_batch,
     channel_stats,
     dataset_stats,
@@ -215,15 +221,15 @@ def test_wrong_size_idx_names_the_file_and_the_fix(tmp_path):
 
 
 @needs_data
-def test_truncated_cifar10_batch_names_the_file_and_the_fix(tmp_path):
+def test_truncated_cifar10_batch_is_refused_before_unpickling(tmp_path, unpickling):
     path = tmp_path / "cifar-10-batches-py" / "test_batch"
     path.parent.mkdir()
     with (Path(DATA) / "cifar-10-batches-py" / "test_batch").open("rb") as f:
         path.write_bytes(f.read(1_000_000))
     with pytest.raises(ValueError) as info:
         load_dataset("cifar10", "test", tmp_path, download=False)
-    _assert_corrupt_file_error(info, path, "corrupt CIFAR batch (a pickled dict) (pickle data was truncated)")
-    assert isinstance(info.value.__cause__, pickle.UnpicklingError)
+    _assert_corrupt_file_error(info, path, f"unknown file (sha256 {hashlib.sha256(path.read_bytes()).hexdigest()}, md5 ")
+    assert unpickling == [] and info.value.__cause__ is None
 
 
 def _write_cifar_batch(path: Path, data: np.ndarray, labels: list[int], label_key: str) -> None:
@@ -232,27 +238,182 @@ def _write_cifar_batch(path: Path, data: np.ndarray, labels: list[int], label_ke
         pickle.dump({"data": data, label_key: labels}, f)
 
 
-def test_cifar10_checksum_mismatch_names_the_file(tmp_path):
-    data = np.zeros((4, 3072), dtype=np.uint8)
-    _write_cifar_batch(tmp_path / "cifar-10-batches-py" / "test_batch", data, [0, 1, 2, 3], "labels")
-    with pytest.raises(ValueError, match="checksum mismatch.*test_batch"):
+class _TouchOnLoad:
+    """Unpickling this calls ``Path.touch(marker)``: the shape of a malicious pickle, with a harmless payload."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return Path.touch, (self.marker,)
+
+
+def _write_malicious_batch(path: Path, marker: Path) -> None:
+    """A CIFAR-like batch whose 'data' entry runs code when the file is unpickled."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pickle.dumps({"batch_label": "evil", "labels": [0], "data": _TouchOnLoad(marker)}))
+
+
+@pytest.fixture
+def unpickling(monkeypatch) -> list[str]:
+    """Records every pickle bnlib.data loads during the test (its restricted unpickler, or plain pickle.load/loads)."""
+    calls: list[str] = []
+
+    class Spy(_CifarUnpickler):
+        def load(self):
+            calls.append("_CifarUnpickler.load")
+            return super().load()
+
+    def spy(name, original):
+        def wrapper(*args, **kwargs):
+            calls.append(f"pickle.{name}")
+            return original(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr("bnlib.data._CifarUnpickler", Spy)
+    monkeypatch.setattr(pickle, "load", spy("load", pickle.load))
+    monkeypatch.setattr(pickle, "loads", spy("loads", pickle.loads))
+    return calls
+
+
+def test_the_malicious_payload_runs_code_under_plain_pickle(tmp_path):
+    """The payload of the two tests below is real: a plain pickle.loads of the file creates the marker."""
+    path, marker = tmp_path / "test_batch", tmp_path / "MARKER"
+    _write_malicious_batch(path, marker)
+    pickle.loads(path.read_bytes(), encoding="latin1")
+    assert marker.is_file()
+
+
+def test_malicious_cifar10_batch_is_refused_before_unpickling(tmp_path, unpickling):
+    path, marker = tmp_path / "cifar-10-batches-py" / "test_batch", tmp_path / "MARKER"
+    _write_malicious_batch(path, marker)
+    with pytest.raises(ValueError) as info:
         load_dataset("cifar10", "test", tmp_path, download=False)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    _assert_corrupt_file_error(info, path, f"unknown file (sha256 {digest}, md5 ")
+    message = str(info.value)
+    assert "neither the known offline copy (sha256 a9e13ff060b2d2236500a8b2bbce481495ea37fb05531d0ab5d3a94229c4bea9)" in message
+    assert "nor the official release (md5 40351d587109b95175f43aff81a1287e) of test_batch" in message
+    assert "it was not unpickled" in message
+    assert unpickling == [] and not marker.exists()
+
+
+def test_malicious_cifar100_batch_is_refused_by_the_restricted_unpickler(tmp_path, unpickling):
+    path, marker = tmp_path / "cifar-100-python" / "train", tmp_path / "MARKER"
+    _write_malicious_batch(path, marker)
+    with pytest.raises(ValueError) as info:
+        load_dataset("cifar100", "train", tmp_path, download=False)
+    _assert_corrupt_file_error(
+        info, path, "corrupt CIFAR batch (a pickled dict) (refused global 'pathlib.Path.touch' (neither imported nor called)"
+    )
+    assert isinstance(info.value.__cause__, pickle.UnpicklingError)
+    assert unpickling == ["_CifarUnpickler.load"] and not marker.exists()
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_restricted_unpickler_reads_numpy_batches_of_every_protocol(protocol):
+    batch = {"data": np.arange(6, dtype=np.uint8).reshape(2, 3), "labels": [1, 2], "name": "b", "raw": b"\x00\xff"}
+    loaded = _CifarUnpickler(io.BytesIO(pickle.dumps(batch, protocol=protocol)), encoding="latin1").load()
+    assert loaded.keys() == batch.keys() and loaded["raw"] == b"\x00\xff" and loaded["labels"] == [1, 2]
+    assert loaded["data"].dtype == np.uint8 and np.array_equal(loaded["data"], batch["data"])
+
+
+class _Rot13:
+    def __reduce__(self):
+        return codecs.encode, ("payload", "rot13")  # codecs.encode is _codecs.encode, an allowed global
+
+
+def test_restricted_unpickler_allows_codecs_encode_only_for_latin1():
+    with pytest.raises(pickle.UnpicklingError, match="refused _codecs.encode with the codec 'rot13'"):
+        _CifarUnpickler(io.BytesIO(pickle.dumps(_Rot13())), encoding="latin1").load()
+
+
+def test_cifar10_fake_batch_is_an_unknown_file(tmp_path, unpickling):
+    path = tmp_path / "cifar-10-batches-py" / "test_batch"
+    _write_cifar_batch(path, np.zeros((4, 3072), dtype=np.uint8), [0, 1, 2, 3], "labels")
+    with pytest.raises(ValueError, match="unknown file .*neither the known offline copy .* nor the official release") as info:
+        load_dataset("cifar10", "test", tmp_path, download=False)
+    assert str(path) in str(info.value) and unpickling == []
+
+
+def test_cifar10_batch_with_the_official_md5_is_unpickled_then_content_checked(tmp_path, monkeypatch, unpickling):
+    # The official files are not available offline: a fake file stands in, with its md5 as the "official" one.
+    path = tmp_path / "cifar-10-batches-py" / "test_batch"
+    _write_cifar_batch(path, np.zeros((4, 3072), dtype=np.uint8), [0, 1, 2, 3], "labels")
+    md5 = hashlib.md5(path.read_bytes()).hexdigest()
+    monkeypatch.setitem(_CIFAR10_FILE_DIGESTS, "test_batch", {"sha256": "0" * 64, "md5": md5})
+    with pytest.raises(ValueError, match=r"checksum mismatch for the pixel data of .*test_batch"):
+        load_dataset("cifar10", "test", tmp_path, download=False)
+    assert unpickling == ["_CifarUnpickler.load"]
+
+
+def test_cifar10_content_checksum_mismatch_names_the_file(tmp_path):
+    # The content check after decoding, without the byte check (which refuses any file but the known ones).
+    path = tmp_path / "test_batch"
+    _write_cifar_batch(path, np.zeros((4, 3072), dtype=np.uint8), [0, 1, 2, 3], "labels")
+    with pytest.raises(ValueError, match="checksum mismatch.*test_batch") as info:
+        _load_cifar([path], "labels", _CIFAR10_SHA256["test"])
+    assert "177777c33ba79825320efa646ad04a94bdc3c80e4ebe3bd21724f8cdfd4b9d56" in str(info.value)
+
+
+@needs_data
+def test_real_cifar10_batch_with_one_byte_changed_is_refused_before_unpickling(tmp_path, unpickling):
+    path = tmp_path / "cifar-10-batches-py" / "test_batch"
+    path.parent.mkdir()
+    raw = bytearray((Path(DATA) / "cifar-10-batches-py" / "test_batch").read_bytes())
+    raw[len(raw) // 2] ^= 1  # one pixel of one image: still a valid pickle of a valid batch
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError) as info:
+        load_dataset("cifar10", "test", tmp_path, download=False)
+    _assert_corrupt_file_error(info, path, f"unknown file (sha256 {hashlib.sha256(raw).hexdigest()}, md5 ")
+    assert unpickling == []
+    # Without the byte check the file would be unpickled, and only the content checksum would notice.
+    with pytest.raises(ValueError, match="checksum mismatch for the pixel data"):
+        _load_cifar([path], "labels", _CIFAR10_SHA256["test"])
+    assert unpickling == ["_CifarUnpickler.load"]
+
+
+def test_cifar10_file_digests_list_torchvision_md5s():
+    import torchvision.datasets as tvd
+
+    official = dict(tvd.CIFAR10.train_list + tvd.CIFAR10.test_list)
+    assert {name: digests["md5"] for name, digests in _CIFAR10_FILE_DIGESTS.items()} == official
+    assert all(len(digests["sha256"]) == 64 for digests in _CIFAR10_FILE_DIGESTS.values())
+
+
+def test_truncated_cifar100_batch_names_the_file_and_the_fix(tmp_path):
+    path = tmp_path / "cifar-100-python" / "test"
+    _write_cifar_batch(path, np.zeros((4, 3072), dtype=np.uint8), [0, 1, 2, 3], "fine_labels")
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(ValueError) as info:
+        load_dataset("cifar100", "test", tmp_path, download=False)
+    _assert_corrupt_file_error(info, path, "corrupt CIFAR batch (a pickled dict) (pickle data was truncated)")
+    assert isinstance(info.value.__cause__, pickle.UnpicklingError)
 
 
 @pytest.mark.parametrize(
     "label_key, labels, problem",
     [
-        ("labels", [0, 1, 2], "expected uint8 'data' of shape (3, 3072) for its 3 labels, got uint8 (4, 3072)"),
-        ("fine_labels", [0, 1, 2, 3], "CIFAR batch (a pickled dict) without the key 'labels'"),
+        ("fine_labels", [0, 1, 2], "expected uint8 'data' of shape (3, 3072) for its 3 labels, got uint8 (4, 3072)"),
+        ("labels", [0, 1, 2, 3], "CIFAR batch (a pickled dict) without the key 'fine_labels'"),
     ],
     ids=["shape", "key"],
 )
-def test_cifar10_batch_of_wrong_shape_or_keys_names_the_file_and_the_fix(tmp_path, label_key, labels, problem):
-    path = tmp_path / "cifar-10-batches-py" / "test_batch"
+def test_cifar100_batch_of_wrong_shape_or_keys_names_the_file_and_the_fix(tmp_path, label_key, labels, problem):
+    path = tmp_path / "cifar-100-python" / "train"
     _write_cifar_batch(path, np.zeros((4, 3072), dtype=np.uint8), labels, label_key)
     with pytest.raises(ValueError) as info:
-        load_dataset("cifar10", "test", tmp_path, download=False)
+        load_dataset("cifar100", "train", tmp_path, download=False)
     _assert_corrupt_file_error(info, path, problem)
+
+
+def test_cifar10_reader_wants_the_labels_key(tmp_path):
+    # CIFAR-10's parser (the same as CIFAR-100's, with "labels"), without the byte check.
+    path = tmp_path / "test_batch"
+    _write_cifar_batch(path, np.zeros((4, 3072), dtype=np.uint8), [0, 1, 2, 3], "fine_labels")
+    with pytest.raises(ValueError, match="without the key 'labels'"):
+        _load_cifar([path], "labels", None)
 
 
 def test_cifar100_reader_uses_rgb_planes_and_fine_labels(tmp_path):
