@@ -66,6 +66,35 @@ def test_sigterm_stops_kernels_and_workers_and_records_what_finished(tmp_path):
     assert not list(out.glob("*.running.ipynb")) and (out / f"{interrupted[0]}.ipynb").exists()
 
 
+SWEEP_WORKER_THEN_SLEEP = ("import os, time\nfrom bnlib.lab.sweep import _local_pool\n"
+                           "_local_pool(1).submit(os.getpid).result()  # a sweep worker, as a notebook's runs start one\n"
+                           "time.sleep(120)")
+
+
+@pytest.mark.slow
+def test_sigkill_of_the_runner_under_jobs_2_leaves_no_process(tmp_path):
+    """SIGKILL cannot be caught: the runner's notebook workers die with it (PR_SET_PDEATHSIG), their kernels notice
+    that their parent died (ipykernel polls for that each second) and the kernels' sweep workers die with them."""
+    slow = [write_notebook(tmp_path / f"{n}.ipynb", [PARAMS, SWEEP_WORKER_THEN_SLEEP]) for n in ("98_slow", "99_slow")]
+    proc = _runner(*map(str, slow), "--out", str(tmp_path / "out"), "--jobs", "2")
+    runner = psutil.Process(proc.pid)
+
+    def sweep_workers() -> int:
+        kernels = [p for p in runner.children(recursive=True) if "ipykernel" in " ".join(p.cmdline())]
+        return sum("spawn_main" in " ".join(w.cmdline()) for k in kernels for w in k.children())
+
+    assert _wait_for(lambda: sweep_workers() >= 2), [p.cmdline() for p in runner.children(recursive=True)]
+    descendants = runner.children(recursive=True)
+    assert len(descendants) >= 6  # 2 notebook workers, 2 kernels, 2 sweep workers (and resource trackers)
+    proc.kill()
+    proc.wait(timeout=30)
+    _, alive = psutil.wait_procs(descendants, timeout=10)
+    left = [" ".join(p.cmdline())[:80] for p in alive]
+    for p in alive:  # not left behind by this test when it fails
+        p.kill()
+    assert not left, left
+
+
 def _write_many(args):
     out, worker = args
     for i in range(40):

@@ -24,6 +24,8 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import signal
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -183,3 +185,32 @@ def intra_op_threads(threads: int | None) -> Iterator[None]:
     finally:
         _pinned -= 1
         torch.set_num_threads(before)
+
+
+# ---------------------------------------------------------------- processes that die with their parent
+
+
+def die_with_parent(parent: int) -> None:
+    """Initializer of a worker process started by process ``parent``: on Linux, the kernel sends this worker SIGTERM
+    when its parent dies, even by SIGKILL (``PR_SET_PDEATHSIG``); it exits at once if the parent died while it started.
+
+    ``bnlib.run --jobs N``'s notebook workers use it (a killed runner then leaves no notebook running: a kernel exits
+    when its parent does, ipykernel polls for that), and so do the sweep workers of a notebook (a killed kernel leaves
+    no run training). Ctrl-C (SIGINT to the whole process group, also sent when Jupyter stops a kernel) is ignored:
+    the parent stops its workers itself, and an idle worker would otherwise die with a traceback.
+
+    Example:
+        >>> import concurrent.futures as cf, multiprocessing, os
+        >>> with cf.ProcessPoolExecutor(1, multiprocessing.get_context("spawn"), initializer=die_with_parent,
+        ...                             initargs=(os.getpid(),)) as pool:
+        ...     pool.submit(os.getppid).result() == os.getpid()
+        True
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(1)

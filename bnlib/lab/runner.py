@@ -171,7 +171,8 @@ def run_notebooks(
                 for path in paths:
                     finished(execute_notebook(path, out, plan[path], kernel, live, revision, machine))
             else:
-                pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+                pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),  # a killed runner
+                                           initializer=cores.die_with_parent, initargs=(os.getpid(),))  # leaves none
                 order = longest_first(paths, out, preset)
                 print(f"[bnlib.run] {len(order)} notebooks, {jobs} at a time (each with 1/{jobs} of the cores), in this "
                       "order: " + ", ".join(p.stem for p in order), flush=True)

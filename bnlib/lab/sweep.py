@@ -42,8 +42,6 @@ import json
 import multiprocessing
 import os
 import shutil
-import signal
-import sys
 import tempfile  # noqa: F401 - the doctests below use it
 import time
 import traceback
@@ -55,7 +53,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bnlib.lab.cores import intra_op_threads, usable_cores
+from bnlib.lab.cores import die_with_parent, intra_op_threads, usable_cores
 from bnlib.lab.cores import share as core_share
 from bnlib.lab.experiment import CACHE_VERSION, Run, batch_group, train_run, train_runs_batched
 from bnlib.lab.files import atomic_write_bytes, atomic_write_text
@@ -121,21 +119,6 @@ def _dask_executor(spec: str) -> cf.Executor:
     return Client("tcp://" + spec.split("://", 1)[1]).get_executor()
 
 
-def _die_with_parent(parent: int) -> None:
-    """Worker initializer: on Linux, ask the kernel to stop this worker when the process that started it dies
-    (a killed notebook then leaves no worker training on); exit at once if it died while this worker started.
-    Ctrl-C (SIGINT to the whole process group, also sent when Jupyter stops a kernel) is left to the parent, which
-    stops its workers itself (:func:`_stop_pool`): an idle worker would otherwise die with a traceback."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:
-        os._exit(1)
-
-
 _POOLS: dict[int, cf.ProcessPoolExecutor] = {}  # worker count -> this process's local pool, started once and reused
 
 
@@ -143,11 +126,11 @@ def _local_pool(workers: int) -> cf.ProcessPoolExecutor:
     """The local pool of ``workers`` single-threaded worker processes, kept for the life of this process.
 
     Its workers start once (importing torch and loading a dataset take seconds) and serve every later sweep; they
-    stop with this process (or when it is killed, see :func:`_die_with_parent`).
+    stop with this process (or when it is killed, see :func:`bnlib.lab.cores.die_with_parent`).
     """
     pool = _POOLS.get(workers)
     if pool is None:
-        pool = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_die_with_parent,
+        pool = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent,
                                       initargs=(os.getpid(),))
         _POOLS[workers] = pool
         atexit.register(pool.shutdown, cancel_futures=True)
