@@ -1,12 +1,15 @@
 """bnlib.lab.sweep: runs x seeds through any executor with the same numbers; a cache that is never stale or damaged."""
 
+import asyncio
 import concurrent.futures as cf
+import contextlib
 import gzip
 import io
 import json
 import multiprocessing
 import os
 import shutil
+import time
 
 import pandas as pd
 import pytest
@@ -317,3 +320,69 @@ def test_ctrl_c_stops_the_workers_quietly_and_keeps_the_finished_runs(tmp_path, 
     time.sleep(1)
     assert not [pid for pid in workers if os.path.exists(f"/proc/{pid}") and open(f"/proc/{pid}/stat").read().split()[2] != "Z"]
     assert trained(tmp_path) == {RUN.key(0)}
+
+
+@pytest.fixture
+def fake_server():
+    """Start a TCP server on a free port that answers every connection with ``reply`` (None: silence); yields a
+    function that starts one and returns its "dask://127.0.0.1:PORT"."""
+    import socket
+    import threading
+
+    servers = []
+
+    def start(reply: bytes | None) -> str:
+        server = socket.create_server(("127.0.0.1", 0))
+        servers.append(server)
+
+        def serve():
+            with contextlib.suppress(OSError):
+                while True:
+                    conn, _ = server.accept()
+                    if reply is not None:
+                        conn.sendall(reply)
+                    servers.append(conn)  # held open, as an HTTP server waiting for a request does
+
+        threading.Thread(target=serve, daemon=True).start()
+        return f"dask://127.0.0.1:{server.getsockname()[1]}"
+
+    yield start
+    for s in servers:
+        s.close()
+
+
+@pytest.mark.parametrize("reply, problem", [
+    (None, "it said nothing within 1 s"),
+    (b"HTTP/1.1 400 Bad Request\r\n\r\n", "it answered b'HTTP/1.1 400 Bad'"),  # read as a length, 3 EiB: Dask's MemoryError
+], ids=["silent", "http"])
+def test_an_address_that_is_not_a_dask_scheduler_is_refused_in_bounded_time(fake_server, reply, problem):
+    address = fake_server(reply)
+    start = time.perf_counter()
+    with pytest.raises(ValueError) as info:
+        sweep.check_dask_scheduler(address, timeout=1.0)
+    assert time.perf_counter() - start < 5
+    where = address.removeprefix("dask://")
+    assert str(info.value) == (f"executor: not a Dask scheduler at {where}: {problem} "
+                               "(the dashboard is usually 8787, the scheduler 8786)")
+
+
+def test_a_closed_port_is_refused_at_once():
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        closed = s.getsockname()[1]  # free again once closed
+    with pytest.raises(ValueError, match=rf"cannot connect to a Dask scheduler at 127.0.0.1:{closed}: .*8786"):
+        sweep.check_dask_scheduler(f"dask://127.0.0.1:{closed}", timeout=1.0)
+
+
+def test_a_dask_scheduler_passes_the_check():
+    pytest.importorskip("dask.distributed")
+    from dask.distributed import Scheduler
+
+    async def check() -> tuple[str, int]:
+        async with Scheduler(host="127.0.0.1", port=0, dashboard_address=None) as scheduler:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(None, sweep.check_dask_scheduler, scheduler.address, 5.0), scheduler.port
+
+    (host, port), expected = asyncio.run(check())
+    assert (host, port) == ("127.0.0.1", expected)

@@ -29,7 +29,7 @@ from bnlib.lab.cores import use_share
 from bnlib.lab.experiment import Run
 from bnlib.lab.machine import machine_info
 from bnlib.lab.params import seeds_from
-from bnlib.lab.sweep import run_sweep
+from bnlib.lab.sweep import check_dask_scheduler, run_sweep
 from bnlib.plots import set_theme
 from bnlib.train import resolve_device
 from bnlib.verdicts import Results
@@ -67,8 +67,11 @@ def setup(notebook: str, *, out_dir: str | os.PathLike, preset: str, device: str
     ``device``, ``executor`` and every other ``info`` keyword (all recorded in ``metrics.json``).
 
     ``executor``: where :meth:`Notebook.runs` trains ("local", "dask", "dask://HOST:PORT"; "kernel" for a notebook
-    whose runs all train in its own kernel).
+    whose runs all train in its own kernel). A scheduler's address is checked here, before any work
+    (:func:`bnlib.lab.sweep.check_dask_scheduler`).
     """
+    if executor.startswith(("dask://", "tcp://")):
+        check_dask_scheduler(executor)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     set_theme()

@@ -42,6 +42,8 @@ import json
 import multiprocessing
 import os
 import shutil
+import socket
+import struct
 import tempfile  # noqa: F401 - the doctests below use it
 import time
 import traceback
@@ -116,7 +118,49 @@ def _dask_executor(spec: str) -> cf.Executor:
     if spec == "dask":
         cluster = LocalCluster(n_workers=default_workers(), threads_per_worker=1, processes=True, dashboard_address=None)
         return Client(cluster).get_executor()
-    return Client("tcp://" + spec.split("://", 1)[1]).get_executor()
+    host, port = check_dask_scheduler(spec)
+    return Client(f"tcp://{host}:{port}", timeout=f"{SCHEDULER_TIMEOUT_S}s").get_executor()
+
+
+SCHEDULER_TIMEOUT_S = 10.0  # seconds a Dask scheduler gets to connect and greet
+
+
+def check_dask_scheduler(address: str, timeout: float = SCHEDULER_TIMEOUT_S) -> tuple[str, int]:
+    """(host, port) of ``address`` ("dask://HOST:PORT" or "tcp://HOST:PORT") once a Dask scheduler answered there.
+
+    A Dask scheduler greets every new connection at once: a message whose first 8 bytes give its length and whose
+    next 8 its number of frames (little-endian). Anything else within ``timeout`` seconds (silence, as from Dask's
+    dashboard or another HTTP server; text, as from a proxy) is refused before a client tries it: Dask's own client
+    would wait for minutes, or read "HTTP" as a message length of exbibytes. Raises ``ValueError`` naming the
+    address and the ports Dask uses.
+
+    Example:
+        >>> check_dask_scheduler("dask://localhost:x")
+        Traceback (most recent call last):
+        ...
+        ValueError: executor: 'dask://localhost:x' is not HOST:PORT with a numeric port (the scheduler is usually 8786)
+    """
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"executor: {address!r} is not HOST:PORT with a numeric port (the scheduler is usually 8786)")
+    where = f"{host}:{port}"
+    hint = "(the dashboard is usually 8787, the scheduler 8786)"
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout) as conn:
+            conn.settimeout(timeout)
+            greeting = b""
+            while len(greeting) < 16 and (chunk := conn.recv(16 - len(greeting))):
+                greeting += chunk
+    except TimeoutError:
+        raise ValueError(f"executor: not a Dask scheduler at {where}: it said nothing within {timeout:g} s {hint}") from None
+    except OSError as e:
+        raise ValueError(f"executor: cannot connect to a Dask scheduler at {where}: {e.strerror or e} {hint}") from None
+    if not greeting:
+        raise ValueError(f"executor: not a Dask scheduler at {where}: it closed the connection without a word {hint}")
+    length, frames = struct.unpack("<QQ", greeting.ljust(16, b"\0"))
+    if len(greeting) < 16 or not (0 < frames < 1000 and 8 * frames < length < 2**30):
+        raise ValueError(f"executor: not a Dask scheduler at {where}: it answered {greeting[:16]!r} {hint}")
+    return host, int(port)
 
 
 _POOLS: dict[int, cf.ProcessPoolExecutor] = {}  # worker count -> this process's local pool, started once and reused
