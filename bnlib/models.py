@@ -21,6 +21,7 @@ the pair needs no other module (``tests/test_copy_alone.py``).
 from __future__ import annotations
 
 import math
+import numbers
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -211,8 +212,56 @@ VGG_LAYERS: dict[str, list[int | str]] = {  # channels of each 3x3 convolution, 
 }
 
 
+MIN_CHANNELS = 4
+"""The fewest channels a width multiplier may leave in a conv net's narrowest layer (:func:`check_width`).
+
+Four is more than the three colour channels of the input, and the fewest the series trains (VGG-11 x1/16 in notebooks 05
+and 06, the ResNet x1/4 in notebook 04). Below it a network is no longer a model of the claims it
+tests: at one channel per layer (VGG-11 at width 1e-9: 126 parameters) each layer is a single feature map, so LN and GN
+over the channels become instance norm and there is nothing across channels left to compare.
+"""
+
+NARROWEST_CHANNELS: dict[str, int] = {
+    "small_cnn": 32, "small_resnet": 16, **{depth: min(c for c in VGG_LAYERS[depth] if c != "M") for depth in VGG_LAYERS}
+}
+"""Channels of each conv net's narrowest layer at width 1 (the first convolution of each)."""
+
+
+def min_width(model: str) -> float:
+    """The smallest width multiplier ``model`` takes: its narrowest layer then keeps :data:`MIN_CHANNELS` channels.
+
+    Example:
+        >>> min_width("vgg11"), min_width("small_cnn"), min_width("small_resnet")
+        (0.0625, 0.125, 0.25)
+    """
+    if model not in NARROWEST_CHANNELS:
+        raise ValueError(f"no width multiplier for model {model!r}; models with one: {', '.join(NARROWEST_CHANNELS)}")
+    return MIN_CHANNELS / NARROWEST_CHANNELS[model]
+
+
+def check_width(model: str, width: float) -> None:
+    """Raise ``ValueError`` naming ``width`` unless it is a finite number >= :func:`min_width` of ``model``.
+
+    Every conv builder calls it, so a width that would leave the narrowest layer with fewer than :data:`MIN_CHANNELS`
+    channels (once silently rounded up to 1) is refused before any layer is built.
+
+    Example:
+        >>> check_width("vgg11", 0.0625)
+        >>> check_width("vgg11", 1e-9)
+        Traceback (most recent call last):
+        ...
+        ValueError: width 1e-09 leaves vgg11's narrowest layer 64 x 1e-09 = 6.4e-08 channels, fewer than 4; use width >= 0.0625
+    """
+    if isinstance(width, bool) or not isinstance(width, numbers.Real) or not (width > 0 and math.isfinite(width)):
+        raise ValueError(f"width must be a finite number > 0, got {width!r}")
+    if width < min_width(model):
+        c = NARROWEST_CHANNELS[model]
+        raise ValueError(f"width {width:g} leaves {model}'s narrowest layer {c} x {width:g} = {c * width:.3g} channels, "
+                         f"fewer than {MIN_CHANNELS}; use width >= {min_width(model):g}")
+
+
 def _scaled(channels: int, width: float) -> int:
-    """Channels after a width multiplier (at least 1)."""
+    """Channels after a width multiplier (the builders first refuse widths below :func:`min_width`)."""
     return max(1, round(channels * width))
 
 
@@ -256,7 +305,7 @@ def vgg(
 
     Args:
         depth: a key of ``VGG_LAYERS`` ("vgg11", "vgg13", "vgg16", "vgg19").
-        width: multiplies every channel count (0.25 gives 16..128 channels).
+        width: multiplies every channel count (0.25 gives 16..128 channels); at least :func:`min_width` (1/16).
         dropout: dropout probability before the classifier (0 = none).
         init_scale: weights from He initialization times this factor (:func:`he_init_`).
         init_std: if given, every weight from N(0, init_std^2) instead (:func:`gaussian_init_`).
@@ -268,8 +317,7 @@ def vgg(
     """
     if depth not in VGG_LAYERS:
         raise ValueError(f"unknown VGG depth {depth!r}; valid depths: {', '.join(VGG_LAYERS)}")
-    if not width > 0:
-        raise ValueError(f"width must be > 0, got {width}")
+    check_width(depth, width)
     if not 0 <= dropout < 1:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
     layers: OrderedDict[str, nn.Module] = OrderedDict()
@@ -304,13 +352,14 @@ def small_cnn(
 
     Each conv and the dense layer are followed by ``norm -> activation`` (no bias with a norm);
     ``dropout`` acts before the output layer. ``image_size`` (32 for CIFAR-10, 28 for MNIST)
-    fixes the size of the dense layer's input. Weights: He initialization times ``init_scale``,
-    or N(0, init_std^2) when ``init_std`` is given.
+    fixes the size of the dense layer's input; ``width`` multiplies every layer (at least 1/8: :func:`min_width`).
+    Weights: He initialization times ``init_scale``, or N(0, init_std^2) when ``init_std`` is given.
 
     Example:
         >>> small_cnn(in_channels=1, image_size=28)(torch.zeros(2, 1, 28, 28)).shape
         torch.Size([2, 10])
     """
+    check_width("small_cnn", width)
     if not 0 <= dropout < 1:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
     c1, c2, hidden = _scaled(32, width), _scaled(64, width), _scaled(1024, width)
@@ -368,7 +417,8 @@ def small_resnet(
     init_std: float | None = None,
 ) -> nn.Sequential:
     """A small CIFAR ResNet: 3x3 stem, three stages of 16/32/64 channels (x ``width``), ``blocks_per_stage``
-    basic blocks each (stride 2 at the start of stages 2 and 3), global average pooling, linear output.
+    basic blocks each (stride 2 at the start of stages 2 and 3), global average pooling, linear output. ``width``
+    is at least 1/4 (:func:`min_width`: the stem keeps 4 channels).
 
     With 2 blocks per stage it has 14 weight layers (He et al. 2016, Sec. 4.2 use n = 3, 5, 7, ...).
     ``dropout`` acts before the output layer. Weights: He initialization times ``init_scale``, or
@@ -379,6 +429,7 @@ def small_resnet(
         >>> net(torch.zeros(2, 3, 32, 32)).shape
         torch.Size([2, 10])
     """
+    check_width("small_resnet", width)
     if blocks_per_stage < 1:
         raise ValueError(f"blocks_per_stage must be >= 1, got {blocks_per_stage}")
     if not 0 <= dropout < 1:

@@ -4,7 +4,19 @@ import pytest
 import torch
 from torch import nn
 
-from bnlib.models import MODELS, VGG_LAYERS, build_model, gaussian_init_, mlp, small_cnn, small_resnet, vgg
+from bnlib.models import (
+    MIN_CHANNELS,
+    MODELS,
+    VGG_LAYERS,
+    build_model,
+    check_width,
+    gaussian_init_,
+    min_width,
+    mlp,
+    small_cnn,
+    small_resnet,
+    vgg,
+)
 from bnlib.norms import BatchNorm
 
 CONV_MODELS = ["small_cnn", "small_resnet", *VGG_LAYERS]
@@ -14,7 +26,7 @@ CONV_MODELS = ["small_cnn", "small_resnet", *VGG_LAYERS]
 @pytest.mark.parametrize("channels, side", [(3, 32), (1, 28)])
 def test_conv_models_classify_cifar_and_mnist_sized_images(name, channels, side):
     kw = {"image_size": side} if name == "small_cnn" else {}
-    net = build_model(name, in_channels=channels, width=0.125, norm="bn", **kw)
+    net = build_model(name, in_channels=channels, width=max(0.125, min_width(name)), norm="bn", **kw)
     out = net(torch.randn(4, channels, side, side))
     assert out.shape == (4, 10) and torch.isfinite(out).all()
 
@@ -96,10 +108,47 @@ def test_names_and_bad_arguments_give_clear_errors():
         vgg("vgg11", norm="bnn")
     with pytest.raises(ValueError, match="unknown activation 'swish'"):
         small_resnet(activation="swish")
-    with pytest.raises(ValueError, match="width must be > 0, got 0"):
+    with pytest.raises(ValueError, match="width must be a finite number > 0, got 0"):
         vgg("vgg11", width=0)
     with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\), got 1"):
         small_cnn(dropout=1)
+
+
+@pytest.mark.parametrize("name, narrowest", [*((depth, 64) for depth in VGG_LAYERS), ("small_cnn", 32), ("small_resnet", 16)])
+def test_a_width_that_leaves_fewer_than_min_channels_is_refused_naming_width(name, narrowest):
+    """Once floored silently at 1 channel (VGG-11 at width 1e-9: 126 parameters); now a ValueError that names width, the
+    narrowest layer's channels and the smallest width the model takes, from every builder."""
+    low = MIN_CHANNELS / narrowest
+    assert MIN_CHANNELS == 4 and min_width(name) == low
+    convs = [m for m in build_model(name, width=low, norm="bn").modules() if isinstance(m, nn.Conv2d)]
+    assert min(c.out_channels for c in convs) == MIN_CHANNELS  # the smallest width allowed gives exactly MIN_CHANNELS
+    for width in (1e-9, low / 2, low * 0.99):  # low * 0.99 rounds to 4 channels, but the smallest width is low
+        message = (f"width {width:g} leaves {name}'s narrowest layer {narrowest} x {width:g} = {narrowest * width:.3g} channels, "
+                   f"fewer than {MIN_CHANNELS}; use width >= {low:g}")
+        with pytest.raises(ValueError) as error:
+            build_model(name, width=width, norm="bn")
+        assert str(error.value) == message
+        with pytest.raises(ValueError) as error:
+            check_width(name, width)
+        assert str(error.value) == message
+    for bad in (0, -0.5, float("inf"), float("nan"), "0.5", True):
+        with pytest.raises(ValueError, match=r"^width must be a finite number > 0, got "):
+            build_model(name, width=bad)
+
+
+def test_the_series_widths_stay_valid():
+    """Every width the presets, notebooks and tests use builds: VGG x1/16 (notebooks 05, 06), the small CNN x1/8 and x1/4,
+    the ResNet x1/4 (notebook 04)."""
+    assert (min_width("vgg11"), min_width("small_cnn"), min_width("small_resnet")) == (0.0625, 0.125, 0.25)
+    assert vgg("vgg11", width=0.0625).conv1.conv.out_channels == 4
+    assert small_cnn(width=0.125).conv1.conv.out_channels == 4
+    assert small_resnet(width=0.25).stem.conv.out_channels == 4
+    with pytest.raises(ValueError) as error:
+        vgg("vgg11", width=1e-9)  # the review's reproduction: 1-channel layers, 126 parameters, trained without a word
+    assert str(error.value) == ("width 1e-09 leaves vgg11's narrowest layer 64 x 1e-09 = 6.4e-08 channels, fewer than 4; "
+                                "use width >= 0.0625")
+    with pytest.raises(ValueError, match="no width multiplier for model 'mlp'; models with one: small_cnn, small_resnet, vgg11"):
+        min_width("mlp")
 
 
 @pytest.mark.exact

@@ -129,6 +129,8 @@ def test_cuda_without_a_gpu_is_refused_in_the_check_cell():
     ("03", "init_scales", "[0.1, 10.0]", "init_scales must be a non-empty list, each a finite number > 0 containing 1.0"),
     ("03", "lr_decay", "0", "lr_decay must be a finite number in (0, 1], got 0"),
     ("03", "epochs", "1", "epochs must be an integer >= 2, got 1"),  # issue 37: 1 epoch failed later, in the plateau cell
+    # issue 37, item 9: 1-channel networks (126 parameters) trained and reported verdicts
+    ("03", "width", "1e-9", "width must be a finite number >= 0.0625 (vgg11's narrowest layer keeps >= 4 channels), got 1e-09"),
     ("04", "bound", "0", "bound must be a finite number > 0 or None, got 0"),
     ("04", "bound", "none", "bound must be a finite number > 0 or None, got 'none'"),
     ("04", "datasets", "[]", "datasets must be a non-empty list, each one of 'mnist', 'fashion_mnist', 'cifar10', got []"),
@@ -141,6 +143,24 @@ def test_cuda_without_a_gpu_is_refused_in_the_check_cell():
     ("06", "search_lr_range", "[1.0, 0.1]",
      "search_lr_range must be [low, high] with low < high, each a finite number > 0, got [1.0, 0.1]"),
     ("06", "search_train_size", "3", "search_train_size must be an integer >= 4, got 3"),
+    # issue 37, item 9: 10**12 steps failed in torch's allocator (a per-step window of steps // 4) without naming steps
+    ("06", "steps", "1000000000000", "steps must be an integer in [1, 10000000], got 1000000000000"),
+    ("06", "lag_every", "10000001", "lag_every must be an integer in [1, 10000000], got 10000001"),
+    ("06", "width", "1e-9", "width must be a finite number >= 0.0625 (vgg11's narrowest layer keeps >= 4 channels), got 1e-09"),
+    ("06", "fold_widths", "[0.125, 0.03]",
+     "fold_widths must be a non-empty list, each a finite number >= 0.0625 (vgg11's narrowest layer keeps >= 4 channels), "
+     "got [0.125, 0.03] (bad entry 0.03)"),
 ])
 def test_notebook_bad_values_name_the_parameter(notebook, name, value, message):
     assert check_cell_error(notebook, name, value).startswith(message)
+
+
+@pytest.mark.parametrize("name", ["steps", "lag_steps", "lag_every", "recompute_batches", "port_batches", "small_batch_examples",
+                                  "fold_repeats", "overfit_steps", "sweep_steps", "search_draws", "search_steps", "final_steps",
+                                  "finetune_steps"])
+def test_notebook_06_bounds_every_count_that_sizes_a_loop_or_an_allocation(name):
+    """At most P.MAX_STEPS (issue 37, item 9): refused in the check cell, by name, before any data is loaded."""
+    from bnlib.lab.params import MAX_STEPS
+
+    message = f"{name} must be an integer in [1, {MAX_STEPS}], got {MAX_STEPS + 1}"
+    assert check_cell_error("06", name, str(MAX_STEPS + 1)) == message

@@ -41,7 +41,14 @@ INF, NAN = float("inf"), float("nan")
      (P.list_of(P.positive), [NAN], "x must be a non-empty list, each a finite number > 0, got [nan] (bad entry nan)"),
      (P.fraction, NAN, "x must be a finite number in [0, 1), got nan"),
      (P.number(ge=0), INF, "x must be a finite number >= 0, got inf"),
-     (P.count, INF, "x must be an integer >= 1, got inf")],
+     (P.count, INF, "x must be an integer >= 1, got inf"),
+     (P.step_count, 10**12, "x must be an integer in [1, 10000000], got 1000000000000"),
+     (P.step_count, 0, "x must be an integer in [1, 10000000], got 0"),
+     (P.width_for("vgg11"), 1e-9, "x must be a finite number >= 0.0625 (vgg11's narrowest layer keeps >= 4 channels), got 1e-09"),
+     (P.width_for("small_resnet"), 0.125,
+      "x must be a finite number >= 0.25 (small_resnet's narrowest layer keeps >= 4 channels), got 0.125"),
+     (P.width_for("small_cnn"), INF,
+      "x must be a finite number >= 0.125 (small_cnn's narrowest layer keeps >= 4 channels), got inf")],
 )
 def test_rules_name_the_parameter_the_rule_and_the_value(rule, value, message):
     with pytest.raises(ValueError) as error:
@@ -56,7 +63,8 @@ def test_rules_name_the_parameter_the_rule_and_the_value(rule, value, message):
     "rule, value",
     [(P.positive, 1e-9), (P.optional(P.integer(min=2)), None), (P.integer(min=2), 2), (P.one_of(None, True), None),
      (P.list_of(P.one_of("a", "b")), ("a", "b", "a")), (P.interval(P.positive), [1e-6, 1e-2]), (P.executor, "dask://h:8786"),
-     (P.executor, "local"), (P.number(gt=0, le=1), 1), (P.list_of(P.count, length=2), [3, 3])],
+     (P.executor, "local"), (P.number(gt=0, le=1), 1), (P.list_of(P.count, length=2), [3, 3]),
+     (P.step_count, P.MAX_STEPS), (P.width_for("vgg11"), 0.0625), (P.width_for("small_resnet"), 1)],
 )
 def test_rules_pass_good_values(rule, value):
     rule(x=value)

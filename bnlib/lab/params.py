@@ -14,7 +14,8 @@ must be finite (``inf`` and ``nan`` fail every numeric rule); ``True``/``False``
     ValueError: lr must be a finite number > 0, got -1
 
 Rules are built from :func:`number`, :func:`integer`, :func:`one_of`, :func:`list_of`, :func:`interval` and
-:func:`optional`, narrowed with :meth:`Rule.where`; library code calls a rule on keywords (``count(steps=steps)``).
+:func:`optional`, narrowed with :meth:`Rule.where`; library code calls a rule on keywords (``count(steps=steps)``). Counts
+that size a loop or an allocation use :data:`step_count` (at most :data:`MAX_STEPS`), a conv net's width :func:`width_for`.
 """
 
 from __future__ import annotations
@@ -199,6 +200,16 @@ def optional(rule: Rule) -> Rule:
 positive = number(gt=0)
 count = integer(min=1)
 """An integer >= 1: seeds, steps, sizes."""
+MAX_STEPS = 10**7
+"""The most steps (or batches, passes, examples) a notebook's count may ask for: :data:`step_count`.
+
+``bnlib.train.fit`` keeps 3 float32 per step between two evaluations (``bnlib.train.MetricsWindow``), so a run of 10**7
+steps evaluated only at its end holds 120 MB; ``-p steps 1000000000000`` in notebook 06 (evaluated every steps // 4) asked
+torch's allocator for 1 TB and failed there, without the parameter's name. 10**7 steps of 64 images are over 14,000 epochs
+of CIFAR-10's 45,000 training images; the full presets run at most 50,000 steps.
+"""
+step_count = integer(min=1, max=MAX_STEPS)
+"""An integer in [1, :data:`MAX_STEPS`]: training steps and other counts that size a loop or an allocation."""
 nonnegative = integer(min=0)
 """An integer >= 0: ``first_seed``."""
 flag = one_of(True, False)
@@ -208,6 +219,23 @@ preset = one_of(*PRESET_NAMES)
 executor = Rule('"local", "dask" (a LocalCluster on this machine) or "dask://HOST:PORT"',
                 lambda v: v in ("local", "dask") or (isinstance(v, str) and v.startswith("dask://") and ":" in v[7:]))
 """Where runs train (:func:`bnlib.lab.sweep.executor_from`)."""
+
+
+def width_for(model: str) -> Rule:
+    """A width multiplier of the conv net ``model``: a finite number >= ``bnlib.models.min_width(model)``, so that its
+    narrowest layer keeps at least ``bnlib.models.MIN_CHANNELS`` channels (the builders refuse less).
+
+    Example:
+        >>> width_for("vgg11")(width=1e-9)
+        Traceback (most recent call last):
+        ...
+        ValueError: width must be a finite number >= 0.0625 (vgg11's narrowest layer keeps >= 4 channels), got 1e-09
+    """
+    from bnlib.models import MIN_CHANNELS, min_width
+
+    low = min_width(model)
+    return Rule(f"a finite number >= {low:g} ({model}'s narrowest layer keeps >= {MIN_CHANNELS} channels)",
+                lambda v: _finite(v) and v >= low)
 
 
 class _Device(Rule):
