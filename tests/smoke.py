@@ -47,3 +47,30 @@ def assert_ends_with_summary(path: Path, records: list[dict]) -> None:
     last = [o for c in nb["cells"] for o in c.get("outputs", [])][-1]
     assert "".join(last["data"]["text/markdown"]) == summary(records)
     assert summary_mismatches(notebook_text(nb), records) == []
+
+
+def rerun_changed(out: Path, stem: str, tmp: Path, name: str, value: str) -> tuple[dict, dict]:
+    """Notebook ``stem`` at smoke with ``-p name value``, into a copy of the smoke run's cache ("used") and into a fresh
+    folder: the numbers of both metrics.json files. A cached result that ignores the parameter shows as a difference."""
+    import shutil
+    import subprocess
+    import sys
+
+    numbers = []
+    for folder in (tmp / "used", tmp / "fresh"):
+        if folder.name == "used":
+            shutil.copytree(out / stem / "runs", folder / stem / "runs")
+        run = subprocess.run([sys.executable, "-m", "bnlib.run", stem, "--preset", "smoke", "-p", name, value,
+                              "--out", str(folder)], capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr[-3000:]
+        numbers.append(read_metrics(folder / stem)["numbers"])
+    return numbers[0], numbers[1]
+
+
+def flat(value, path: str = "") -> dict[str, float]:
+    """Every number in a nested dict/list of metrics.json, by its path (``"a/b/0"``): for pytest.approx."""
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in flat(item, f"{path}/{key}").items()}
+    if isinstance(value, list):
+        return {k: v for i, item in enumerate(value) for k, v in flat(item, f"{path}/{i}").items()}
+    return {path: value}

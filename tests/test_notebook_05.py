@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from smoke import assert_ends_with_summary, find_verdict, read_metrics, smoke_ran
+from smoke import assert_ends_with_summary, find_verdict, flat, read_metrics, rerun_changed, smoke_ran
 
 from bnlib.verdicts import gated, paired
 
@@ -203,3 +203,16 @@ def test_notebook_05_weighing_uses_every_network(smoke_run):
     assert ("follow neither" in sentence) == all(against > 0 for _, against in counts.values())
     assert ("orderings are undecided" in sentence) == (sum(sum(c) for c in counts.values()) == 0)
     assert "as the ICS explanation predicts" not in sentence  # the old hand-written ending
+
+
+@pytest.mark.slow
+def test_a_changed_etas_in_a_used_folder_gives_the_numbers_of_a_fresh_folder(smoke_run, tmp_path):
+    """The deep linear network's function reads `etas` as a notebook global, outside its call's config: its cache key
+    holds what it reads (bnlib.lab.reads), so the used folder recomputes it (issue 37: it once returned the old etas')."""
+    out, _ = smoke_run
+    smoke_ran(out, "05")
+    used, fresh = rerun_changed(out, "05_loss_landscape", tmp_path, "etas", "[1.0, 8.0]")
+    for name in ("dln_log_plain_over_bn", "dln_medians", "dln_ics_bn_minus_plain", "dln_loss_last_over_first"):
+        assert flat(used[name]) == pytest.approx(flat(fresh[name]), rel=1e-6), name
+    default = read_metrics(out / "05_loss_landscape")["numbers"]
+    assert flat(used["dln_log_plain_over_bn"]) != pytest.approx(flat(default["dln_log_plain_over_bn"]))  # etas made a difference

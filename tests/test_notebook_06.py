@@ -3,7 +3,8 @@
 import csv
 import math
 
-from smoke import assert_ends_with_summary, find_verdict, read_metrics, smoke_ran
+import pytest
+from smoke import assert_ends_with_summary, find_verdict, flat, read_metrics, rerun_changed, smoke_ran
 
 # deterministic checks (float32 round-off against a tolerance): their outcome does not depend on the training runs
 EXACT_CLAIMS = [
@@ -151,3 +152,16 @@ def test_notebook_06_numbers(smoke_run):
                  "small_batches.csv", "distributed_bn.csv", "fold_timing.csv", "initial_loss.csv", "lr_curves.csv",
                  "search_results.csv", "lr_validation.png"]:
         assert (nb_out / name).stat().st_size > 0, name
+
+
+@pytest.mark.slow
+def test_a_changed_base_lr_in_a_used_folder_gives_the_fine_tuning_of_a_fresh_folder(smoke_run, tmp_path):
+    """Fine-tuning loads the base networks (a Run read as a notebook global): with another lr they retrain, and the
+    fine-tuning cache must follow (issue 37: it once reported the fine-tuning of the lr 0.05 networks, exit 0)."""
+    out, _ = smoke_run
+    smoke_ran(out, "06")
+    used, fresh = rerun_changed(out, "06_batchnorm_in_practice", tmp_path, "lr", "0.1")
+    for name in ("base_test_acc", "fine_tune_acc", "fine_tune_drift"):
+        assert flat(used[name]) == pytest.approx(flat(fresh[name]), rel=1e-6), name
+    default = read_metrics(out / "06_batchnorm_in_practice")["numbers"]
+    assert flat(used["fine_tune_acc"]) != pytest.approx(flat(default["fine_tune_acc"]))  # the lr made a difference

@@ -60,6 +60,7 @@ from bnlib.lab.cores import share as core_share
 from bnlib.lab.experiment import CACHE_VERSION, Run, batch_group, train_run, train_runs_batched
 from bnlib.lab.files import atomic_write_bytes, atomic_write_text
 from bnlib.lab.progress import progress_bar
+from bnlib.lab.reads import reads
 
 # ---------------------------------------------------------------- executors and the local pool
 
@@ -547,17 +548,24 @@ def one_thread() -> contextlib.AbstractContextManager:
     return intra_op_threads(1)
 
 
-def call_key(fn: Callable | str, config: Mapping, seed: int) -> str:
-    """A stable 16-hex-digit key of a function (its name and source code), a config and a seed.
+def call_key(fn: Callable | str, config: Mapping, seed: int, read: Mapping | None = None) -> str:
+    """A stable 16-hex-digit key of a function (its name and source code), what it reads besides its arguments, a
+    config and a seed.
 
     For experiments that are not yet a :class:`~bnlib.lab.experiment.Run`. The source is part of the key, so two
-    different lambdas or an edited function never share results; everything else the function reads (notebook
-    globals) must be in ``config``.
+    different lambdas or an edited function never share results; so is ``read``, the fingerprint of the globals it
+    reads (:func:`bnlib.lab.reads.reads`, computed here when not given), so a notebook parameter, a dataset or a run
+    config read outside ``config`` changes the key too.
 
     Example:
         >>> (call_key("f", {"lr": 0.1}, 0) == call_key("f", {"lr": 0.1}, 0),
         ...  call_key("f", {"lr": 0.1}, 1) == call_key("f", {"lr": 0.1}, 0))
         (True, False)
+        >>> etas = [1.0]
+        >>> def g(seed):
+        ...     return etas
+        >>> before = call_key(g, {}, 0); etas = [2.0]; call_key(g, {}, 0) == before
+        False
     """
     if callable(fn):
         try:
@@ -565,9 +573,13 @@ def call_key(fn: Callable | str, config: Mapping, seed: int) -> str:
         except (OSError, TypeError):
             source = getattr(fn.__code__, "co_code", b"").hex() if hasattr(fn, "__code__") else repr(fn)
         name = f"{getattr(fn, '__qualname__', repr(fn))}\n{source}"
+        read = reads(fn) if read is None and hasattr(fn, "__code__") else read
     else:
         name = fn
-    text = json.dumps({"fn": name, "config": dict(config), "seed": seed, "version": CACHE_VERSION}, sort_keys=True, default=str)
+    payload = {"fn": name, "config": dict(config), "seed": seed, "version": CACHE_VERSION}
+    if read:  # absent when the function reads nothing: such keys stay as they were
+        payload["reads"] = dict(read)
+    text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -584,27 +596,27 @@ def call_sweep(
 
     For experiments that are not (yet) a :class:`~bnlib.lab.experiment.Run`; prefer :func:`run_sweep`. ``fn``
     returns a DataFrame; the result concatenates them in order with each config's keys and ``seed`` as
-    columns. Calls are keyed by :func:`call_key` (the function's source, the config, the seed, the cache version),
+    columns. Calls are keyed by :func:`call_key` (the function's source, what it reads besides its arguments: notebook
+    globals and the notebook functions it calls, :func:`bnlib.lab.reads.reads`; the config, the seed, the cache version),
     stored and verified by :class:`RunCache` as :func:`run_sweep`'s runs are (a damaged table is set aside and
     computed again), and run with one intra-op thread (as :func:`run_sweep`'s runs: the same numbers whatever the
     machine's core count). A call that raises stops the sweep; everything finished before it stays on disk.
 
     Example:
-        >>> calls = []
         >>> def f(lr, seed):
-        ...     calls.append((lr, seed)); return pd.DataFrame({"loss": [lr]})
+        ...     print("computing", lr, seed); return pd.DataFrame({"loss": [lr]})
         >>> d = tempfile.mkdtemp()
         >>> _ = call_sweep(f, [{"lr": 0.1}], seeds=[0], out_dir=d, progress=False)
-        >>> _ = call_sweep(f, [{"lr": 0.1}], seeds=[0], out_dir=d, progress=False)
-        >>> calls
-        [(0.1, 0)]
+        computing 0.1 0
+        >>> _ = call_sweep(f, [{"lr": 0.1}], seeds=[0], out_dir=d, progress=False)  # from the cache
     """
     cache = RunCache(out_dir)
     cache.folder.mkdir(parents=True, exist_ok=True)
     jobs = [(dict(c), s) for c in configs for s in seeds]
+    read = reads(fn) if hasattr(fn, "__code__") else {}  # once: the globals do not change during the sweep
     frames = []
     for config, seed in progress_bar(jobs, desc=desc or getattr(fn, "__qualname__", "calls"), unit="call", disable=not progress):
-        key = call_key(fn, config, seed)
+        key = call_key(fn, config, seed, read)
         df = cache.fetch(key)
         if df is None:
             start = time.perf_counter()
