@@ -22,3 +22,28 @@ def test_expected_seconds_from_the_last_good_run_else_the_typical_table(tmp_path
     assert [p.name[:2] for p in longest_first(paths, tmp_path, "full")] == ["04", "99", "01"]  # unknown at full: first
     (tmp_path / "executions.json").write_text(json.dumps({stem: {"status": "failed", "preset": "full", "wall_s": 5.0}}))
     assert expected_seconds(tmp_path, stem, "full") is None  # a failed run says nothing of the time
+
+
+def test_summary_warns_when_the_cache_holds_runs_made_by_other_code(tmp_path):
+    from bnlib.lab.experiment import Run
+    from bnlib.lab.records import Execution, write_summary
+    from bnlib.lab.sweep import RunCache, cache_code
+
+    runs = tmp_path / "nb" / "runs"
+    cache = RunCache(runs)
+    made = [Run(dataset="mnist", model="mlp", steps=1, batch_size=2, lr=lr) for lr in (0.1, 0.2, 0.3)]
+    for run in made:
+        cache.save(run, 0, "step\n0\n")
+    assert {k: v for k, v in cache_code(runs).items() if k != "code"} == {"runs": 3, "other": 0, "unrecorded": 0}
+    summary = write_summary(tmp_path, [Execution("nb", "ok", 1.0, "smoke", {}, code=cache_code(runs))]).read_text()
+    assert "other code" not in summary  # every run carries this code
+
+    for run, code in zip(made[:2], ("0123456789ab", None)):  # one by other code, one stored before code was recorded
+        meta_path = cache.paths(run.key(0))["meta"]
+        meta = json.loads(meta_path.read_text())
+        meta["code"] = code
+        meta_path.write_text(json.dumps(meta))
+    assert cache.load(made[0], 0) is not None  # still a valid run: the code is not part of its key
+    summary = write_summary(tmp_path, [Execution("nb", "ok", 1.0, "smoke", {}, code=cache_code(runs))]).read_text()
+    assert ("**Cached runs from other code**: 1 of the 3 runs in its cache were made by other code than this execution's "
+            f"(code {cache_code(runs)['code']}), 1 were stored before runs recorded their code.") in summary

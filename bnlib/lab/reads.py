@@ -20,6 +20,10 @@ value:
 
 Anything else raises ``TypeError`` naming the global: pass it through the config instead.
 
+Library code is tracked apart: :func:`code_fingerprint` names the code that computes runs (its syntax, without
+docstrings, comments or layout); every stored run records it, and ``bnlib.run``'s SUMMARY.md warns when a notebook's
+cache holds runs made by other code.
+
 Example:
     >>> etas = [0.5, 1.0]
     >>> def probe(seed):
@@ -30,20 +34,25 @@ Example:
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import dis
 import enum
 import functools
 import hashlib
+import importlib.util
 import inspect
 import types
 from collections.abc import Callable
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Any
 
 LOCATIONS = frozenset({"data_root", "out_dir"})
 """Globals that name where files are (a data root, an output folder), never part of a fingerprint."""
 
+RUN_CODE = ("bnlib.data", "bnlib.norms", "bnlib.models", "bnlib.train", "bnlib.probes", "bnlib.inference",
+            "bnlib.distributed", "bnlib.lab.experiment", "bnlib.lab.batched")
+"""The modules whose code computes runs (and what cached calls use of bnlib): :func:`code_fingerprint`."""
 _CHUNK = 1 << 22  # elements of a float array summed at a time (no float64 copy of a whole dataset)
 
 
@@ -192,3 +201,45 @@ def _source(fn: Callable) -> str:
 
 def _defined_in(cls: type, home: dict) -> bool:
     return cls.__module__ == home.get("__name__")
+
+
+# ---------------------------------------------------------------- the code that computes runs
+
+
+@functools.cache
+def code_fingerprint(modules: tuple[str, ...] = RUN_CODE) -> str:
+    """12 hex digits of the code of ``modules``: their syntax trees without docstrings, so that an edited comment,
+    docstring or line break leaves it alone and any change to what the code does moves it.
+
+    It tells a cached run from one made by other code (``RunCache`` records it with every run); whether that code
+    computes other numbers is the canary test's question (``tests/test_canary.py``), answered by bumping
+    ``CACHE_VERSION``.
+
+    Example:
+        >>> len(code_fingerprint()), code_fingerprint() == code_fingerprint(RUN_CODE)
+        (12, True)
+    """
+    digest = hashlib.sha256()
+    for name in modules:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            raise ValueError(f"code_fingerprint: no source for module {name!r}")
+        digest.update(f"{name}\n{code_only(Path(spec.origin).read_text())}\n".encode())
+    return digest.hexdigest()[:12]
+
+
+def code_only(source: str) -> str:
+    """The syntax tree of ``source`` without its string statements (docstrings, attribute docs), as text.
+
+    Example:
+        >>> code_only("def f():\\n    'Doc.'\\n    return 1  # one") == code_only("def f():\\n    return (1)")
+        True
+    """
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list):
+            kept = [s for s in body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant)
+                                            and isinstance(s.value.value, str))]
+            node.body = kept or [ast.Pass()]
+    return ast.dump(tree)

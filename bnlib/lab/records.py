@@ -44,6 +44,7 @@ class Execution:
     compute: dict | None = None  # the training time recorded in its run cache (bnlib.lab.sweep.cache_compute)
     revision: str = ""  # the repository's git revision ("+changes" when bnlib/ or notebooks/ differed from it)
     machine: dict | None = None  # where it ran: bnlib.lab.machine.machine_info() and the executor of its runs
+    code: dict | None = None  # which code made the runs in its cache (bnlib.lab.sweep.cache_code)
 
 
 # ---------------------------------------------------------------- executions.json
@@ -222,12 +223,13 @@ def finish(path: Path, out: Path, status: str, error: str, wall_s: float, params
         f["previous_metrics"].unlink(missing_ok=True)
         previous = None
     finished = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
-    from bnlib.lab.sweep import cache_compute
+    from bnlib.lab.sweep import cache_code, cache_compute
 
     if machine is not None:
         machine = {**machine, "executor": runs_executor(path, params)}
+    runs = out / path.stem / "runs"
     return Execution(path.stem, status, wall_s, params["preset"], params, error, notebook_identity(path), finished,
-                     previous, cache_compute(out / path.stem / "runs"), revision, machine)
+                     previous, cache_compute(runs), revision, machine, cache_code(runs) if runs.is_dir() else None)
 
 
 # ---------------------------------------------------------------- SUMMARY.md
@@ -251,6 +253,30 @@ def compute_text(compute: dict | None) -> str:
     return text + (f" ({untimed} more stored without its time)" if untimed else "")
 
 
+def code_warning(code: dict | None) -> str:
+    """SUMMARY.md's warning when a notebook's cache holds runs made by other code than the code that rendered it
+    (:func:`bnlib.lab.sweep.cache_code`); "" when every run carries this code.
+
+    Example:
+        >>> print(code_warning({"runs": 40, "other": 12, "unrecorded": 3, "code": "923eadd6b426"})[:110])
+        **Cached runs from other code**: 12 of the 40 runs in its cache were made by other code than this execution's
+        >>> print(code_warning({"runs": 40, "other": 0, "unrecorded": 3, "code": "923eadd6b426"})[:101])
+        **Cached runs from other code**: 3 of the 40 runs in its cache were stored before runs recorded their
+        >>> code_warning({"runs": 40, "other": 0, "unrecorded": 0, "code": "923eadd6b426"})
+        ''
+    """
+    if not code or not (code["other"] or code["unrecorded"]):
+        return ""
+    parts, of = [], f" of the {code['runs']} runs in its cache"
+    if code["other"]:
+        parts.append(f"{code['other']}{of} were made by other code than this execution's (code {code['code']})")
+    if code["unrecorded"]:
+        parts.append(f"{code['unrecorded']}{'' if code['other'] else of} were stored before runs recorded their code")
+    return ("**Cached runs from other code**: " + ", ".join(parts) + ". Their numbers are this code's only if the change "
+            "left what runs compute alone: `tests/test_canary.py` fails on a change that does not, until `CACHE_VERSION` "
+            "is bumped, which retrains them.")
+
+
 def _summary_lines(out: Path, log: dict) -> list[str]:
     metrics = {}  # each notebook's metrics.json, read once: its info (seeds) and its verdicts
     for name in log:
@@ -271,6 +297,8 @@ def _summary_lines(out: Path, log: dict) -> list[str]:
     for name in sorted(log):
         r = log[name]
         lines += ["", f"## {name}", "", f"Machine: {machine_text(r.get('machine'))}", ""]
+        if code_warning(r.get("code")):
+            lines += [code_warning(r.get("code")), ""]
         if r.get("error"):
             lines += [f"**{r.get('status', 'failed').capitalize()}**: {r['error']}", ""]
         previous = r.get("previous")

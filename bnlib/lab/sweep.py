@@ -60,7 +60,7 @@ from bnlib.lab.cores import share as core_share
 from bnlib.lab.experiment import CACHE_VERSION, Run, batch_group, train_run, train_runs_batched
 from bnlib.lab.files import atomic_write_bytes, atomic_write_text
 from bnlib.lab.progress import progress_bar
-from bnlib.lab.reads import reads
+from bnlib.lab.reads import code_fingerprint, reads
 
 # ---------------------------------------------------------------- executors and the local pool
 
@@ -266,12 +266,13 @@ class RunCache:
 
     def store(self, key: str, about: dict, csv_text: str, weights: bytes | None = None, train_s: float | None = None) -> None:
         """Store a table under ``key``: the table, the weights (if given), then the record that makes it count:
-        ``about`` (what was computed) with the cache version, row count, checksums and ``train_s``."""
+        ``about`` (what was computed) with the cache version, the code that computed it (:func:`code_fingerprint`), row
+        count, checksums and ``train_s``."""
         p = self.paths(key)
         atomic_write_bytes(p["table"], gzip.compress(csv_text.encode(), mtime=0))
         if weights is not None:
             atomic_write_bytes(p["weights"], weights)
-        meta = {**about, "version": CACHE_VERSION, "rows": len(pd.read_csv(io.StringIO(csv_text))),
+        meta = {**about, "version": CACHE_VERSION, "code": code_fingerprint(), "rows": len(pd.read_csv(io.StringIO(csv_text))),
                 "sha256": hashlib.sha256(csv_text.encode()).hexdigest(),
                 "weights_sha256": None if weights is None else hashlib.sha256(weights).hexdigest(), "train_s": train_s}
         atomic_write_text(p["meta"], json.dumps(meta, indent=1, default=str))
@@ -327,6 +328,34 @@ class RunCache:
                 shutil.move(str(path), damaged / path.name)
         print(f"[bnlib.lab.sweep] damaged cached run {p['meta'].name} in {self.folder} ({problem}): moved to {damaged}, "
               "computing it again", flush=True)
+
+
+def cache_code(folder: str | os.PathLike) -> dict:
+    """Which code made the runs and calls stored under ``folder`` (subfolders included, ``damaged/`` left out), against
+    this process's :func:`code_fingerprint`: ``{"runs": n, "other": k, "unrecorded": u, "code": fingerprint}``: ``k``
+    were made by other code, ``u`` before the code was recorded (2026-12-07).
+
+    Example:
+        >>> from bnlib.lab.experiment import Run
+        >>> d = tempfile.mkdtemp()
+        >>> RunCache(d).save(Run(dataset="mnist", model="mlp", steps=1, batch_size=2, lr=0.1), 0, "step\\n0\\n")
+        >>> {k: v for k, v in cache_code(d).items() if k != "code"}
+        {'runs': 1, 'other': 0, 'unrecorded': 0}
+    """
+    runs, other, unrecorded, code = 0, 0, 0, code_fingerprint()
+    for meta_path in sorted(Path(folder).rglob("*.json")):
+        if "damaged" in meta_path.relative_to(folder).parts:
+            continue
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(meta, dict) or not ({"run", "fn"} & set(meta)):
+            continue
+        runs += 1
+        other += meta.get("code") not in (None, code)
+        unrecorded += meta.get("code") is None
+    return {"runs": runs, "other": other, "unrecorded": unrecorded, "code": code}
 
 
 def cache_compute(folder: str | os.PathLike) -> dict:
