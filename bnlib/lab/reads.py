@@ -18,7 +18,9 @@ value:
 - locations are left out: ``pathlib`` paths and the globals named in :data:`LOCATIONS` say where files are, not what is
   computed (the reference folder moves between machines).
 
-Anything else raises ``TypeError`` naming the global: pass it through the config instead.
+Anything else raises ``TypeError`` naming the global: pass it through the config instead. A value is read when the
+sweep starts, so a function that appends to a list it reads (a call counter) finds another key next time: count calls
+otherwise (a print, a file).
 
 Library code is tracked apart: :func:`code_fingerprint` names the code that computes runs (its syntax, without
 docstrings, comments or layout); every stored run records it, and ``bnlib.run``'s SUMMARY.md warns when a notebook's
