@@ -330,6 +330,12 @@ class RunCache:
               "computing it again", flush=True)
 
 
+def _records(folder: str | os.PathLike) -> list[Path]:
+    """The record files (``*.json``) of a run cache, its subfolders' included (notebook 01 keeps one per sweep), the
+    ``damaged/`` ones left out."""
+    return sorted(p for p in Path(folder).rglob("*.json") if "damaged" not in p.relative_to(folder).parts)
+
+
 def cache_code(folder: str | os.PathLike) -> dict:
     """Which code made the runs and calls stored under ``folder`` (subfolders included, ``damaged/`` left out), against
     this process's :func:`code_fingerprint`: ``{"runs": n, "other": k, "unrecorded": u, "code": fingerprint}``: ``k``
@@ -343,9 +349,7 @@ def cache_code(folder: str | os.PathLike) -> dict:
         {'runs': 1, 'other': 0, 'unrecorded': 0}
     """
     runs, other, unrecorded, code = 0, 0, 0, code_fingerprint()
-    for meta_path in sorted(Path(folder).rglob("*.json")):
-        if "damaged" in meta_path.relative_to(folder).parts:
-            continue
+    for meta_path in _records(folder):
         try:
             meta = json.loads(meta_path.read_text())
         except (OSError, ValueError):
@@ -359,7 +363,8 @@ def cache_code(folder: str | os.PathLike) -> dict:
 
 
 def cache_compute(folder: str | os.PathLike) -> dict:
-    """The training time recorded in a folder of finished runs (:func:`run_sweep`'s and :func:`call_sweep`'s files).
+    """The training time recorded in a folder of finished runs (:func:`run_sweep`'s and :func:`call_sweep`'s files,
+    subfolders included).
 
     Returns ``{"runs": n, "seconds": s, "untimed": k}``: ``s`` sums the wall time of the ``n - k`` runs whose time is
     known (a run of a batched group counts its share of the group's); the ``k`` others were stored before times
@@ -373,7 +378,7 @@ def cache_compute(folder: str | os.PathLike) -> dict:
         {'runs': 1, 'seconds': 2.5, 'untimed': 0}
     """
     runs, seconds, untimed = 0, 0.0, 0
-    for meta_path in sorted(Path(folder).glob("*.json")):
+    for meta_path in _records(folder):
         try:
             meta = json.loads(meta_path.read_text())
         except (OSError, ValueError):
