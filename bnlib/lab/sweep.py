@@ -330,10 +330,18 @@ class RunCache:
               "computing it again", flush=True)
 
 
-def _records(folder: str | os.PathLike) -> list[Path]:
-    """The record files (``*.json``) of a run cache, its subfolders' included (notebook 01 keeps one per sweep), the
-    ``damaged/`` ones left out."""
-    return sorted(p for p in Path(folder).rglob("*.json") if "damaged" not in p.relative_to(folder).parts)
+def _records(folder: str | os.PathLike) -> list[tuple[Path, dict]]:
+    """The records (``*.json``: path, content) of the runs and calls in a cache, its subfolders' included (notebook 01
+    keeps one per sweep); ``damaged/`` and files that are no record left out."""
+    found = []
+    for path in sorted(p for p in Path(folder).rglob("*.json") if "damaged" not in p.relative_to(folder).parts):
+        try:
+            meta = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(meta, dict) and {"run", "fn"} & set(meta):
+            found.append((path, meta))
+    return found
 
 
 def cache_code(folder: str | os.PathLike) -> dict:
@@ -349,13 +357,7 @@ def cache_code(folder: str | os.PathLike) -> dict:
         {'runs': 1, 'other': 0, 'unrecorded': 0}
     """
     runs, other, unrecorded, code = 0, 0, 0, code_fingerprint()
-    for meta_path in _records(folder):
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, ValueError):
-            continue
-        if not isinstance(meta, dict) or not ({"run", "fn"} & set(meta)):
-            continue
+    for _, meta in _records(folder):
         runs += 1
         other += meta.get("code") not in (None, code)
         unrecorded += meta.get("code") is None
@@ -378,13 +380,7 @@ def cache_compute(folder: str | os.PathLike) -> dict:
         {'runs': 1, 'seconds': 2.5, 'untimed': 0}
     """
     runs, seconds, untimed = 0, 0.0, 0
-    for meta_path in _records(folder):
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, ValueError):
-            continue
-        if not isinstance(meta, dict) or not ({"run", "fn"} & set(meta)):
-            continue
+    for meta_path, meta in _records(folder):
         runs += 1
         if meta.get("train_s") is not None:
             seconds += float(meta["train_s"])
