@@ -297,8 +297,8 @@ def _summary_lines(out: Path, log: dict) -> list[str]:
     for name in sorted(log):
         r = log[name]
         lines += ["", f"## {name}", "", f"Machine: {machine_text(r.get('machine'))}", ""]
-        if code_warning(r.get("code")):
-            lines += [code_warning(r.get("code")), ""]
+        if warning := code_warning(r.get("code")):
+            lines += [warning, ""]
         if r.get("error"):
             lines += [f"**{r.get('status', 'failed').capitalize()}**: {r['error']}", ""]
         previous = r.get("previous")
