@@ -98,31 +98,55 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def make_optimizer(
-    name: str, params: Iterable[torch.Tensor], lr: float, momentum: float = 0.0, weight_decay: float = 0.0
+    name: str, params: Iterable[torch.Tensor] | Iterable[dict], lr: float, momentum: float = 0.0, weight_decay: float = 0.0
 ) -> torch.optim.Optimizer:
-    """``"sgd"`` (with optional momentum) or ``"adam"``.
+    """``"sgd"`` (with optional momentum), ``"adam"`` (L2 added to the gradient: coupled) or ``"adamw"`` (decoupled
+    weight decay, Loshchilov & Hutter 2019). ``params`` may be parameter groups (dicts with their own ``lr``).
 
     Example:
         >>> make_optimizer("sgd", torch.nn.Linear(2, 2).parameters(), lr=0.1).defaults["lr"]
         0.1
+        >>> type(make_optimizer("adamw", torch.nn.Linear(2, 2).parameters(), lr=0.1, weight_decay=0.05)).__name__
+        'AdamW'
     """
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer {name!r}; valid optimizers: sgd, adam")
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; valid optimizers: sgd, adam, adamw")
+
+
+def conv_weight_groups(model: nn.Module, lr: float, other_lr: float) -> list[dict]:
+    """Two parameter groups: the convolutions' weights at ``lr``, every other parameter (linear layers, norm layers'
+    gamma and beta, biases) at ``other_lr``. Under BN a convolution's weights are scale-invariant (BN(aWu) = BN(Wu)),
+    the others are not: Arora et al. (2019) raise the rate of the first only.
+
+    Example:
+        >>> from bnlib.models import small_cnn
+        >>> [(len(g["params"]), g["lr"]) for g in conv_weight_groups(small_cnn(), 0.5, 0.1)]
+        [(2, 0.5), (9, 0.1)]
+    """
+    conv = {id(m.weight) for m in model.modules() if isinstance(m, nn.Conv2d)}
+    params = list(model.parameters())
+    return [{"params": [p for p in params if id(p) in conv], "lr": lr},
+            {"params": [p for p in params if id(p) not in conv], "lr": other_lr}]
 
 
 SCHEDULES = {"constant": frozenset(), "cosine": frozenset(), "step": frozenset({"milestones", "gamma"}),
-             "exponential": frozenset({"gamma", "every"})}  # name -> the arguments it takes
+             "exponential": frozenset({"gamma", "every"})}  # name -> the arguments it takes (besides MODIFIERS)
+MODIFIERS = frozenset({"warmup", "decay"})  # arguments every schedule takes
 
 
 def lr_schedule(name: str, steps: int, **args) -> Callable[[int], float] | None:
-    """The learning-rate factor of step ``t`` for :func:`fit`'s ``lr_factor`` (None for ``"constant"``).
+    """The learning-rate factor of step ``t`` for :func:`fit`'s ``lr_factor`` (None for ``"constant"`` alone).
 
     ``"cosine"``: (1 + cos(pi t / steps)) / 2, from 1 down to 0 at the last step. ``"step"``: ``gamma`` (default 0.1)
     to the number of ``milestones`` (steps) passed. ``"exponential"``: ``gamma`` to the power t // ``every`` (a
-    staircase, as Inception's 0.94 every two epochs).
+    staircase, as Inception's 0.94 every two epochs). Every schedule also takes ``warmup``, a linear warm-up: the
+    factor times (t + 1) / ``warmup`` over the first ``warmup`` steps, and ``decay``, an extra exponential decay:
+    the factor times ``decay`` ** (t / steps), so that the rate ends at ``decay`` times the schedule's.
 
     Example:
         >>> f = lr_schedule("step", 100, milestones=[50, 75], gamma=0.1)
@@ -130,6 +154,8 @@ def lr_schedule(name: str, steps: int, **args) -> Callable[[int], float] | None:
         [1.0, 1.0, 0.1, 0.01]
         >>> [round(lr_schedule("cosine", 100)(t), 3) for t in (0, 50, 100)]
         [1.0, 0.5, 0.0]
+        >>> [round(lr_schedule("constant", 100, warmup=4, decay=0.5)(t), 3) for t in (0, 3, 100)]
+        [0.25, 0.979, 0.5]
         >>> lr_schedule("linear", 10)
         Traceback (most recent call last):
         ...
@@ -137,9 +163,23 @@ def lr_schedule(name: str, steps: int, **args) -> Callable[[int], float] | None:
     """
     if name not in SCHEDULES:
         raise ValueError(f"unknown schedule {name!r}; valid schedules: {', '.join(SCHEDULES)}")
-    unknown = sorted(set(args) - SCHEDULES[name])
+    unknown = sorted(set(args) - SCHEDULES[name] - MODIFIERS)
     if unknown:
-        raise ValueError(f"schedule {name!r} takes no {unknown}; it takes {', '.join(sorted(SCHEDULES[name])) or 'nothing'}")
+        raise ValueError(f"schedule {name!r} takes no {unknown}; it takes "
+                         f"{', '.join(sorted(SCHEDULES[name] | MODIFIERS))}")
+    warmup, decay = args.pop("warmup", 0), float(args.pop("decay", 1.0))
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"schedule {name!r}: warmup must be an integer >= 0 (steps), got {warmup!r}")
+    if not 0 < decay <= 1:
+        raise ValueError(f"schedule {name!r}: decay must be in (0, 1] (the extra factor at the last step), got {decay!r}")
+    base = _base_schedule(name, steps, **args)
+    if not warmup and decay == 1.0:
+        return base
+    return lambda t: ((base(t) if base is not None else 1.0) * min(1.0, (t + 1) / warmup if warmup else 1.0)
+                      * decay ** (min(t, steps) / steps))
+
+
+def _base_schedule(name: str, steps: int, **args) -> Callable[[int], float] | None:
     if name == "constant":
         return None
     if name == "cosine":
@@ -383,6 +423,7 @@ def fit(
     reg_cf: float = 0.0,
     diverge_above: float = 1e4,
     lr_factor: Callable[[int], float] | None = None,
+    other_lr: float | None = None,
     callbacks: Sequence[Callback] = (),
     progress: bool = True,
     desc: str | None = None,
@@ -420,7 +461,8 @@ def fit(
     ``batch_size=1`` with BN layers in the model raises ValueError (:func:`check_batch_size`).
 
     Schedule: step ``t`` (0-based) uses ``lr * lr_factor(t)`` (:func:`lr_schedule` builds common ones); rows record
-    the base ``lr``.
+    the base ``lr``. ``other_lr``: every parameter but the convolutions' weights trains at ``other_lr`` (times the same
+    factor) instead (:func:`conv_weight_groups`).
 
     Penalties: layers that store a ``penalty`` tensor in their forward pass (rigid and KL batch
     norms of :mod:`bnlib.norms`) add ``reg_cf`` times their sum (:func:`bnlib.norms.model_penalty`)
@@ -449,7 +491,10 @@ def fit(
     model.to(dev).train()
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    opt = make_optimizer(optimizer, model.parameters(), lr, momentum, weight_decay)
+    if other_lr is not None:
+        check_positive("other_lr", other_lr)
+    params = model.parameters() if other_lr is None else conv_weight_groups(model, lr, other_lr)
+    opt = make_optimizer(optimizer, params, lr, momentum, weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor) if lr_factor is not None else None
     x, y = train_data
     scale = default_scale(x) if scale is None else scale

@@ -4,6 +4,7 @@ import dataclasses
 
 import pandas as pd
 import pytest
+import torch
 
 from bnlib.lab import experiment
 from bnlib.lab.experiment import GROUPING_TOLERANCE, Run, train_run
@@ -18,7 +19,7 @@ CHANGES = {  # one changed value per field: every field is part of the key
     "weight_decay": 1e-4, "reg_cf": 0.5, "eval_every": 3, "eval_train": True, "channels_last": True, "autocast": True,
     "keep_weights": True, "tags": ("section 2",), "norm_args": {"eps": 1e-3}, "init": "xavier", "probes": ("hessian",),
     "probe_args": {"etas": (1.0,)}, "probe_size": 128, "schedule": "cosine", "schedule_args": {"gamma": 0.5}, "batched": True,
-    "inputs": "unit",
+    "inputs": "unit", "other_lr": 0.05,
 }
 
 
@@ -146,6 +147,45 @@ def test_a_schedule_changes_the_run_and_a_step_schedule_is_the_constant_run_unti
     dropped = train_run(run.replace(schedule="step", schedule_args={"milestones": [4], "gamma": 0.1}), 0)
     assert constant.loc[1, "train_loss"] == dropped.loc[1, "train_loss"]  # steps 1-4 at the full rate in both
     assert constant.loc[2, "train_loss"] != dropped.loc[2, "train_loss"]
+
+
+def test_warm_up_and_extra_decay_change_the_rate_where_they_act(data_root):
+    run = BASE.replace(steps=8, eval_every=4, momentum=0.9, schedule="cosine")
+    plain, warm = train_run(run, 0), train_run(run.replace(schedule_args={"warmup": 4}), 0)
+    assert plain.loc[1, "train_loss"] != warm.loc[1, "train_loss"]
+    decayed = train_run(run.replace(schedule_args={"decay": 0.2}), 0)
+    assert decayed.loc[0, "test_acc"] == plain.loc[0, "test_acc"] and decayed.loc[2, "train_loss"] != plain.loc[2, "train_loss"]
+    with pytest.raises(ValueError, match=r"Run.schedule_args: schedule 'cosine': decay must be in \(0, 1\]"):
+        run.replace(schedule_args={"decay": 5})
+    with pytest.raises(ValueError, match="warmup must be an integer >= 0"):
+        run.replace(schedule_args={"warmup": 1.5})
+
+
+def test_other_lr_trains_the_convolutions_alone_at_lr(data_root):
+    """other_lr: the convolutions' weights at lr, every other parameter at other_lr; equal to lr, the plain run."""
+    run = CNN.replace(steps=4, eval_every=2)
+    same = train_run(run.replace(other_lr=run.lr), 0)
+    pd.testing.assert_frame_equal(same.drop(columns="elapsed_s"), train_run(run, 0).drop(columns="elapsed_s"))
+    frozen_rest = train_run(run.replace(other_lr=1e-12), 0)
+    assert frozen_rest.loc[2, "train_loss"] != same.loc[2, "train_loss"]
+    with pytest.raises(ValueError, match="Run.other_lr: must be > 0, got -1"):
+        run.replace(other_lr=-1)
+    assert run.key(0) == Run.from_json(run.to_json()).key(0)
+
+
+def test_scale_conv_scales_the_convolutions_and_keeps_the_classifier_at_he_scale():
+    run = CNN.replace(init_scale=10.0)
+    every, conv = (experiment.build_run_model(run.replace(init=i), 0) for i in (None, "scale_conv"))
+    assert torch.equal(every.conv1.conv.weight, conv.conv1.conv.weight)  # the same draws
+    assert torch.allclose(every.out.weight / 10, conv.out.weight) and torch.allclose(every.fc.weight / 10, conv.fc.weight)
+    with pytest.raises(ValueError, match="Run.init: 'scale_conv' scales He initialization"):
+        run.replace(init="scale_conv", init_std=0.1)
+
+
+def test_adamw_decouples_the_weight_decay(data_root):
+    run = BASE.replace(steps=4, eval_every=2, optimizer="adam", weight_decay=0.1, lr=0.01)
+    adam, adamw = train_run(run, 0), train_run(run.replace(optimizer="adamw"), 0)
+    assert adam.loc[2, "train_loss"] != adamw.loc[2, "train_loss"]
 
 
 def test_a_batched_run_gives_the_same_numbers_to_rounding_whichever_runs_share_its_batch(data_root):

@@ -57,8 +57,8 @@ CACHE_VERSION = 1  # bump when a change alters what a run computes for the same 
 GROUPING_TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
 BATCHED_NORMS = ("none", "bn", "torch_bn")  # what a batched run (bnlib.lab.batched.BatchedMLP) can hold
 BATCHED_PROBES = ("unit_quantiles",)
-OPTIMIZERS = ("sgd", "adam")
-INITS = (None, "xavier")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+INITS = (None, "xavier", "scale_conv")
 TRAIN_SUBSET_SEED, TEST_SUBSET_SEED, PROBE_SUBSET_SEED = 1, 2, 3  # the fixed shuffles behind train_size, test_size, probe_size
 
 
@@ -88,7 +88,8 @@ class Run:
     # model
     norm: str = "bn"
     norm_args: tuple = ()  # keyword arguments of the norm layer (a dict is accepted), e.g. {"bound": 3.0, "eps": 1e-3}
-    # None: the builder's initialization; "xavier": Glorot uniform, zero biases (bnlib.models.xavier_init_)
+    # None: the builder's initialization; "xavier": Glorot uniform, zero biases (bnlib.models.xavier_init_);
+    # "scale_conv": init_scale multiplies the convolutions' weights only (linear layers keep He initialization)
     init: str | None = None
     activation: str | None = None
     width: float | None = None
@@ -105,7 +106,9 @@ class Run:
     # optimization
     optimizer: str = "sgd"
     schedule: str = "constant"  # learning-rate schedule of bnlib.train.lr_schedule: constant, cosine, step, exponential
-    schedule_args: tuple = ()  # its arguments (a dict is accepted), e.g. {"milestones": [500], "gamma": 0.1}
+    schedule_args: tuple = ()  # its arguments (a dict is accepted), e.g. {"milestones": [500], "gamma": 0.1}; every
+    # schedule also takes "warmup" (steps of linear warm-up) and "decay" (an extra exponential decay to this factor)
+    other_lr: float | None = None  # the rate of every parameter but the convolutions' weights (None: lr)
     momentum: float = 0.0
     weight_decay: float = 0.0
     reg_cf: float = 0.0
@@ -164,7 +167,7 @@ class Run:
 
 RUN_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Run))  # the columns run_sweep adds to a table
 # fields added after runs were cached, with their defaults: a run enters them into its key only when it sets another value
-LATER_FIELDS: dict[str, object] = {f.name: f.default for f in dataclasses.fields(Run) if f.name in ("inputs",)}
+LATER_FIELDS: dict[str, object] = {f.name: f.default for f in dataclasses.fields(Run) if f.name in ("inputs", "other_lr")}
 INPUTS = ("standardized", "unit")
 
 
@@ -220,8 +223,11 @@ def _validate(run: Run) -> None:
         value = getattr(run, name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise bad(name, f"must be None or an integer >= 1, got {value!r}")
-    if isinstance(run.lr, bool) or not isinstance(run.lr, (int, float)) or not run.lr > 0:
-        raise bad("lr", f"must be > 0, got {run.lr!r}")
+    for name in ("lr", "other_lr"):
+        value = getattr(run, name)
+        if (value is not None or name == "lr") and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                                    or not value > 0):
+            raise bad(name, f"must be > 0, got {value!r}")
     for name in ("momentum", "weight_decay", "reg_cf"):
         value = getattr(run, name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
@@ -242,6 +248,8 @@ def _validate(run: Run) -> None:
         raise bad("schedule" if run.schedule not in SCHEDULES else "schedule_args", str(e)) from None
     if run.init not in INITS:
         raise bad("init", f"unknown initialization {run.init!r}; valid: {', '.join(map(repr, INITS))}")
+    if run.init == "scale_conv" and run.init_std is not None:
+        raise bad("init", "'scale_conv' scales He initialization by init_scale; with init_std set there is none to scale")
     unknown = [p for p in run.probes if p not in PROBES]
     if unknown:
         raise bad("probes", f"unknown probes {unknown}; valid probes: {', '.join(PROBES)}")
@@ -255,7 +263,7 @@ def _validate(run: Run) -> None:
     if run.batched:
         limits = {"model": "mlp", "optimizer": "sgd", "schedule": "constant", "norm_args": (), "init": None, "weight_decay": 0,
                   "reg_cf": 0, "dropout": None, "augment": False, "eval_train": False, "channels_last": False,
-                  "autocast": False, "keep_weights": False}
+                  "autocast": False, "keep_weights": False, "other_lr": None}
         for name, allowed in limits.items():
             if getattr(run, name) != allowed:
                 raise bad("batched", f"a batched run (the MLP fast path) needs {name}={allowed!r}, got "
@@ -325,6 +333,11 @@ def build_run_model(run: Run, seed: int, data_root: str | os.PathLike | None = N
         kwargs["norm"] = partial(NORM_KINDS[run.norm], **dict(run.norm_args))
     torch.manual_seed(seed)
     model = build_model(run.model, **kwargs)
+    if run.init == "scale_conv":  # the same draws as init=None, the linear layers' brought back to He's scale
+        with torch.no_grad():
+            for m in model.modules():
+                if isinstance(m, torch.nn.Linear):
+                    m.weight.div_(run.init_scale if run.init_scale is not None else 1.0)
     return xavier_init_(model) if run.init == "xavier" else model
 
 
@@ -383,7 +396,7 @@ def train_run(
                     steps=run.steps, batch_size=run.batch_size, lr=run.lr,
                     optimizer=run.optimizer, momentum=run.momentum, weight_decay=run.weight_decay, seed=seed, device=dev,
                     eval_every=run.eval_every, mean=mean, std=std, augment=run.augment, channels_last=run.channels_last,
-                    autocast=run.autocast, reg_cf=run.reg_cf, callbacks=callbacks, progress=False,
+                    autocast=run.autocast, reg_cf=run.reg_cf, other_lr=run.other_lr, callbacks=callbacks, progress=False,
                     lr_factor=lr_schedule(run.schedule, run.steps, **dict(run.schedule_args)))
         return (table, model) if return_model else table
 
