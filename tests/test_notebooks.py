@@ -128,7 +128,10 @@ def test_cuda_without_a_gpu_is_refused_in_the_check_cell():
      "lr_multipliers must be a non-empty list, each a finite number > 1, got [1, 5] (bad entry 1)"),
     ("03", "init_scales", "[0.1, 10.0]", "init_scales must be a non-empty list, each a finite number > 0 containing 1.0"),
     ("03", "lr_decay", "0", "lr_decay must be a finite number in (0, 1], got 0"),
-    ("03", "epochs", "1", "epochs must be an integer >= 2, got 1"),  # issue 37: 1 epoch failed later, in the plateau cell
+    ("03", "epochs", "1", "epochs must be an integer in [2, 1000], got 1"),  # issue 37: 1 epoch failed later, in the plateau cell
+    ("03", "dropouts", "[0.0]", "dropouts must be a non-empty list, each a finite number in [0, 1) with a value > 0"),
+    ("03", "schedules", '["step"]', "schedules must be a non-empty list, each one of 'exponential', 'cosine', got ['step']"),
+    ("03", "memorize_epochs", "100000", "memorize_epochs must be an integer in [1, 10000], got 100000"),
     # issue 37, item 9: 1-channel networks (126 parameters) trained and reported verdicts
     ("03", "width", "1e-9", "width must be a finite number >= 0.0625 (vgg11's narrowest layer keeps >= 4 channels), got 1e-09"),
     ("04", "bound", "0", "bound must be a finite number > 0 or None, got 0"),
