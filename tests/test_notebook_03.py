@@ -40,6 +40,7 @@ def test_notebook_03_numbers(smoke_run):
     m = read_metrics(nb_out)
     n, info = m["numbers"], m["info"]
     assert info["dataset"] == "cifar10" and info["first_seed"] == 0 and info["epochs"] == 2 and info["grid_seeds"] == 1
+    assert info["final_epochs"] == 4
     assert (info["train_size"], info["validation_size"], info["test_size"]) == (512, 5000, 500)  # validation: held out
     # the plain network's recipe: rate, schedule and dropout, each chosen on validation
     assert n["base_lr"] in (0.03, 0.1) and n["recipe"]["lr"] == n["base_lr"]
@@ -57,7 +58,11 @@ def test_notebook_03_numbers(smoke_run):
     assert all(o in ("adam", "adamw") and c["lr"] == 0.001 for c in n["adam_choice"].values() for o in [c["optimizer"]])
     assert 0 < n["target_acc"] < 1 and n["sigmoid_lr"] == 0.3
     assert all(len(v) == 2 and all(-1 < x < 1 for x in v) for v in n["init_accuracy_lost"].values())
-    assert set(n["final_test_acc_own_recipe"]) == {"plain", "BN"}
+    own = n["final_test_acc_own_recipe"]  # per network and length (L/2, L, final_epochs): the seeds' accuracies
+    assert set(own) == {"plain", "BN"} and all(set(v) == {"1", "2", "4"} and all(len(x) == 2 for x in v.values())
+                                               for v in own.values())
+    diff = n["bn_minus_plain_by_length"]
+    assert all(abs(diff[k] - (sum(own["BN"][k]) - sum(own["plain"][k])) / 2) < 1e-9 for k in diff)
     assert all(0 <= v <= 1 for v in n["memorization_train_acc"].values()) and len(n["memorization_train_acc"]) == 5
     # scale invariance, BN(aWu; a^2 eps) = BN(Wu; eps): the rescaled run is the same run (float64), and not with eps kept
     gaps = n["rescaled_run_max_loss_difference"]
@@ -98,8 +103,8 @@ def test_notebook_03_numbers(smoke_run):
     mem = pd.read_csv(nb_out / "regularization_curves.csv")
     assert set(mem["train_size"]) == {256} and not mem["augment"].any() and mem["train_eval_acc"].notna().any()
     assert set(mem["row"]) == {"plain", "BN", "plain, dropout", "BN, dropout", "BN, no weight decay"}
-    for name in ["lr_sweep", "lr_table_curves", "lr_multipliers", "weight_norms", "regularization", "init_sweep",
-                 "scale_invariance"]:
+    for name in ["lr_sweep", "lr_table_curves", "lr_multipliers", "weight_norms", "final_accuracy_by_length", "regularization",
+                 "init_sweep", "scale_invariance"]:
         assert (nb_out / f"{name}.png").stat().st_size > 10_000, name
 
 
@@ -139,8 +144,10 @@ def test_notebook_03_preconditions_checks_and_summary(smoke_run):
     assert helps["passed"] == (helps["value"] > 0)
     memorized = [p for c in (REG, DROPOUT) for p in verdicts[c]["preconditions"] if "training accuracy" in p["name"]]
     assert len(memorized) == 2 and all(p["requirement"] == "> 0.99" for p in memorized)
+    diff = m["numbers"]["bn_minus_plain_by_length"]
     plateau = next(p for p in verdicts[FINAL]["preconditions"] if p["kind"] == "plateau")
-    assert "from 1 to 2 epochs" in plateau["name"] and plateau["requirement"] == "|change| ≤ 0.005"
+    assert "from 2 to 4 epochs" in plateau["name"] and plateau["requirement"] == "|change| ≤ 0.005"
+    assert abs(plateau["value"] - (diff["4"] - diff["2"])) < 1e-9  # the comparison's change when the budget doubles
     # smoke's Adam grid has one rate: always its edge, so the claim cannot be decided
     adam = [p for p in verdicts[ADAM]["preconditions"] if p["kind"] == "interior optimum" and "rate (validation, grid 0.001)"
             in p["name"]]
