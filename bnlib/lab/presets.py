@@ -113,6 +113,7 @@ PRESETS: dict[str, dict[str, dict]] = {
             "grid_seeds": 3,
             "epochs": 16,
             "final_epochs": 32,
+            "sigmoid_lrs": [0.01, 0.03, 0.1, 0.3, 1.0],
             "memorize_size": 10000,
             "memorize_epochs": 40,
             "init_scales": [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0],
