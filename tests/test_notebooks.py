@@ -132,7 +132,7 @@ def test_cuda_without_a_gpu_is_refused_in_the_check_cell():
     ("03", "dropouts", "[0.0]", "dropouts must be a non-empty list, each a finite number in [0, 1) with a value > 0"),
     ("03", "schedules", '["step"]', "schedules must be a non-empty list, each one of 'exponential', 'cosine', got ['step']"),
     ("03", "memorize_epochs", "100000", "memorize_epochs must be an integer in [1, 10000], got 100000"),
-    ("03", "final_epochs", "3", "final_epochs must be greater than epochs (4), got 3: claim 4's plateau check compares"),
+    ("03", "final_epochs", "3", "final_epochs must be an integer in [3, 1000] and greater than epochs (4), got 3"),
     # issue 37, item 9: 1-channel networks (126 parameters) trained and reported verdicts
     ("03", "width", "1e-9", "width must be a finite number >= 0.0625 (vgg11's narrowest layer keeps >= 4 channels), got 1e-09"),
     ("04", "bound", "0", "bound must be a finite number > 0 or None, got 0"),
