@@ -486,6 +486,43 @@ def penalty_gradients(model: nn.Module, loss_fn: LossFn, batch: tuple[torch.Tens
     return {**norms, "ratio": norms["penalty"] / norms["loss"] if norms["loss"] > 0 else math.nan}
 
 
+def gradient_spread(model: nn.Module, loss_fn: LossFn, batch: tuple[torch.Tensor, torch.Tensor], minibatches: int = 8
+                    ) -> dict[str, float]:
+    """How much each weight's gradient varies across minibatches at fixed weights: the SD, over ``minibatches`` equal
+    slices of ``batch`` (train mode), of the log gradient norm of every weight (conv and linear, any parameter with 2 or
+    more dimensions), keyed by its module's name; the model is left as it was.
+
+    A measure of how steady the gradient is that no trend over training can inflate (the weights do not move), for note
+    000's guess that γ steadies BN's gradient.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+        >>> x, y = torch.randn(32, 4), torch.randint(0, 3, (32,))
+        >>> spread = gradient_spread(net, nn.functional.cross_entropy, (x, y), minibatches=4)
+        >>> sorted(spread), all(v > 0 for v in spread.values())
+        (['0', '3'], True)
+        >>> same = gradient_spread(net, nn.functional.cross_entropy, (x[:8].repeat(4, 1), y[:8].repeat(4)), minibatches=4)
+        >>> max(same.values()) < 1e-6  # four identical minibatches: no spread
+        True
+    """
+    x, y = batch
+    size = len(x) // minibatches
+    if minibatches < 2 or size < 2:
+        raise ValueError(f"gradient_spread needs at least 2 minibatches of at least 2 examples, got {minibatches} minibatches "
+                         f"of a batch of {len(x)}: a larger probe batch (probe_size) or fewer minibatches")
+    with preserved(model):
+        model.train()
+        weights = {name.rsplit(".", 1)[0]: p for name, p in model.named_parameters() if p.requires_grad and p.dim() > 1}
+        logs: dict[str, list[float]] = {name: [] for name in weights}
+        for k in range(minibatches):
+            part = slice(k * size, (k + 1) * size)
+            grads = torch.autograd.grad(loss_fn(model(x[part]), y[part]), list(weights.values()), allow_unused=True)
+            for name, g in zip(weights, grads):
+                norm = float(g.double().norm()) if g is not None else 0.0
+                logs[name].append(math.log(norm) if norm > 0 else math.nan)
+    return {name: float(np.std(values, ddof=1)) for name, values in logs.items()}
+
+
 # ---------------------------------------------------------------- named probes: what a Run lists in ``probes``
 
 Probe = Callable[[int, nn.Module], dict]
@@ -582,6 +619,12 @@ def _weight_norms(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], ar
     return probe
 
 
+def _gradient_spread(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], args: Mapping, lr: float) -> Probe:
+    minibatches = int(args.get("minibatches", 8))
+    return lambda step, m: {f"{name}|grad_spread|sd": v for name, v in
+                            gradient_spread(m, torch.nn.functional.cross_entropy, batch, minibatches).items()}
+
+
 def _penalty_grad(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], args: Mapping, lr: float) -> Probe:
     reg_cf = float(args.get("reg_cf", 1.0))
     return lambda step, m: {f"all|penalty_grad|{k}": v for k, v in
@@ -597,6 +640,7 @@ PROBES: dict[str, Callable[..., Probe]] = {
     "unit_quantiles": _unit_quantiles,  # quantiles of every unit of quantile_layers, eval or train mode (Fig. 1(b, c))
     "weight_norms": _weight_norms,  # Frobenius norm of every conv and linear weight (BN's scale invariance, Sec. 3.3)
     "penalty_grad": _penalty_grad,  # gradient norms of the loss and of reg_cf x the layers' penalty, and their ratio
+    "gradient_spread": _gradient_spread,  # SD over `minibatches` slices of the probe batch of each weight's log gradient norm
 }
 # bumped when a probe's numbers change for the same run; part of the cache key of every run that lists the probe
 # (bnlib.lab.experiment.Run.key), so other runs keep their cached results. hessian 2: bnlib's BN twice differentiable;
@@ -606,7 +650,7 @@ PROBE_ARGS: dict[str, frozenset[str]] = {
     "layer_stats": frozenset({"layer_names", "skip", "bound"}), "ics": frozenset(), "landscape": frozenset({"etas"}),
     "hessian": frozenset({"hessian_iters"}), "output_quantiles": frozenset({"quantile_layers", "quantiles"}),
     "unit_quantiles": frozenset({"quantile_layers", "quantiles", "mode"}), "weight_norms": frozenset(),
-    "penalty_grad": frozenset({"reg_cf"}),
+    "penalty_grad": frozenset({"reg_cf"}), "gradient_spread": frozenset({"minibatches"}),
 }
 
 

@@ -138,6 +138,11 @@ def test_cuda_without_a_gpu_is_refused_in_the_check_cell():
     ("04", "bound", "0", "bound must be a finite number > 0 or None, got 0"),
     ("04", "bound", "none", "bound must be a finite number > 0 or None, got 'none'"),
     ("04", "datasets", "[]", "datasets must be a non-empty list, each one of 'mnist', 'fashion_mnist', 'cifar10', got []"),
+    ("04", "cifar_variants", '["none", "bn", "rigid"]', "cifar_variants must be a non-empty list, each one of 'none', 'bn', "
+     "'rigid', 'rigid_mv', 'rigid_clip', 'rigid_reg', 'kl_bn', 'kl_only', 'kl_bn_original', 'kl_only_original' and include none, "
+     "bn, rigid and kl_only (claims 1 and 2)"),
+    ("04", "sweep_dataset", "cifar10", "sweep_dataset must be one of 'mnist' and not cifar10 (the sweeps train the small CNN"),
+    ("04", "bounds", "[4.0, 5.0]", "bounds must be a non-empty list, each a finite number > 1 with one bound at most 3"),
     ("05", "slice_points", "2", "slice_points must be an integer >= 3, got 2"),
     ("06", "dist_batch", "5", "dist_batch must be an integer >= 4 and even (two processes get at least 2 images each), got 5"),
     ("06", "small_batch_sizes", "[1, 8]", "small_batch_sizes must be a non-empty list, each an integer in [2, 512], got [1, 8] "

@@ -235,3 +235,25 @@ def test_layer_outputs_conv_gives_values_per_channel():
     conv = nn.Conv2d(3, 4, 3)
     out = layer_outputs(nn.Sequential(conv), {"c": conv}, torch.randn(2, 3, 5, 5))["c"]
     assert out.shape == (1, 2 * 3 * 3, 4)
+
+
+def test_gradient_spread_is_the_sd_of_log_gradient_norms_over_minibatches_and_refuses_a_tiny_batch():
+    from bnlib.probes import gradient_spread, named_probes
+
+    torch.manual_seed(6)
+    net = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3)).double().eval()
+    x, y = torch.randn(24, 4, dtype=torch.float64), torch.randint(0, 3, (24,))
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    got = gradient_spread(net, nn.functional.cross_entropy, (x, y), minibatches=3)
+    assert not net.training and all(torch.equal(v, state[k]) for k, v in net.state_dict().items())
+    net.train()
+    logs = []
+    for k in range(3):
+        loss = nn.functional.cross_entropy(net(x[8 * k: 8 * (k + 1)]), y[8 * k: 8 * (k + 1)])
+        logs.append(math.log(float(torch.autograd.grad(loss, [net[3].weight])[0].norm())))
+    mean = sum(logs) / 3
+    assert got["3"] == pytest.approx(math.sqrt(sum((v - mean) ** 2 for v in logs) / 2), rel=1e-9) and got["3"] > 0
+    row = named_probes(["gradient_spread"], net, (x, y), {"minibatches": 3}, lr=0.1)[1](0, net)
+    assert sorted(row) == ["0|grad_spread|sd", "3|grad_spread|sd"]
+    with pytest.raises(ValueError, match="at least 2 minibatches of at least 2 examples.*probe_size"):
+        gradient_spread(net, nn.functional.cross_entropy, (x[:6], y[:6]), minibatches=4)
