@@ -659,6 +659,7 @@ def channel_stats(model: nn.Module, modules: Mapping[str, nn.Module], x: torch.T
     ``{name: (mean, std)}``, each a 1-D tensor with one value per channel (dim 1 of the output).
 
     Example:
+        >>> _ = torch.manual_seed(0)
         >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.BatchNorm2d(3))
         >>> mean, std = channel_stats(net, {"bn": net[1]}, torch.randn(8, 1, 5, 5))["bn"]
         >>> tuple(mean.shape), bool((mean.abs() < 1e-5).all()), bool(((std - 1).abs() < 1e-2).all())
