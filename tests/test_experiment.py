@@ -59,6 +59,18 @@ def test_a_probe_version_changes_only_the_keys_of_runs_that_list_the_probe(monke
     assert after[0] != before[0] and after[1:] == before[1:]
 
 
+def test_a_norm_version_changes_only_the_keys_of_runs_with_that_norm(monkeypatch):
+    """NORM_VERSIONS (noisy_bn 2: noise per activation) moves the noisy runs' keys, never another norm's: other notebooks'
+    cached runs stay valid."""
+    noisy, bn = BASE.replace(norm="noisy_bn"), BASE
+    assert experiment.NORM_VERSIONS["noisy_bn"] == 2 and bn.key(0) == "6db34b2de2c9c524"
+    before = noisy.key(0), bn.key(0)
+    monkeypatch.setitem(experiment.NORM_VERSIONS, "noisy_bn", 1)  # the first version: absent from the key
+    assert noisy.key(0) != before[0] and bn.key(0) == before[1]
+    monkeypatch.setitem(experiment.NORM_VERSIONS, "bn", 2)
+    assert bn.key(0) != before[1]
+
+
 @pytest.mark.parametrize(
     "changes, message",
     [(dict(model="vgg12"), "Run.model: unknown model 'vgg12'; valid models: mlp"),

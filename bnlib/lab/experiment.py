@@ -47,7 +47,7 @@ from bnlib.data import DATASET_NAMES, VALIDATION_SIZES, dataset_stats, fixed_sub
 from bnlib.lab.batched import BatchedMLP, evaluate_batched, fit_batched
 from bnlib.lab.cores import intra_op_threads
 from bnlib.models import MODELS, build_model, xavier_init_
-from bnlib.norms import NORM_KINDS
+from bnlib.norms import NORM_KINDS, NORM_VERSIONS
 from bnlib.probes import PROBE_ARGS, PROBE_VERSIONS, PROBES, named_probes
 from bnlib.train import SCHEDULES, evaluate, fit, lr_schedule, resolve_device
 
@@ -152,7 +152,7 @@ class Run:
 
     def key(self, seed: int) -> str:
         """A stable 16-hex-digit key of the whole config, the seed, :data:`CACHE_VERSION` and the versions of the
-        run's probes that changed (:data:`bnlib.probes.PROBE_VERSIONS`)."""
+        run's probes and norm that changed (:data:`bnlib.probes.PROBE_VERSIONS`, :data:`bnlib.norms.NORM_VERSIONS`)."""
         config = json.loads(self.to_json())
         for name, default in LATER_FIELDS.items():  # absent at their default: the keys of runs that do not use them stay
             if config[name] == default:
@@ -161,6 +161,8 @@ class Run:
         probes = {p: PROBE_VERSIONS[p] for p in self.probes if PROBE_VERSIONS.get(p, 1) != 1}
         if probes:  # absent otherwise, so the keys of runs without such probes stay as they were
             payload["probe_versions"] = probes
+        if NORM_VERSIONS.get(self.norm, 1) != 1:  # absent otherwise: only the runs of a changed norm get new keys
+            payload["norm_version"] = NORM_VERSIONS[self.norm]
         text = json.dumps(payload, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

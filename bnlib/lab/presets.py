@@ -179,11 +179,18 @@ PRESETS: dict[str, dict[str, dict]] = {
         },
         "quick": {},
         "full": {
-            "width": 0.125,
+            "width": 0.0625,
             "seeds": 5,
-            "steps": 7000,  # 20 epochs of 45,000 images at batch 128 (the paper: about 15,000 steps); 40 runs at 0.06 s a step
-            # and 8 probes of 3-6 s each are about 3 h on 2 CPU cores (12,000 steps would be 4.5 h)
-            "probe_every": 1000,
+            # the paper's length, about 15,000 steps (43 epochs of 45,000 images at batch 128). Estimate from the reference's
+            # step times at width 1/8 (outputs/reference/05_loss_landscape/runs/*.json, elapsed_s minus probe_s over 7,000
+            # steps: BN 0.078 s, l1 0.098, l2 0.096, l-inf 0.079, noisy BN 0.085, plain 0.070; plain at lr 0.5 diverged
+            # after 2,800 steps on average), scaled by a pilot's ratio of width 1/16 to 1/8 in the same process (0.63-0.83
+            # for the normalized networks, 0.92 for the plain one) and, for noisy BN, by its per-activation noise (1.8 x BN
+            # at 1/16): 40 runs, 31,700-39,900 s of one-thread worker time, plus 11 probes of about 4.5 s per run (2,000 s),
+            # on two workers: 4.7-5.8 h (the pilot ran beside another job: time it on an idle machine before a full run; the
+            # run cache lets it be built in several sittings)
+            "steps": 15000,
+            "probe_every": 1500,
             "probe_size": 256,
             "test_size": None,
             "hessian_iters": 20,
