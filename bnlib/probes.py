@@ -523,6 +523,102 @@ def gradient_spread(model: nn.Module, loss_fn: LossFn, batch: tuple[torch.Tensor
     return {name: float(np.std(values, ddof=1)) for name, values in logs.items()}
 
 
+# ---------------------------------------------------------------- per-channel statistics, their drift, and the noise's cost
+# (issue 39: Santurkar et al. Sec. 2.1 judge noisy BN by how much the layers' distributions move and how it trains)
+
+
+@torch.no_grad()
+def channel_stats(model: nn.Module, modules: Mapping[str, nn.Module], x: torch.Tensor
+                  ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Per channel of each module's output on ``x``: its mean and standard deviation over the examples (and positions).
+
+    The model runs in the mode it is in (train mode: BN with the batch's statistics and noisy BN with its noise, the
+    function being trained); weights, buffers, mode and the random generators are left as found. Returns
+    ``{name: (mean, std)}``, each a 1-D tensor with one value per channel (dim 1 of the output).
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.BatchNorm2d(3))
+        >>> mean, std = channel_stats(net, {"bn": net[1]}, torch.randn(8, 1, 5, 5))["bn"]
+        >>> tuple(mean.shape), bool((mean.abs() < 1e-5).all()), bool(((std - 1).abs() < 1e-2).all())
+        ((3,), True, True)
+    """
+    captured: dict[str, torch.Tensor] = {}
+    with preserved(model):
+        hooks = [m.register_forward_hook(lambda _m, _i, o, name=name: captured.__setitem__(name, o.detach()))
+                 for name, m in modules.items()]
+        try:
+            model(x)
+        finally:
+            for h in hooks:
+                h.remove()
+    out = {}
+    for name, v in captured.items():
+        per_channel = v.float().transpose(0, 1).reshape(v.shape[1], -1)  # channels x (examples, positions)
+        out[name] = (per_channel.mean(1), per_channel.std(1, unbiased=False))
+    return out
+
+
+def channel_drift(means: np.ndarray, stds: np.ndarray) -> float:
+    """Scale-free drift of a layer's per-channel distributions between consecutive probes.
+
+    ``means`` and ``stds`` are (probes, channels). Per channel and pair of consecutive probes: the change of the mean in
+    units of the earlier standard deviation plus the change of log std, ``|mu_t - mu_{t-1}| / sigma_{t-1} +
+    |log sigma_t - log sigma_{t-1}|``; averaged over channels and pairs (channels with a zero std left out). Multiplying
+    a channel by a constant changes nothing, so networks whose layers have different scales compare; a per-channel
+    shift that pooling over channels would average away counts in full. NaN with fewer than 2 probes.
+
+    Example:
+        >>> means, stds = np.array([[0.0, 1.0], [0.5, 1.0]]), np.array([[1.0, 2.0], [1.0, 2.0]])
+        >>> channel_drift(means, stds)  # channel 0 moved half a std, channel 1 not at all
+        0.25
+        >>> channel_drift(10 * means, 10 * stds)
+        0.25
+    """
+    means, stds = np.asarray(means, dtype=float), np.asarray(stds, dtype=float)
+    if means.shape[0] < 2:
+        return math.nan
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shift = np.abs(np.diff(means, axis=0)) / stds[:-1]
+        scale = np.abs(np.diff(np.log(stds), axis=0))
+    per = shift + scale
+    per = per[np.isfinite(per)]
+    return float(per.mean()) if per.size else math.nan
+
+
+def noise_accuracy(model: nn.Module, loss_fn: LossFn, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
+    """Accuracy and loss on ``batch`` with the noise of every noisy norm layer on and off (modules with a ``noise``
+    switch, e.g. :class:`bnlib.norms.NoisyBatchNorm`), in the mode the model is in.
+
+    In train mode this is the training accuracy of the function being trained with and without its noise (the same
+    batch statistics); in a network without noisy layers the two are equal. Weights, buffers, mode, the switches and
+    the random generators are left as found. Keys: ``on_acc``, ``off_acc``, ``on_loss``, ``off_loss``.
+
+    Example:
+        >>> from bnlib.norms import NoisyBatchNorm
+        >>> _ = torch.manual_seed(0)
+        >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), NoisyBatchNorm(8, mean_range=3.0), torch.nn.Linear(8, 3))
+        >>> r = noise_accuracy(net, torch.nn.functional.cross_entropy, (torch.randn(64, 4), torch.randint(0, 3, (64,))))
+        >>> sorted(r), r["on_loss"] != r["off_loss"], net[1].noise
+        (['off_acc', 'off_loss', 'on_acc', 'on_loss'], True, True)
+    """
+    switches = [m for m in model.modules() if isinstance(getattr(m, "noise", None), bool)]
+    x, y = batch
+    out = {}
+    with torch.no_grad(), preserved(model):
+        for state in ("on", "off"):
+            for m in switches:
+                m.noise = state == "on"
+            try:
+                logits = model(x)
+            finally:
+                for m in switches:
+                    m.noise = True
+            out[f"{state}_acc"] = float((logits.argmax(1) == y).float().mean())
+            out[f"{state}_loss"] = float(loss_fn(logits, y))
+    return out
+
+
 # ---------------------------------------------------------------- named probes: what a Run lists in ``probes``
 
 Probe = Callable[[int, nn.Module], dict]
@@ -631,6 +727,26 @@ def _penalty_grad(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], ar
                             penalty_gradients(m, torch.nn.functional.cross_entropy, batch, reg_cf).items()}
 
 
+def _channel_stats(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], args: Mapping, lr: float) -> Probe:
+    layers = tuple(args.get("quantile_layers", ()))
+    if not layers:
+        raise ValueError("the channel_stats probe needs probe_args quantile_layers, e.g. {'quantile_layers': ['conv2.norm']}")
+
+    def probe(step: int, m: nn.Module) -> dict:
+        row = {}
+        for name, (mean, std) in channel_stats(m, {n: m.get_submodule(n) for n in layers}, batch[0]).items():
+            row.update({f"{name}|channel|mean{c:03d}": v for c, v in enumerate(mean.tolist())})
+            row.update({f"{name}|channel|std{c:03d}": v for c, v in enumerate(std.tolist())})
+        return row
+
+    return probe
+
+
+def _noise_acc(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], args: Mapping, lr: float) -> Probe:
+    return lambda step, m: {f"all|noise|{k}": v for k, v in
+                            noise_accuracy(m, torch.nn.functional.cross_entropy, batch).items()}
+
+
 PROBES: dict[str, Callable[..., Probe]] = {
     "layer_stats": _layer_stats,  # LayerStatsProbe on modules named layer_names (default norm, norm2, act), minus skip
     "ics": _ics,  # Santurkar et al. Def. 2.1 per layer, at the run's learning rate
@@ -641,6 +757,8 @@ PROBES: dict[str, Callable[..., Probe]] = {
     "weight_norms": _weight_norms,  # Frobenius norm of every conv and linear weight (BN's scale invariance, Sec. 3.3)
     "penalty_grad": _penalty_grad,  # gradient norms of the loss and of reg_cf x the layers' penalty, and their ratio
     "gradient_spread": _gradient_spread,  # SD over `minibatches` slices of the probe batch of each weight's log gradient norm
+    "channel_stats": _channel_stats,  # per-channel mean and std of the outputs of quantile_layers (drift: channel_drift)
+    "noise_acc": _noise_acc,  # accuracy and loss on the probe batch with noisy layers' noise on and off
 }
 # bumped when a probe's numbers change for the same run; part of the cache key of every run that lists the probe
 # (bnlib.lab.experiment.Run.key), so other runs keep their cached results. hessian 2: bnlib's BN twice differentiable;
@@ -651,6 +769,7 @@ PROBE_ARGS: dict[str, frozenset[str]] = {
     "hessian": frozenset({"hessian_iters"}), "output_quantiles": frozenset({"quantile_layers", "quantiles"}),
     "unit_quantiles": frozenset({"quantile_layers", "quantiles", "mode"}), "weight_norms": frozenset(),
     "penalty_grad": frozenset({"reg_cf"}), "gradient_spread": frozenset({"minibatches"}),
+    "channel_stats": frozenset({"quantile_layers"}), "noise_acc": frozenset(),
 }
 
 
@@ -687,125 +806,3 @@ def named_probes(names: Sequence[str], model: nn.Module, batch: tuple[torch.Tens
         return {"probe_s": time.perf_counter() - start[0]}
 
     return [begin, *(PROBES[n](model, batch, args, lr) for n in names), end]
-
-
-# ---------------------------------------------------------------- per-channel statistics, their drift, and the noise's cost
-# (issue 39: Santurkar et al. Sec. 2.1 judge noisy BN by how much the layers' distributions move and how it trains)
-
-
-@torch.no_grad()
-def channel_stats(model: nn.Module, modules: Mapping[str, nn.Module], x: torch.Tensor
-                  ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Per channel of each module's output on ``x``: its mean and standard deviation over the examples (and positions).
-
-    The model runs in the mode it is in (train mode: BN with the batch's statistics and noisy BN with its noise, the
-    function being trained); weights, buffers, mode and the random generators are left as found. Returns
-    ``{name: (mean, std)}``, each a 1-D tensor with one value per channel (dim 1 of the output).
-
-    Example:
-        >>> _ = torch.manual_seed(0)
-        >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.BatchNorm2d(3))
-        >>> mean, std = channel_stats(net, {"bn": net[1]}, torch.randn(8, 1, 5, 5))["bn"]
-        >>> tuple(mean.shape), bool((mean.abs() < 1e-5).all()), bool(((std - 1).abs() < 1e-2).all())
-        ((3,), True, True)
-    """
-    captured: dict[str, torch.Tensor] = {}
-    with preserved(model):
-        hooks = [m.register_forward_hook(lambda _m, _i, o, name=name: captured.__setitem__(name, o.detach()))
-                 for name, m in modules.items()]
-        try:
-            model(x)
-        finally:
-            for h in hooks:
-                h.remove()
-    out = {}
-    for name, v in captured.items():
-        per_channel = v.float().transpose(0, 1).reshape(v.shape[1], -1)  # channels x (examples, positions)
-        out[name] = (per_channel.mean(1), per_channel.std(1, unbiased=False))
-    return out
-
-
-def channel_drift(means: np.ndarray, stds: np.ndarray) -> float:
-    """Scale-free drift of a layer's per-channel distributions between consecutive probes.
-
-    ``means`` and ``stds`` are (probes, channels). Per channel and pair of consecutive probes: the change of the mean in
-    units of the earlier standard deviation plus the change of log std, ``|mu_t - mu_{t-1}| / sigma_{t-1} +
-    |log sigma_t - log sigma_{t-1}|``; averaged over channels and pairs (channels with a zero std left out). Multiplying
-    a channel by a constant changes nothing, so networks whose layers have different scales compare; a per-channel
-    shift that pooling over channels would average away counts in full. NaN with fewer than 2 probes.
-
-    Example:
-        >>> means, stds = np.array([[0.0, 1.0], [0.5, 1.0]]), np.array([[1.0, 2.0], [1.0, 2.0]])
-        >>> channel_drift(means, stds)  # channel 0 moved half a std, channel 1 not at all
-        0.25
-        >>> channel_drift(10 * means, 10 * stds)
-        0.25
-    """
-    means, stds = np.asarray(means, dtype=float), np.asarray(stds, dtype=float)
-    if means.shape[0] < 2:
-        return math.nan
-    with np.errstate(divide="ignore", invalid="ignore"):
-        shift = np.abs(np.diff(means, axis=0)) / stds[:-1]
-        scale = np.abs(np.diff(np.log(stds), axis=0))
-    per = shift + scale
-    per = per[np.isfinite(per)]
-    return float(per.mean()) if per.size else math.nan
-
-
-def noise_accuracy(model: nn.Module, loss_fn: LossFn, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
-    """Accuracy and loss on ``batch`` with the noise of every noisy norm layer on and off (modules with a ``noise``
-    switch, e.g. :class:`bnlib.norms.NoisyBatchNorm`), in the mode the model is in.
-
-    In train mode this is the training accuracy of the function being trained with and without its noise (the same
-    batch statistics); in a network without noisy layers the two are equal. Weights, buffers, mode, the switches and
-    the random generators are left as found. Keys: ``on_acc``, ``off_acc``, ``on_loss``, ``off_loss``.
-
-    Example:
-        >>> from bnlib.norms import NoisyBatchNorm
-        >>> _ = torch.manual_seed(0)
-        >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), NoisyBatchNorm(8, mean_range=3.0), torch.nn.Linear(8, 3))
-        >>> r = noise_accuracy(net, torch.nn.functional.cross_entropy, (torch.randn(64, 4), torch.randint(0, 3, (64,))))
-        >>> sorted(r), r["on_loss"] != r["off_loss"], net[1].noise
-        (['off_acc', 'off_loss', 'on_acc', 'on_loss'], True, True)
-    """
-    switches = [m for m in model.modules() if isinstance(getattr(m, "noise", None), bool)]
-    x, y = batch
-    out = {}
-    with torch.no_grad(), preserved(model):
-        for state in ("on", "off"):
-            for m in switches:
-                m.noise = state == "on"
-            try:
-                logits = model(x)
-            finally:
-                for m in switches:
-                    m.noise = True
-            out[f"{state}_acc"] = float((logits.argmax(1) == y).float().mean())
-            out[f"{state}_loss"] = float(loss_fn(logits, y))
-    return out
-
-
-def _channel_stats(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], args: Mapping, lr: float) -> Probe:
-    layers = tuple(args.get("quantile_layers", ()))
-    if not layers:
-        raise ValueError("the channel_stats probe needs probe_args quantile_layers, e.g. {'quantile_layers': ['conv2.norm']}")
-
-    def probe(step: int, m: nn.Module) -> dict:
-        row = {}
-        for name, (mean, std) in channel_stats(m, {n: m.get_submodule(n) for n in layers}, batch[0]).items():
-            row.update({f"{name}|channel|mean{c:03d}": v for c, v in enumerate(mean.tolist())})
-            row.update({f"{name}|channel|std{c:03d}": v for c, v in enumerate(std.tolist())})
-        return row
-
-    return probe
-
-
-def _noise_acc(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], args: Mapping, lr: float) -> Probe:
-    return lambda step, m: {f"all|noise|{k}": v for k, v in
-                            noise_accuracy(m, torch.nn.functional.cross_entropy, batch).items()}
-
-
-PROBES["channel_stats"] = _channel_stats  # per-channel mean and std of the outputs of quantile_layers (drift: channel_drift)
-PROBES["noise_acc"] = _noise_acc  # accuracy and loss on the probe batch with noisy layers' noise on and off
-PROBE_ARGS["channel_stats"] = frozenset({"quantile_layers"})
-PROBE_ARGS["noise_acc"] = frozenset()
