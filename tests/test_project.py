@@ -125,3 +125,22 @@ def test_every_long_module_reads_in_banner_sections():
         if len(lines) > 300 and len(banners) < 2:
             unbannered.append(f"{path.relative_to(REPO)} ({len(lines)} lines, {len(banners)} banners)")
     assert not unbannered, f"long modules without banner sections: {unbannered}"
+
+
+def test_make_lab_starts_jupyterlab_on_the_repository():
+    """``make lab`` runs JupyterLab from the virtual environment with the repository as its root (notebooks/ and
+    outputs/reference/ in its file browser), passes LAB_ARGS on and adds --allow-root only for root."""
+    import os
+    import shutil
+    import subprocess
+
+    if shutil.which("make") is None:
+        pytest.skip("no make on this machine")
+    proc = subprocess.run(["make", "-n", "-o", ".venv/bin/.installed", "lab", "LAB_ARGS=--no-browser --port 8899"],
+                          cwd=REPO, capture_output=True, text=True, check=True)
+    command = proc.stdout.strip().splitlines()[-1]
+    assert command.startswith(".venv/bin/python -m jupyter lab"), command
+    assert f'--ServerApp.root_dir="{REPO}"' in command and command.endswith("--no-browser --port 8899")
+    assert ("--allow-root" in command) == (os.getuid() == 0)
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert "jupyterlab" in {requirement_name(s) for s in project["dependencies"]}
