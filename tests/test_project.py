@@ -144,3 +144,13 @@ def test_make_lab_starts_jupyterlab_on_the_repository():
     assert ("--allow-root" in command) == (os.getuid() == 0)
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     assert "jupyterlab" in {requirement_name(s) for s in project["dependencies"]}
+
+
+def test_license_file_is_the_mit_license_pyproject_names():
+    """pyproject.toml says MIT; LICENSE holds that text, with the copyright of the authors pyproject.toml lists."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    text = (REPO / "LICENSE").read_text()
+    assert project["license"] == "MIT" and text.startswith("MIT License\n")
+    assert "Permission is hereby granted, free of charge" in text and 'THE SOFTWARE IS PROVIDED "AS IS"' in text
+    holders = [a["name"] for a in project["authors"]]
+    assert holders and all(re.search(rf"Copyright \(c\) \d{{4}} {re.escape(h)}", text) for h in holders)
