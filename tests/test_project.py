@@ -154,3 +154,17 @@ def test_license_file_is_the_mit_license_pyproject_names():
     assert "Permission is hereby granted, free of charge" in text and 'THE SOFTWARE IS PROVIDED "AS IS"' in text
     holders = [a["name"] for a in project["authors"]]
     assert holders and all(re.search(rf"Copyright \(c\) \d{{4}} {re.escape(h)}", text) for h in holders)
+
+
+def test_readme_shows_the_way_into_the_notebooks():
+    """The README names ``make lab`` beside the two commands, links every notebook of the series to its executed copy in
+    outputs/reference/ (the sources have no outputs), and says how to activate .venv before its first ``python -m bnlib.run``."""
+    readme = (REPO / "README.md").read_text()
+    commands = readme.split("```bash", 1)[1].split("```", 1)[0]
+    assert re.search(r"^make lab\b", commands, re.M), "the first command block names make lab"
+    for stem in SERIES:
+        executed = f"outputs/reference/{stem}.ipynb"
+        assert f"]({executed})" in readme, f"the README links no executed copy of {stem}"
+        assert (REPO / executed).exists(), executed
+    activate = readme.find("source .venv/bin/activate")
+    assert 0 <= activate < readme.find("python -m bnlib.run"), "activate .venv before the first python -m bnlib.run"
