@@ -26,6 +26,7 @@ from bnlib.lab.markdown import verdict_counts, verdict_table
 from bnlib.lab.presets import TYPICAL_SECONDS
 from bnlib.lab.progress import duration
 from bnlib.lab.series import REPO, notebook_identity, runs_executor
+from bnlib.verdicts import preset_note
 
 
 @dataclass
@@ -277,6 +278,20 @@ def code_warning(code: dict | None) -> str:
             "is bumped, which retrains them.")
 
 
+def note_for(preset: str | None) -> str:
+    """SUMMARY.md's banner for a notebook executed at ``preset`` (:func:`bnlib.verdicts.preset_note`): what a smoke or
+    quick verdict is worth; "" at ``full`` and for a preset the note does not know.
+
+    Example:
+        >>> note_for("smoke")[:27], note_for("full"), note_for(None)
+        ('**Preset smoke: these verdi', '', '')
+    """
+    try:
+        return preset_note(preset) if preset else ""
+    except ValueError:
+        return ""
+
+
 def _summary_lines(out: Path, log: dict) -> list[str]:
     metrics = {}  # each notebook's metrics.json, read once: its info (seeds) and its verdicts
     for name in log:
@@ -296,7 +311,10 @@ def _summary_lines(out: Path, log: dict) -> list[str]:
                      f"{compute_text(r.get('compute'))} | {r.get('revision') or '?'} | {r.get('finished') or '?'} |")
     for name in sorted(log):
         r = log[name]
-        lines += ["", f"## {name}", "", f"Machine: {machine_text(r.get('machine'))}", ""]
+        lines += ["", f"## {name}", ""]
+        if note := note_for(metrics.get(name, {}).get("info", {}).get("preset") or r.get("preset")):
+            lines += [note, ""]
+        lines += [f"Machine: {machine_text(r.get('machine'))}", ""]
         if warning := code_warning(r.get("code")):
             lines += [warning, ""]
         if r.get("error"):
