@@ -278,6 +278,32 @@ def code_warning(code: dict | None) -> str:
             "is bumped, which retrains them.")
 
 
+def executor_text(executor: str | None) -> str:
+    """Where a notebook's runs trained, from the ``executor`` its ``metrics.json`` records (the notebook's parameter;
+    "kernel" for a notebook that trains in its kernel), for SUMMARY.md.
+
+    Example:
+        >>> executor_text("local")
+        'local worker processes on the machine above (`executor="local"`)'
+        >>> executor_text("dask")
+        'a Dask LocalCluster on the machine above (`executor="dask"`)'
+        >>> executor_text("dask://10.0.0.5:8786"), executor_text(None)
+        ('the Dask cluster of the scheduler at tcp://10.0.0.5:8786 (`executor="dask://10.0.0.5:8786"`)', 'not recorded')
+    """
+    if not executor:
+        return "not recorded"
+    if executor == "kernel":
+        return "the notebook's kernel (one process, on the machine above)"
+    if executor == "local":
+        return 'local worker processes on the machine above (`executor="local"`)'
+    if executor == "dask":
+        return 'a Dask LocalCluster on the machine above (`executor="dask"`)'
+    if executor.startswith(("dask://", "tcp://")):
+        address = "tcp://" + executor.split("://", 1)[1]
+        return f'the Dask cluster of the scheduler at {address} (`executor="{executor}"`)'
+    return f'`executor="{executor}"`'
+
+
 def note_for(preset: str | None) -> str:
     """SUMMARY.md's banner for a notebook executed at ``preset`` (:func:`bnlib.verdicts.preset_note`): what a smoke or
     quick verdict is worth; "" at ``full`` and for a preset the note does not know.
@@ -314,7 +340,11 @@ def _summary_lines(out: Path, log: dict) -> list[str]:
         lines += ["", f"## {name}", ""]
         if note := note_for(metrics.get(name, {}).get("info", {}).get("preset") or r.get("preset")):
             lines += [note, ""]
-        lines += [f"Machine: {machine_text(r.get('machine'))}", ""]
+        machine = r.get("machine")
+        executor = metrics.get(name, {}).get("info", {}).get("executor") or (machine or {}).get("executor")
+        if machine:  # its executor gets its own line
+            machine = {k: v for k, v in machine.items() if k != "executor"}
+        lines += [f"Machine: {machine_text(machine)}", "", f"Runs trained on: {executor_text(executor)}", ""]
         if warning := code_warning(r.get("code")):
             lines += [warning, ""]
         if r.get("error"):
