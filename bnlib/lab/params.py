@@ -27,6 +27,7 @@ from typing import Any
 
 from bnlib.lab.presets import PRESET_NAMES
 
+# ---------------------------------------------------------------- rules
 
 class Rule:
     """What a value must be (``must``, the words of the error) and the ``test`` that says whether it is.
@@ -100,6 +101,8 @@ class _ListOf(Rule):
         bad = next((v for v in value if self.entry.problem(v) is not None), _NOTHING)
         return None if bad is _NOTHING else f" (bad entry {bad!r})"
 
+
+# ---------------------------------------------------------------- the rules a notebook uses
 
 _NOTHING = object()
 
@@ -264,6 +267,8 @@ Example:
 """
 
 
+# ---------------------------------------------------------------- checking a notebook's values
+
 def check(values: Mapping[str, Any], **rules: Rule) -> None:
     """Check ``values[name]`` against each rule, in the order given; the first failure raises ``ValueError``.
 
@@ -287,6 +292,8 @@ def check(values: Mapping[str, Any], **rules: Rule) -> None:
             raise NameError(f"check({name}=...): no parameter named {name!r} (a typo in the check cell?)")
         rule.check(name, values[name])
 
+
+# ---------------------------------------------------------------- parameters papermill injected
 
 INJECTED_HEADER = "# Parameters\n"  # how papermill's injected cell (tagged injected-parameters) starts
 
