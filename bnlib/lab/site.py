@@ -44,6 +44,7 @@ pre { background: #f7f7f7; padding: 8px; overflow-x: auto; font-size: 13px; }
 .jp-InputArea, .input { border-left: 3px solid #9ab; margin: 1em 0 0.3em; }
 .jp-OutputArea pre, .output pre { background: #fff; }
 .jp-InputPrompt, .jp-OutputPrompt, .prompt { display: none; }
+.anchor-link { visibility: hidden; text-decoration: none; } :hover > .anchor-link { visibility: visible; }
 """
 
 
