@@ -168,3 +168,13 @@ def test_readme_shows_the_way_into_the_notebooks():
         assert (REPO / executed).exists(), executed
     activate = readme.find("source .venv/bin/activate")
     assert 0 <= activate < readme.find("python -m bnlib.run"), "activate .venv before the first python -m bnlib.run"
+
+
+def test_readme_is_a_way_in():
+    """The README stays short (about 150 lines: the details are in FINDINGS.md and docs/), counts no tests in its prose and
+    dates no timing (those are rows of benchmarks/results.csv)."""
+    readme = (REPO / "README.md").read_text()
+    assert len(readme.splitlines()) <= 150
+    assert not re.search(r"\b\d[\d,]* tests\b", readme), re.findall(r"\b\d[\d,]* tests\b", readme)
+    prose = [line for line in readme.splitlines() if not line.startswith("|")]
+    assert not [line for line in prose if re.search(r"\b20\d\d-\d\d-\d\d\b.*\b\d+(\.\d+)? (s|min|h)\b", line)]
