@@ -81,6 +81,35 @@ def test_check_goes_in_order_and_names_a_misspelt_parameter():
         P.seeds_from(0, 0)
 
 
+def test_check_refuses_a_name_papermill_injected_that_the_notebook_does_not_declare():
+    """papermill -p seed 5 only warns and injects ``seed = 5`` after the parameters cell; the check cell refuses it,
+    naming the valid parameters. The kernel's input history (``In``) tells the injected cell from the declared one."""
+    params, check_cell = "seeds = 3  # runs\nlr = 0.1\nlrs: list = [0.1]", "P.check(globals(), seeds=P.count)"
+    history = ["", params, "# Parameters\nseed = 5\nlr = 0.5\n", check_cell]
+    with pytest.raises(ValueError, match=r"^unknown parameter 'seed' injected by papermill: .* valid names: seeds, lr, lrs$"):
+        P.check({"In": history, "seeds": 3, "lr": 0.5, "seed": 5}, seeds=P.count)
+    history[2] = "# Parameters\nseed = 5\nlearning_rate = 1\n"
+    with pytest.raises(ValueError, match=r"^unknown parameters 'seed', 'learning_rate' injected"):
+        P.check({"In": history, "seeds": 3}, seeds=P.count)
+    history[2] = "# Parameters\nseeds = 5\nlr = 0.5\n"  # declared names: checked as usual
+    P.check({"In": history, "seeds": 5}, seeds=P.count)
+    P.check({"In": ["", params, check_cell], "seeds": 3, "seed": 5}, seeds=P.count)  # no injected cell: run by hand
+    P.check({"seeds": 3, "seed": 5}, seeds=P.count)  # no kernel history at all
+
+
+@pytest.mark.slow
+def test_papermill_run_with_an_undeclared_parameter_fails_in_the_check_cell(tmp_path):
+    import papermill as pm
+    from toy import write_notebook
+
+    check_cell = "from bnlib.lab import params as P\nP.check(globals(), seeds=P.count, lr=P.positive)"
+    nb = write_notebook(tmp_path / "nb.ipynb", ["seeds = 3\nlr = 0.1", check_cell])
+    pm.execute_notebook(str(nb), str(tmp_path / "ok.ipynb"), parameters={"seeds": 2}, progress_bar=False)
+    message = "unknown parameter 'seed' injected by papermill.*valid names: seeds, lr"
+    with pytest.raises(pm.PapermillExecutionError, match=message):
+        pm.execute_notebook(str(nb), str(tmp_path / "bad.ipynb"), parameters={"seed": 5}, progress_bar=False)
+
+
 @pytest.mark.parametrize("value", ["cpu", "auto", "cuda", "cuda:1"])
 def test_device_check_accepts_cpu_auto_and_cuda_where_available(value, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)

@@ -35,6 +35,7 @@ import dataclasses
 import hashlib
 import inspect
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -199,6 +200,16 @@ def _model_fields(run: Run) -> dict:
     return {n: getattr(run, n) for n in names if n == "norm" or getattr(run, n) is not None}
 
 
+def _is_rate(value: object) -> bool:
+    """Whether ``value`` can be a learning rate: a finite int or float > 0 (not a bool).
+
+    Example:
+        >>> _is_rate(0.1), _is_rate(0), _is_rate(float("inf")), _is_rate(True), _is_rate("0.1")
+        (True, False, False, False, False)
+    """
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
 def _validate(run: Run) -> None:
     def bad(name: str, message: str) -> ValueError:
         return ValueError(f"Run.{name}: {message}")
@@ -225,11 +236,11 @@ def _validate(run: Run) -> None:
         value = getattr(run, name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise bad(name, f"must be None or an integer >= 1, got {value!r}")
-    for name in ("lr", "other_lr"):
-        value = getattr(run, name)
-        if (value is not None or name == "lr") and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                                    or not value > 0):
-            raise bad(name, f"must be > 0, got {value!r}")
+    if not _is_rate(run.lr):
+        raise bad("lr", f"the learning rate must be a finite number > 0, got {run.lr!r}")
+    if run.other_lr is not None and not _is_rate(run.other_lr):
+        raise bad("other_lr", "the rate of every parameter but the convolutions' weights must be None (they train at lr) "
+                              f"or a finite number > 0, got {run.other_lr!r}")
     for name in ("momentum", "weight_decay", "reg_cf"):
         value = getattr(run, name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:

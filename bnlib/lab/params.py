@@ -27,6 +27,7 @@ from typing import Any
 
 from bnlib.lab.presets import PRESET_NAMES
 
+# ---------------------------------------------------------------- rules
 
 class Rule:
     """What a value must be (``must``, the words of the error) and the ``test`` that says whether it is.
@@ -100,6 +101,8 @@ class _ListOf(Rule):
         bad = next((v for v in value if self.entry.problem(v) is not None), _NOTHING)
         return None if bad is _NOTHING else f" (bad entry {bad!r})"
 
+
+# ---------------------------------------------------------------- the rules a notebook uses
 
 _NOTHING = object()
 
@@ -264,6 +267,8 @@ Example:
 """
 
 
+# ---------------------------------------------------------------- checking a notebook's values
+
 def check(values: Mapping[str, Any], **rules: Rule) -> None:
     """Check ``values[name]`` against each rule, in the order given; the first failure raises ``ValueError``.
 
@@ -277,10 +282,60 @@ def check(values: Mapping[str, Any], **rules: Rule) -> None:
         ...
         NameError: check(step=...): no parameter named 'step' (a typo in the check cell?)
     """
+    unknown, declared = unknown_injected(values)
+    if unknown:
+        raise ValueError(f"unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} injected by "
+                         f"papermill: this notebook declares no such parameter (it would be ignored); valid names: "
+                         f"{', '.join(declared)}")
     for name, rule in rules.items():
         if name not in values:
             raise NameError(f"check({name}=...): no parameter named {name!r} (a typo in the check cell?)")
         rule.check(name, values[name])
+
+
+# ---------------------------------------------------------------- parameters papermill injected
+
+INJECTED_HEADER = "# Parameters\n"  # how papermill's injected cell (tagged injected-parameters) starts
+
+
+def _assigned(source: str) -> list[str]:
+    """The names a cell's top-level statements assign (``x = ...``, ``x: int = ...``), in order; [] if it does not parse."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    names = []
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        names += [t.id for t in targets if isinstance(t, ast.Name) and t.id not in names]
+    return names
+
+
+def unknown_injected(values: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    r"""``(unknown, declared)``: the names papermill injected that the notebook's parameters cell does not declare, and
+    the names it declares. Read from the kernel's input history (``In`` in ``globals()``): papermill runs the
+    parameters cell, then its injected cell (``# Parameters`` and one assignment per ``-p``), then the check cell; a
+    notebook run without papermill has no injected cell and nothing is unknown. Without this, ``papermill -p seed 5``
+    only warns and the notebook runs with its own ``seeds``.
+
+    Example:
+        >>> history = ["", 'seeds = 3\nlr = 0.1', '# Parameters\nseed = 5\n', "P.check(globals(), ...)"]
+        >>> unknown_injected({"In": history})
+        (['seed'], ['seeds', 'lr'])
+        >>> unknown_injected({"In": ["", "seeds = 3", "# Parameters\nseeds = 5\n"]}), unknown_injected({"seeds": 3})
+        (([], ['seeds']), ([], []))
+    """
+    history = values.get("In")
+    if not isinstance(history, list):
+        return [], []
+    injected_at = [i for i, source in enumerate(history) if isinstance(source, str) and source.startswith(INJECTED_HEADER)]
+    if not injected_at or injected_at[-1] == 0:
+        return [], []
+    at = injected_at[-1]
+    declared = _assigned(history[at - 1])
+    return [n for n in _assigned(history[at]) if n not in declared], declared
 
 
 def seeds_from(first_seed: int, seeds: int) -> list[int]:
