@@ -56,7 +56,7 @@ def test_notebook_06_verdicts_preconditions_checks_and_summary(smoke_run):
         assert edge["passed"] == (edge["value"] == 0) and flat_["passed"] == (flat_["value"] <= 0.005), v
     # the smoke grids start at [1, 4]: a cell at an edge gets one more factor past it (x4 or /4), once (small_batch_widen 1)
     grids, chosen = n["small_batch_rate_grids"], n["small_batch_chosen_factor"]
-    assert len(grids) == 5 * 2 + 2 and set(grids) == set(chosen)  # 5 kinds x 2 batch sizes, ghost BN with 2 group sizes
+    assert len(grids) == 6 * 2 + 2 and set(grids) == set(chosen)  # 6 kinds x 2 batch sizes, ghost BN with 2 group sizes
     for cell, grid in grids.items():
         assert grid == sorted(grid) and {1.0, 4.0} <= set(grid) <= {0.25, 1.0, 4.0, 16.0} and len(grid) in (2, 3), (cell, grid)
         assert chosen[cell] in grid
@@ -157,7 +157,7 @@ def test_notebook_06_numbers(smoke_run):
     with open(nb_out / "small_batches.csv") as f:
         small = list(csv.DictReader(f))
     cells = {(r["norm"], int(r["batch"]), int(r["group"])) for r in small}
-    assert len(cells) == 5 * 2 + 2 and len(small) == 2 * len(cells)
+    assert len(cells) == 6 * 2 + 2 and len(small) == 2 * len(cells)
     assert {(k, g) for k, b, g in cells if k == "ghost_bn"} == {("ghost_bn", 2), ("ghost_bn", 16)}
     assert all(int(r["steps"]) == 2 * (64 // int(r["batch"])) for r in small)  # 2 epochs of 64 images at every batch size
     assert all(abs(float(r["lr"]) - 0.05 * int(r["batch"]) / 64 * float(r["factor"])) < 1e-12 for r in small)

@@ -140,7 +140,7 @@ def test_cuda_without_a_gpu_is_refused_in_the_check_cell():
     ("04", "datasets", "[]", "datasets must be a non-empty list, each one of 'mnist', 'fashion_mnist', 'cifar10', got []"),
     ("05", "slice_points", "2", "slice_points must be an integer >= 3, got 2"),
     ("06", "dist_batch", "5", "dist_batch must be an integer >= 4 and even (two processes get at least 2 images each), got 5"),
-    ("06", "small_batch_sizes", "[1, 8]", "small_batch_sizes must be a non-empty list, each an integer in [2, 500], got [1, 8] "
+    ("06", "small_batch_sizes", "[1, 8]", "small_batch_sizes must be a non-empty list, each an integer in [2, 250], got [1, 8] "
                                           "(bad entry 1)"),  # at most half of small_batch_train_size: 2+ steps an epoch
     # issue 40: ghost BN's groups divide its SGD batch; ghost BN is no longer a kind of the batch-size comparison
     ("06", "ghost_groups", "[3]", "ghost_groups must be a non-empty list, each an integer in [2, 16] dividing ghost_batch=32, "

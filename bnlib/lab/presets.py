@@ -198,7 +198,7 @@ PRESETS: dict[str, dict[str, dict]] = {
             "lag_every": 5,
             "recompute_batches": 2,
             "port_batches": 3,
-            "small_batch_kinds": ["none", "torch_bn", "batch_renorm", "ln", "gn"],
+            "small_batch_kinds": ["none", "torch_bn", "batch_renorm", "ln", "in", "gn"],
             "small_batch_sizes": [2, 16],
             "small_batch_epochs": 2,
             "small_batch_train_size": 64,
