@@ -80,7 +80,7 @@ def test_notebook_06_verdicts_preconditions_checks_and_summary(smoke_run):
     # fine-tuning: adapted-then-frozen − updating, shifted and clean; fine-tuning must act beyond the statistics
     frozen = find_verdict(verdicts, "Fine-tuning on a small set with small batches")
     assert [p["kind"] for p in frozen["preconditions"]] == ["manipulation check", "in range"]
-    assert sorted(p["name"] for p in frozen["parts"]) == ["clean", "shifted"]
+    assert sorted(p["part"] for p in frozen["parts"]) == ["clean", "shifted"]
     # random vs grid: does CV order the chosen settings as the final test does; continuous draws try as many rates as trials
     search = find_verdict(verdicts, "Random search beats grid search")
     assert [p["kind"] for p in search["preconditions"]] == ["manipulation check"] * 2
@@ -138,7 +138,7 @@ def test_notebook_06_numbers(smoke_run):
     eps_changed = {a: sum(v) / len(v) for a, v in n["eps_port_predictions_changed"].items()}
     assert sorted(eps_changed) == ["0.01", "0.1", "1"] and eps_changed["0.01"] > eps_changed["1"] + 0.05, eps_changed
     eps_verdict = next(v for v in m["verdicts"] if v["claim"].startswith("A mismatch of eps"))
-    assert len(eps_verdict["parts"]) == 4 and eps_verdict["parts"][-1]["name"].startswith("trained with weight decay 0.0005")
+    assert len(eps_verdict["parts"]) == 4 and eps_verdict["parts"][-1]["part"].startswith("trained with weight decay 0.0005")
     assert len(n["eps_weight_decay_smallest_running_variance"]) == 2
     # the variance convention: the smallest m of a batch statistic is VGG-11's last 2x2 feature map times the batch size
     with open(nb_out / "variance_convention.csv") as f:
