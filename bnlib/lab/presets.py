@@ -224,13 +224,15 @@ PRESETS: dict[str, dict[str, dict]] = {
         },
         "quick": {},
         "full": {
-            # VGG-11 x1/8 for 2 CPU cores. From an empty cache (base networks and pitfall runs cached: about 30 min more without),
-            # about 4 h on 2 cores, estimated from the per-step times of the 2026-12 reference's run cache (batch 2 about
-            # 5.5 ms a step, 8: 10 ms, 32: 25 ms, 64: 27 ms, so 128 about 45 ms; ghost BN and batch renorm, bnlib's Python
-            # BN, about 1.5x): section 4 trains 80,000 images per run (about 410 s per kind over the 4 batch sizes), 6 kinds x
-            # (about 4 tuning rates + 4 more seeds) = 5.5 h of one worker; ghost BN 0.5 h, GroupNorm networks 0.25 h, search
-            # (2 nets x 54 trials x 2 folds x 600 steps, and the final runs) 1.1 h, weight-decay networks and lag runs 0.45 h:
-            # about 7.8 h of one worker, 3.9 h on 2 cores. On a GPU add -p width 1
+            # VGG-11 x1/8 for 2 CPU cores; about 4.5 h on 2 cores from an empty cache (base networks and pitfall runs cached),
+            # estimated from the per-step times in the 2026-12 reference's run cache (outputs/reference/06_*/runs/*.json:
+            # train_s / steps): batch 2 about 5.5 ms a step, 8: 10 ms, 32: 25 ms, 64: 27 ms (so 128 about 45 ms); GroupNorm and
+            # InstanceNorm 1.1-1.6x, batch renorm and ghost BN (bnlib's Python BN) about 1.5x. Section 4: 80,000 images per run,
+            # about 360-620 s per kind over the 4 batch sizes (2,830 s for the 6 kinds), x (3 tuning rates + about 1 widened +
+            # 4 more seeds), plus 8 evaluations on 10,000 test images per run: about 25,000 s of one worker. Ghost BN 1,800 s,
+            # GroupNorm networks 1,000 s, weight-decay networks 420 s, search (2 nets x 54 trials x 2 folds x 600 steps, final
+            # runs) 4,100 s, lag runs (retrained: recompute on augmented batches) 1,300 s: about 34,000 s, 4.7 h on 2 workers.
+            # On a GPU add -p width 1
             "width": 0.125,
             "seeds": 5,
             "sweep_seeds": 5,
