@@ -68,6 +68,7 @@ __all__ = [
     "NORM_KINDS",
     "NORM_VERSIONS",
     "norm_layer",
+    "wu_he_groups",
 ]
 
 
@@ -1126,21 +1127,32 @@ class BatchRenorm(_BatchStatsNorm):
 #   statistics per example over (C/G, H, W): G = 1 layer norm, G = C instance norm
 
 
-def group_norm(num_features: int, num_groups: int | None = None, eps: float = 1e-5, affine: bool = True) -> nn.GroupNorm:
+def group_norm(num_features: int, num_groups: int | None = None, eps: float = 1e-5, affine: bool = True, *,
+               channels_per_group: int | None = None) -> nn.GroupNorm:
     """Group normalization (Wu & He 2018): statistics per example over each group of channels (and all positions).
 
     It does not use the batch, so it behaves the same for any batch size, in training and in eval.
     ``num_groups`` defaults to gcd(num_features, 32) (Wu & He's 32 groups when the width allows).
+    ``channels_per_group=k`` instead asks for at least k channels per group where the layer allows it
+    (:func:`wu_he_groups`: the largest divisor of C up to min(32, C // k) groups); give one of the two, not both.
     ``num_groups=1`` is layer normalization, ``num_groups=num_features`` instance normalization.
     Counts below 1, groups that do not divide the channels and ``eps <= 0`` raise ValueError.
 
     >>> gn = group_norm(64)
-    >>> gn.num_groups, group_norm(8).num_groups
-    (32, 8)
+    >>> gn.num_groups, group_norm(8).num_groups, group_norm(8, channels_per_group=4).num_groups
+    (32, 8, 2)
     """
     given = {} if num_groups is None else {"num_groups": num_groups}
+    if channels_per_group is not None:
+        if num_groups is not None:
+            raise ValueError(f"group_norm: give num_groups or channels_per_group, not both (got {num_groups} and "
+                             f"{channels_per_group})")
+        given = {"channels_per_group": channels_per_group}
     _check_layer_args("group_norm", eps, num_features=num_features, **given)
-    groups = math.gcd(num_features, 32) if num_groups is None else num_groups
+    if channels_per_group is not None:
+        groups = wu_he_groups(num_features, channels_per_group)
+    else:
+        groups = math.gcd(num_features, 32) if num_groups is None else num_groups
     if num_features % groups:
         raise ValueError(f"group_norm: num_groups must divide num_features={num_features}, got {groups}")
     return nn.GroupNorm(groups, num_features, eps=eps, affine=affine)
@@ -1243,6 +1255,28 @@ def norm_layer(kind: str | Callable[..., nn.Module], num_features: int, **kwargs
             f"unknown norm kind {kind!r}; valid kinds: {', '.join(NORM_KINDS)}"
         )
     return NORM_KINDS[kind](num_features, **kwargs)
+
+
+# ------------------------------------------------------------------------
+# 7. Group norm's groups as Wu & He define them (several channels per group)
+
+
+def wu_he_groups(num_features: int, channels_per_group: int = 4, max_groups: int = 32) -> int:
+    """Groups for GroupNorm with at least ``channels_per_group`` channels each where the layer allows it: the largest
+    divisor of ``num_features`` up to min(``max_groups``, num_features // channels_per_group) (at least 1 group).
+
+    Wu & He (2018) use 32 groups (or 16 channels per group); with gcd(C, 32) groups a narrow layer gets one channel
+    per group, which is InstanceNorm. Here a layer narrower than ``channels_per_group`` gets one group (LayerNorm).
+
+    >>> [wu_he_groups(c) for c in (4, 8, 16, 32, 64, 512)]
+    [1, 2, 4, 8, 16, 32]
+    >>> wu_he_groups(24, 4), wu_he_groups(2, 4)
+    (6, 1)
+    """
+    if not isinstance(channels_per_group, int) or channels_per_group < 1:
+        raise ValueError(f"wu_he_groups: channels_per_group must be an integer >= 1, got {channels_per_group!r}")
+    cap = max(1, min(max_groups, num_features // channels_per_group))
+    return max(g for g in range(1, cap + 1) if num_features % g == 0)
 
 
 # bumped when a norm kind's numbers change for the same config; part of the cache key of every run with that norm

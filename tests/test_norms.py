@@ -1214,6 +1214,42 @@ def test_norm_layer_builds_the_small_batch_kinds():
     assert norms.is_batch_norm(norm_layer("ghost_bn", 4)) and norms.is_batch_norm(norm_layer("batch_renorm", 4))
 
 
+# ---------------------------------------------------------------------------
+# GroupNorm as Wu & He define it: several channels per group (issue 40)
+
+
+@pytest.mark.parametrize("width, per_group", [(0.0625, {4}), (0.125, {4}), (0.25, {4}), (1.0, {4, 8, 16})])
+def test_wu_he_groups_give_vgg11_at_least_4_channels_per_group_at_every_width(width, per_group):
+    from bnlib.models import vgg
+
+    net = vgg("vgg11", width=width, norm=lambda c: norms.group_norm(c, channels_per_group=4))
+    groups = [m for m in net.modules() if isinstance(m, nn.GroupNorm)]
+    assert len(groups) == 8
+    assert {m.num_channels // m.num_groups for m in groups} == per_group
+    assert all(m.num_groups <= 32 and m.num_channels % m.num_groups == 0 for m in groups)
+    # the default gcd(C, 32) groups are InstanceNorm wherever a layer has 32 channels or fewer
+    default = [m for m in vgg("vgg11", width=width, norm="gn").modules() if isinstance(m, nn.GroupNorm)]
+    assert (min(m.num_channels // m.num_groups for m in default) == 1) == (width <= 0.25)
+
+
+def test_wu_he_groups_are_the_largest_divisor_up_to_the_cap():
+    assert [norms.wu_he_groups(c) for c in (1, 3, 4, 8, 12, 24, 64, 128, 512)] == [1, 1, 1, 2, 3, 6, 16, 32, 32]
+    assert norms.wu_he_groups(64, 2) == 32 and norms.wu_he_groups(64, 16) == 4 and norms.wu_he_groups(64, 4, max_groups=8) == 8
+    assert norm_layer("gn", 16, channels_per_group=4).num_groups == 4  # through the registry, as a Run's norm_args
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(num_groups=4, channels_per_group=4), "give num_groups or channels_per_group, not both"),
+    (dict(channels_per_group=0), "channels_per_group must be an integer >= 1, got 0"),
+    (dict(channels_per_group=2.5), "channels_per_group must be an integer >= 1, got 2.5"),
+])
+def test_group_norm_refuses_bad_channels_per_group(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        norms.group_norm(16, **kwargs)
+    with pytest.raises(ValueError, match="channels_per_group must be an integer >= 1, got -1"):
+        norms.wu_he_groups(16, -1)
+
+
 # --------------------------------------------------------------------------- NoisyBatchNorm per activation (issue 39)
 
 def test_noisy_per_activation_draws_every_example_channel_and_position():
