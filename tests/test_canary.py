@@ -109,7 +109,8 @@ RUNS["resnet_gn"] = RUNS["resnet_gn"].replace(norm_args={"num_groups": 2})
 # the probe behind a probe column "layer|kind|stat", by its kind (unit_quantiles: "unit<i>")
 PROBE_OF_KIND = {"in": "layer_stats", "out": "layer_stats", "grad": "layer_stats", "ics": "ics", "landscape": "landscape",
                  "hessian": "hessian", "dist": "output_quantiles", "unit": "unit_quantiles", "weight": "weight_norms",
-                 "penalty_grad": "penalty_grad", "channel": "channel_stats", "noise": "noise_acc"}
+                 "penalty_grad": "penalty_grad", "channel": "channel_stats", "noise": "noise_acc",
+                 "grad_spread": "gradient_spread"}
 
 
 def probe_of(column: str) -> str | None:
