@@ -133,3 +133,69 @@ def test_device_check_refuses_unknown_devices(value):
     message = f"device must be 'cpu', 'cuda' (or 'cuda:N') or 'auto', got {value!r}"
     with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
         P.device(device=value)
+
+
+def _kernel(path, injected: dict) -> dict:
+    """The globals of a kernel that ran ``path``'s parameters cell, then papermill's injected cell for ``injected``."""
+    import nbformat
+    from papermill.translators import translate_parameters
+
+    params = next(c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code").source
+    cell = translate_parameters("python3", "python", injected, "Parameters")
+    values: dict = {}
+    exec(params, values)
+    exec(cell, values)
+    values["In"] = ["", params, cell, "P.check(...)"]
+    return values
+
+
+@pytest.mark.parametrize("preset", ["smoke", "quick", "full"])
+def test_every_notebook_passes_its_preset_check_as_the_runner_runs_it(preset):
+    """What ``bnlib.run NN --preset X`` injects (the preset's values and the label), with an override or not, holds."""
+    from bnlib.lab.presets import preset_parameters
+    from bnlib.lab.series import notebook_identity, resolve_notebooks
+
+    for path in resolve_notebooks():
+        stem = notebook_identity(path)
+        injected = {**preset_parameters(stem, preset), "preset": preset, "out_dir": "/tmp/x"}
+        P.check(_kernel(path, injected), preset=P.preset_for(stem))
+        P.check(_kernel(path, {**injected, "seeds": 7}), preset=P.preset_for(stem))  # an override by name is allowed
+
+
+@pytest.mark.parametrize("preset", ["smoke", "full"])
+def test_a_preset_label_alone_is_refused_naming_what_differs_and_the_command(preset):
+    """``papermill -p preset smoke`` would run the defaults (quick's sizes) under the label smoke."""
+    from bnlib.lab.presets import preset_parameters
+    from bnlib.lab.series import notebook_identity, resolve_notebooks
+
+    for path in resolve_notebooks():
+        stem = notebook_identity(path)
+        values = _kernel(path, {"preset": preset})
+        name = next(k for k, v in preset_parameters(stem, preset).items() if values[k] != v)
+        pattern = rf"^preset='{preset}' but these parameters do not hold {preset}'s values: .*\b{name}=.*" \
+                  rf"`python -m bnlib\.run {stem[:2]} --preset {preset}`"
+        with pytest.raises(ValueError, match=pattern):
+            P.check(values, preset=P.preset_for(stem))
+
+
+def test_preset_label_rules_quick_overrides_and_relabelled_values():
+    stem = "01_internal_covariate_shift"
+    from bnlib.lab.presets import preset_parameters
+    from bnlib.lab.series import resolve_notebooks
+
+    path = resolve_notebooks(["01"])[0]
+    smoke = preset_parameters(stem, "smoke")
+    P.check(_kernel(path, {"seeds": 2}), preset=P.preset_for(stem))  # quick with one override
+    with pytest.raises(ValueError, match=r"preset='quick' but .*seeds=2 \(quick: 3\)"):  # smoke's sizes under quick's label
+        P.check(_kernel(path, {**smoke, "preset": "quick"}), preset=P.preset_for(stem))
+    P.check(_kernel(path, {**smoke, "preset": "smoke", "lin_steps": 999}), preset=P.preset_for(stem))  # one override
+    with pytest.raises(ValueError, match=r"preset='smoke' but .*lin_steps=500 \(smoke: 60\)"):  # not set: the default
+        P.check(_kernel(path, {"seeds": 2, "preset": "smoke"}), preset=P.preset_for(stem))
+    with pytest.raises(ValueError, match=r"preset='full' but .*seeds=2 \(full: 5\)"):  # -f smoke.yaml -p preset full
+        P.check(_kernel(path, {**smoke, "preset": "full"}), preset=P.preset_for(stem))
+    with pytest.raises(ValueError, match=r"preset must be one of 'smoke', 'quick', 'full', got 'tiny'"):
+        P.check({"preset": "tiny"}, preset=P.preset_for(stem))
+    # by hand, without papermill: the parameters cell is the last one that assigns preset; an edited label is refused too
+    values = {"In": ["", 'preset = "smoke"\nseeds = 3', "P.check(...)"], "preset": "smoke", "seeds": 3}
+    with pytest.raises(ValueError, match=r"seeds=3 \(smoke: 2\)"):
+        P.check(values, preset=P.preset_for(stem))
