@@ -173,7 +173,8 @@ def test_a_preset_label_alone_is_refused_naming_what_differs_and_the_command(pre
         values = _kernel(path, {"preset": preset})
         name = next(k for k, v in preset_parameters(stem, preset).items() if values[k] != v)
         pattern = rf"^preset='{preset}' but these parameters do not hold {preset}'s values: .*\b{name}=.*" \
-                  rf"`python -m bnlib\.run {stem[:2]} --preset {preset}`"
+                  rf"`python -m bnlib\.run {stem[:2]} --preset {preset}`.* " \
+                  rf"`papermill -f notebooks/presets/{stem[:2]}/{preset}\.yaml"
         with pytest.raises(ValueError, match=pattern):
             P.check(values, preset=P.preset_for(stem))
 

@@ -291,8 +291,8 @@ def _check_preset(rule: _Preset, name: str, values: Mapping[str, Any]) -> None:
     listed = ", ".join(f"{k}={v!r} ({label}: {want!r})" for k, (v, want) in differ.items())
     raise ValueError(f"{name}={label!r} but these parameters do not hold {label}'s values: {listed}; the label would lie "
                      f"(papermill's -p {name} {label} changes only the label). Run `python -m bnlib.run {number} --preset "
-                     f"{label}` (add -p NAME VALUE to change one), or pass the preset's values with papermill -p, or set "
-                     f"{name} to the preset the values are")
+                     f"{label}` (add -p NAME VALUE to change one) or `papermill -f notebooks/presets/{number}/{label}.yaml "
+                     f"...`, or set {name} to the preset the values are")
 
 
 executor = Rule('"local", "dask" (a LocalCluster on this machine) or "dask://HOST:PORT"',

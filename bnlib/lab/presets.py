@@ -12,6 +12,10 @@ Example:
 
 from __future__ import annotations
 
+from pathlib import Path
+
+# ---------------------------------------------------------------- the presets, per notebook
+
 PRESET_NAMES = ("smoke", "quick", "full")
 
 # Wall seconds of each notebook at ``quick`` and ``smoke`` on a 2-core CPU, two at a time with one thread each (quick:
@@ -287,3 +291,55 @@ def preset_parameters(notebook: str, preset: str) -> dict:
     if preset not in PRESET_NAMES:
         raise ValueError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESET_NAMES)}")
     return dict(PRESETS.get(notebook, {}).get(preset, {}))
+
+
+# ---------------------------------------------------------------- the presets as papermill parameter files
+
+PRESET_FILES = Path(__file__).resolve().parents[2] / "notebooks" / "presets"
+"""``notebooks/presets/NN/{smoke,quick,full}.yaml``: each preset of each notebook as a file for ``papermill -f``,
+generated from :data:`PRESETS` (``python -m bnlib.lab.presets`` rewrites them; ``tests/test_presets.py`` checks that
+they match)."""
+
+
+def preset_file(notebook: str, preset: str) -> Path:
+    """The parameter file of ``preset`` for ``notebook``: ``notebooks/presets/NN/preset.yaml``.
+
+    Example:
+        >>> preset_file("01_internal_covariate_shift", "smoke").relative_to(PRESET_FILES.parents[1]).as_posix()
+        'notebooks/presets/01/smoke.yaml'
+    """
+    return PRESET_FILES / notebook[:2] / f"{preset}.yaml"
+
+
+def preset_yaml(notebook: str, preset: str) -> str:
+    """The text of :func:`preset_file`: a header, ``preset: NAME``, then the preset's parameters (YAML that reads back
+    as the same Python values: ``1e-05`` is written ``1.0e-05``, which PyYAML reads as a float).
+
+    Example:
+        >>> print(preset_yaml("02_mnist_reproduction", "full").splitlines()[2:5])
+        ['preset: full', 'seeds: 5', 'steps: 50000']
+    """
+    import yaml
+
+    number = notebook[:2]
+    header = (f"# {notebook}, preset {preset}: papermill -f notebooks/presets/{number}/{preset}.yaml (or python -m bnlib.run "
+              f"{number} --preset {preset})\n# generated from bnlib/lab/presets.py by python -m bnlib.lab.presets: edit there\n")
+    values = {"preset": preset, **preset_parameters(notebook, preset)}
+    text = yaml.safe_dump(values, sort_keys=False, default_flow_style=None, width=1000)  # lists on one line
+    return header + (yaml.safe_dump(values, sort_keys=False) if text.startswith("{") else text)  # not {preset: quick}
+
+
+def write_preset_files() -> list[Path]:
+    """Write every notebook's preset files (:func:`preset_file`) from :data:`PRESETS`; returns their paths."""
+    written = []
+    for notebook in SERIES:
+        for preset in PRESET_NAMES:
+            path = preset_file(notebook, preset)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(preset_yaml(notebook, preset))
+            written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    print(f"wrote {len(write_preset_files())} preset files under {PRESET_FILES}")
