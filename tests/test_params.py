@@ -32,7 +32,7 @@ INF, NAN = float("inf"), float("nan")
      (P.interval(P.positive), [1.0, 0.1], "x must be [low, high] with low < high, each a finite number > 0, got [1.0, 0.1]"),
      (P.interval(P.positive), [0.1], "x must be [low, high] with low < high, each a finite number > 0, got [0.1]"),
      (P.count.where(lambda v: v % 2 == 0, "and even"), 3, "x must be an integer >= 1 and even, got 3"),
-     (P.count.where(lambda v: v % 2 == 0, "and even"), "4", "x must be an integer >= 1 and even, got '4'"),
+     (P.count.where(lambda v: v % 2 == 0, "and even"), "four", "x must be an integer >= 1 and even, got 'four'"),
      (P.executor, "cluster", 'x must be "local", "dask" (a LocalCluster on this machine) or "dask://HOST:PORT", got \'cluster\''),
      (P.positive, INF, "x must be a finite number > 0, got inf"),
      (P.positive, NAN, "x must be a finite number > 0, got nan"),
@@ -200,3 +200,35 @@ def test_preset_label_rules_quick_overrides_and_relabelled_values():
     values = {"In": ["", 'preset = "smoke"\nseeds = 3', "P.check(...)"], "preset": "smoke", "seeds": 3}
     with pytest.raises(ValueError, match=r"seeds=3 \(smoke: 2\)"):
         P.check(values, preset=P.preset_for(stem))
+
+
+def test_check_parses_strings_that_papermill_and_yaml_pass_into_the_rules_type():
+    """``papermill -p lrs [0.1,1]`` passes a string, PyYAML reads ``1e-5`` as one: a string (or a list's string entries) is
+    parsed where the parsed value passes the rule, and written back into the notebook's globals."""
+    import yaml
+
+    values = {"lrs": "[0.1,1]", "lr": yaml.safe_load("lr: 1e-5")["lr"], "eps": yaml.safe_load("e: [1e-5, 0.1]")["e"],
+              "test_size": "null", "device": "cpu", "label": "3", "steps": "10"}
+    assert values["lr"] == "1e-5" and values["eps"] == ["1e-5", 0.1]  # what the kernel would get
+    P.check(values, lrs=P.list_of(P.positive), lr=P.positive, eps=P.list_of(P.positive), test_size=P.optional(P.count),
+            device=P.device, label=P.one_of("3", "4"), steps=P.count)
+    assert values == {"lrs": [0.1, 1], "lr": 1e-5, "eps": [1e-5, 0.1], "test_size": None, "device": "cpu", "label": "3",
+                      "steps": 10}
+    assert type(values["steps"]) is int and type(values["lr"]) is float
+    for bad, message in [("[0.1, -1]", r"got '\[0.1, -1\]'"), ("[0.1", r"got '\[0.1'"), ("abc", "got 'abc'")]:
+        with pytest.raises(ValueError, match=message):  # still refused, as given, where parsing does not help
+            P.check({"lrs": bad}, lrs=P.list_of(P.positive))
+    with pytest.raises(ValueError, match="got '2.5'"):
+        P.check({"steps": "2.5"}, steps=P.count)
+
+
+def test_a_preset_check_compares_the_parsed_values():
+    """``papermill -f smoke.yaml`` with a list passed as a string still matches the preset once parsed."""
+    from bnlib.lab.presets import preset_parameters
+    from bnlib.lab.series import resolve_notebooks
+
+    stem = "01_internal_covariate_shift"
+    injected = {**preset_parameters(stem, "smoke"), "preset": "smoke", "kappas": "[1, 10, 100]"}
+    values = _kernel(resolve_notebooks(["01"])[0], injected)
+    P.check(values, preset=P.preset_for(stem), kappas=P.list_of(P.number(ge=1)))
+    assert values["kappas"] == [1, 10, 100]

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections import ChainMap
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
 from bnlib.lab.presets import PRESET_NAMES, PRESETS
@@ -363,13 +364,54 @@ def check(values: Mapping[str, Any], **rules: Rule) -> None:
         raise ValueError(f"unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} injected by "
                          f"papermill: this notebook declares no such parameter (it would be ignored); valid names: "
                          f"{', '.join(declared)}")
+    coerced: dict[str, Any] = {}
     for name, rule in rules.items():
         if name not in values:
             raise NameError(f"check({name}=...): no parameter named {name!r} (a typo in the check cell?)")
-        rule.check(name, values[name])
+        value = values[name]
+        if rule.problem(value) is not None:
+            parsed = parsed_value(value)
+            if parsed is not _NOTHING and rule.problem(parsed) is None:
+                value = coerced[name] = parsed
+                if isinstance(values, MutableMapping):
+                    values[name] = parsed  # the notebook's globals: it goes on with the parsed value
+        rule.check(name, value)
     for name, rule in rules.items():
         if isinstance(rule, _Preset):
-            _check_preset(rule, name, values)
+            _check_preset(rule, name, ChainMap(coerced, values))
+
+
+def parsed_value(value: Any) -> Any:
+    """``value`` parsed from text, or ``_NOTHING`` when there is nothing to parse: a string read as a Python literal
+    (``ast.literal_eval``) or else as JSON, a list whose strings entries are read so. papermill's ``-p lrs [0.1,1]``
+    passes the string ``'[0.1,1]'`` and PyYAML reads ``1e-5`` (no dot) as a string; :func:`check` uses the parsed value
+    where the original breaks its rule and the parsed one passes.
+
+    Example:
+        >>> parsed_value("[0.1,1]"), parsed_value("1e-5"), parsed_value(["1e-5", 0.1]), parsed_value("null")
+        ([0.1, 1], 1e-05, [1e-05, 0.1], None)
+        >>> parsed_value("cpu") is _NOTHING, parsed_value(3) is _NOTHING
+        (True, True)
+        >>> values = {"lrs": "[0.1, 1]", "lr": "1e-5", "name": "x"}
+        >>> check(values, lrs=list_of(positive), lr=positive, name=one_of("x")); values
+        {'lrs': [0.1, 1], 'lr': 1e-05, 'name': 'x'}
+    """
+    import ast
+    import json
+
+    if isinstance(value, list) and any(isinstance(v, str) for v in value):
+        entries = [(parsed_value(v), v) for v in value]
+        return [v if p is _NOTHING else p for p, v in entries]
+    if not isinstance(value, str):
+        return _NOTHING
+    try:
+        return ast.literal_eval(value.strip())
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        pass
+    try:
+        return json.loads(value)
+    except ValueError:
+        return _NOTHING
 
 
 # ---------------------------------------------------------------- parameters papermill injected
