@@ -75,6 +75,36 @@ def test_check_cell_gives_every_parameter_a_rule(path):
     assert set(checked) == set(notebook_parameters(path)) - {"out_dir", "data_root"}
     assert len(cell.source.splitlines()) <= 25
 
+@pytest.mark.parametrize("path", resolve_notebooks(), ids=lambda p: p.stem)
+def test_every_parameter_has_a_type_papermill_shows_and_its_default_fits_it(path):
+    """``papermill --help-notebook`` shows each parameter's type: an annotation (``seeds: int = 3``) or, where None is
+    allowed, a type comment (``lr = None  # type: float|None ...``: papermill reads no ``|`` in an annotation); the
+    default is of that type, and bnlib's own readers (``bnlib.lab.params``) see the same names and values."""
+    import ast
+
+    import papermill
+
+    from bnlib.lab.params import _assigned, _literals
+
+    inspected = papermill.inspect_notebook(str(path))
+    source = next(c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code").source
+    assert _assigned(source) == list(inspected)
+    defaults = _literals(source)
+    kinds = {"int": int, "float": (int, float), "str": str, "bool": bool, "list": list}
+    for name, info in inspected.items():
+        typ = info["inferred_type_name"]
+        assert typ != "None", f"{path.stem}: {name} has no type"
+        base, _, none = typ.partition("|")
+        assert none in ("", "None") and base.split("[")[0] in kinds, f"{path.stem}: {name}: {typ}"
+        value = defaults[name]
+        assert ast.literal_eval(info["default"]) == value
+        fits = bool(none) if value is None else isinstance(value, bool) if base == "bool" else \
+            isinstance(value, kinds[base.split("[")[0]]) and not isinstance(value, bool)
+        assert fits, f"{path.stem}: {name} = {value!r} is not {typ}"
+        if base.startswith("list["):
+            assert all(isinstance(v, kinds[base[5:-1]]) for v in value), f"{path.stem}: {name} = {value!r} is not {typ}"
+
+
 def test_series_notebooks_carry_their_identity():
     from bnlib.lab.series import notebook_identity
 
