@@ -66,7 +66,9 @@ __all__ = [
     "layer_norm",
     "instance_norm",
     "NORM_KINDS",
+    "NORM_VERSIONS",
     "norm_layer",
+    "wu_he_groups",
 ]
 
 
@@ -705,6 +707,9 @@ class KLBatchNorm(_BatchStatsNorm):
         )
 
 
+_NOISE_PER = ("activation", "channel")
+
+
 class NoisyBatchNorm(_BatchStatsNorm):
     """Batch norm followed, in training, by fresh random noise of non-zero mean and non-unit scale.
 
@@ -721,26 +726,35 @@ class NoisyBatchNorm(_BatchStatsNorm):
     forward call from the global torch RNG of the input's device (so
     ``torch.manual_seed`` makes it reproducible):
 
-    * per channel i: ``mu_i ~ U(-mean_range, mean_range)``,
-      ``sigma_i ~ U(std_range[0], std_range[1])``;
-    * per example j and channel i: ``m_ij ~ U(mu_i - mean_spread, mu_i + mean_spread)``,
-      ``s_ij ~ N(sigma_i, std_spread)`` (standard deviation ``std_spread``);
-    * output ``a_ij = s_ij * y_ij + m_ij``; for (N, C, H, W) inputs the same
-      ``m_ij``, ``s_ij`` at every spatial position of example j, channel i.
+    * per channel i, the noise distribution's parameters, new at every step:
+      ``mu_i ~ U(-mean_range, mean_range)``, ``sigma_i ~ U(std_range[0], std_range[1])``;
+    * ``per="activation"`` (the default, their Sec. 2.1 and Appendix A: "i.i.d.
+      noise" for "each activation for each sample in the batch"): for every
+      example j, channel i and position p, ``m_ijp ~ U(mu_i - mean_spread, mu_i + mean_spread)``,
+      ``s_ijp ~ N(sigma_i, std_spread)`` (standard deviation ``std_spread``);
+    * ``per="channel"`` (this class's first version): one ``m_ij``, ``s_ij`` per
+      example and channel, the same at every spatial position of a (N, C, H, W)
+      input. For (N, C) inputs the two draw the same numbers.
+    * output ``a = s * y + m``.
 
     The noise is a constant of the step: no gradient flows into it (the
-    gradient w.r.t. ``y`` is ``s_ij`` times the one w.r.t. ``a``). The last
-    sample is kept, without gradient, as ``self.last_noise = (m, s)``, each of
-    shape (N, C) or (N, C, 1, 1) (``None`` before the first training call).
-    ``s_ij`` is not clipped: it can be <= 0 only if ``std_spread`` is
-    comparable to ``std_range[0]``.
+    gradient w.r.t. ``y`` is ``s`` times the one w.r.t. ``a``). The last
+    sample is kept, without gradient, as ``self.last_noise = (m, s)``, of the
+    input's shape (``per="activation"``) or (N, C, 1, ...) (``per="channel"``)
+    (``None`` before the first training call). ``s`` is not clipped: it can be
+    <= 0 only if ``std_spread`` is comparable to ``std_range[0]``. Setting
+    ``self.noise = False`` turns the noise off in training (plain BN), e.g. to
+    measure a noisy network's accuracy without its noise.
 
     Eval: plain batch norm with the running statistics (Algorithm 2), no noise.
 
+    >>> _ = torch.manual_seed(0)
     >>> bn = NoisyBatchNorm(3)
     >>> y = bn(torch.randn(8, 3, 4, 4))
     >>> y.shape, tuple(bn.last_noise[0].shape), int(bn.num_batches_tracked)
-    (torch.Size([8, 3, 4, 4]), (8, 3, 1, 1), 1)
+    (torch.Size([8, 3, 4, 4]), (8, 3, 4, 4), 1)
+    >>> tuple(NoisyBatchNorm(3, per="channel")(torch.randn(8, 3, 4, 4)).shape)
+    (8, 3, 4, 4)
     >>> plain = BatchNorm(3)
     >>> _ = plain.load_state_dict(bn.state_dict())
     >>> x = torch.randn(2, 3, 4, 4)
@@ -758,7 +772,13 @@ class NoisyBatchNorm(_BatchStatsNorm):
         eps: float = 1e-5,
         momentum: float | None = 0.1,
         affine: bool = True,
+        per: str = "activation",
     ) -> None:
+        if per not in _NOISE_PER:
+            raise ValueError(
+                f"per must be one of {_NOISE_PER}, got {per!r}: 'activation' draws the noise for every "
+                "example, channel and position (Santurkar et al. Sec. 2.1), 'channel' once per example and channel"
+            )
         if not mean_range >= 0:
             raise ValueError(
                 f"mean_range must be >= 0, got {mean_range}: each channel's noise mean is drawn "
@@ -788,6 +808,8 @@ class NoisyBatchNorm(_BatchStatsNorm):
         self.std_range = (lo, hi)
         self.mean_spread = float(mean_spread)
         self.std_spread = float(std_spread)
+        self.per = per
+        self.noise = True  # False: no noise in training either (plain BN), e.g. to measure accuracy without it
         self.last_noise: tuple[Tensor, Tensor] | None = None
 
     def forward(self, x: Tensor) -> Tensor:
@@ -797,21 +819,27 @@ class NoisyBatchNorm(_BatchStatsNorm):
             return self._eval_forward(x, gamma, beta)
         y, mean, var = BatchNormFunction.apply(x, gamma, beta, self.eps)
         self._update_running_stats(mean, var, m=x.numel() // x.shape[1])
+        if not self.noise:
+            return y
         m, s = self._sample_noise(x)
         self.last_noise = (m, s)
         return s * y + m
 
     @torch.no_grad()
     def _sample_noise(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``(m, s)`` of the class docstring, shape (N, C) or (N, C, 1, 1), on ``x``'s device and dtype."""
+        """``(m, s)`` of the class docstring, of ``x``'s shape or (N, C, 1, ...) (``per="channel"``), device and dtype."""
         n, c = x.shape[:2]
         new = partial(torch.empty, dtype=x.dtype, device=x.device)
         mu = new(c).uniform_(-self.mean_range, self.mean_range)
         sigma = new(c).uniform_(*self.std_range)
-        m = mu + new(n, c).uniform_(-self.mean_spread, self.mean_spread)
-        s = sigma + self.std_spread * new(n, c).normal_()
         tail = (1,) * (x.dim() - 2)
-        return m.reshape(n, c, *tail), s.reshape(n, c, *tail)
+        if self.per == "channel":
+            m = mu + new(n, c).uniform_(-self.mean_spread, self.mean_spread)
+            s = sigma + self.std_spread * new(n, c).normal_()
+            return m.reshape(n, c, *tail), s.reshape(n, c, *tail)
+        m = mu.view(1, c, *tail) + new(x.shape).uniform_(-self.mean_spread, self.mean_spread)
+        s = sigma.view(1, c, *tail) + self.std_spread * new(x.shape).normal_()
+        return m, s
 
     def extra_repr(self) -> str:
         """``num_features`` and every option.
@@ -822,7 +850,7 @@ class NoisyBatchNorm(_BatchStatsNorm):
         return (
             f"{self.num_features}, mean_range={self.mean_range}, std_range={self.std_range}, "
             f"mean_spread={self.mean_spread}, std_spread={self.std_spread}, eps={self.eps}, "
-            f"momentum={self.momentum}, affine={self.affine}"
+            f"momentum={self.momentum}, affine={self.affine}" + ("" if self.per == "activation" else f", per={self.per!r}")
         )
 
 
@@ -1099,21 +1127,32 @@ class BatchRenorm(_BatchStatsNorm):
 #   statistics per example over (C/G, H, W): G = 1 layer norm, G = C instance norm
 
 
-def group_norm(num_features: int, num_groups: int | None = None, eps: float = 1e-5, affine: bool = True) -> nn.GroupNorm:
+def group_norm(num_features: int, num_groups: int | None = None, eps: float = 1e-5, affine: bool = True, *,
+               channels_per_group: int | None = None) -> nn.GroupNorm:
     """Group normalization (Wu & He 2018): statistics per example over each group of channels (and all positions).
 
     It does not use the batch, so it behaves the same for any batch size, in training and in eval.
     ``num_groups`` defaults to gcd(num_features, 32) (Wu & He's 32 groups when the width allows).
+    ``channels_per_group=k`` instead asks for at least k channels per group where the layer allows it
+    (:func:`wu_he_groups`: the largest divisor of C up to min(32, C // k) groups); give one of the two, not both.
     ``num_groups=1`` is layer normalization, ``num_groups=num_features`` instance normalization.
     Counts below 1, groups that do not divide the channels and ``eps <= 0`` raise ValueError.
 
     >>> gn = group_norm(64)
-    >>> gn.num_groups, group_norm(8).num_groups
-    (32, 8)
+    >>> gn.num_groups, group_norm(8).num_groups, group_norm(8, channels_per_group=4).num_groups
+    (32, 8, 2)
     """
     given = {} if num_groups is None else {"num_groups": num_groups}
+    if channels_per_group is not None:
+        if num_groups is not None:
+            raise ValueError(f"group_norm: give num_groups or channels_per_group, not both (got {num_groups} and "
+                             f"{channels_per_group})")
+        given = {"channels_per_group": channels_per_group}
     _check_layer_args("group_norm", eps, num_features=num_features, **given)
-    groups = math.gcd(num_features, 32) if num_groups is None else num_groups
+    if channels_per_group is not None:
+        groups = wu_he_groups(num_features, channels_per_group)
+    else:
+        groups = math.gcd(num_features, 32) if num_groups is None else num_groups
     if num_features % groups:
         raise ValueError(f"group_norm: num_groups must divide num_features={num_features}, got {groups}")
     return nn.GroupNorm(groups, num_features, eps=eps, affine=affine)
@@ -1179,7 +1218,7 @@ NORM_KINDS: dict[str, Callable[..., nn.Module]] = {
     "rigid_clip": partial(RigidBatchNorm, clip=True),
     "kl_bn": KLBatchNorm,  # normalize=True
     "kl_only": partial(KLBatchNorm, normalize=False),
-    "noisy_bn": NoisyBatchNorm,  # mean_range=0.5, std_range=(1.0, 1.25), spreads 0.1
+    "noisy_bn": NoisyBatchNorm,  # per="activation", mean_range=0.5, std_range=(1.0, 1.25), spreads 0.1
     "l1": partial(LpBatchNorm, p=1),
     "l2": partial(LpBatchNorm, p=2),
     "linf": partial(LpBatchNorm, p=float("inf")),
@@ -1216,3 +1255,31 @@ def norm_layer(kind: str | Callable[..., nn.Module], num_features: int, **kwargs
             f"unknown norm kind {kind!r}; valid kinds: {', '.join(NORM_KINDS)}"
         )
     return NORM_KINDS[kind](num_features, **kwargs)
+
+
+# ------------------------------------------------------------------------
+# 7. Group norm's groups as Wu & He define them (several channels per group)
+
+
+def wu_he_groups(num_features: int, channels_per_group: int = 4, max_groups: int = 32) -> int:
+    """Groups for GroupNorm with at least ``channels_per_group`` channels each where the layer allows it: the largest
+    divisor of ``num_features`` up to min(``max_groups``, num_features // channels_per_group) (at least 1 group).
+
+    Wu & He (2018) use 32 groups (or 16 channels per group); with gcd(C, 32) groups a narrow layer gets one channel
+    per group, which is InstanceNorm. Here a layer narrower than ``channels_per_group`` gets one group (LayerNorm).
+
+    >>> [wu_he_groups(c) for c in (4, 8, 16, 32, 64, 512)]
+    [1, 2, 4, 8, 16, 32]
+    >>> wu_he_groups(24, 4), wu_he_groups(2, 4)
+    (6, 1)
+    """
+    if not isinstance(channels_per_group, int) or channels_per_group < 1:
+        raise ValueError(f"wu_he_groups: channels_per_group must be an integer >= 1, got {channels_per_group!r}")
+    cap = max(1, min(max_groups, num_features // channels_per_group))
+    return max(g for g in range(1, cap + 1) if num_features % g == 0)
+
+
+# bumped when a norm kind's numbers change for the same config; part of the cache key of every run with that norm
+# (bnlib.lab.experiment.Run.key), so the runs of other norms keep their cached results. noisy_bn 2: noise per activation
+# (per="activation", Santurkar et al. Sec. 2.1) by default instead of per example and channel.
+NORM_VERSIONS: dict[str, int] = {"noisy_bn": 2}

@@ -486,6 +486,139 @@ def penalty_gradients(model: nn.Module, loss_fn: LossFn, batch: tuple[torch.Tens
     return {**norms, "ratio": norms["penalty"] / norms["loss"] if norms["loss"] > 0 else math.nan}
 
 
+def gradient_spread(model: nn.Module, loss_fn: LossFn, batch: tuple[torch.Tensor, torch.Tensor], minibatches: int = 8
+                    ) -> dict[str, float]:
+    """How much each weight's gradient varies across minibatches at fixed weights: the SD, over ``minibatches`` equal
+    slices of ``batch`` (train mode), of the log gradient norm of every weight (conv and linear, any parameter with 2 or
+    more dimensions), keyed by its module's name; the model is left as it was.
+
+    A measure of how steady the gradient is that no trend over training can inflate (the weights do not move), for note
+    000's guess that γ steadies BN's gradient.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+        >>> x, y = torch.randn(32, 4), torch.randint(0, 3, (32,))
+        >>> spread = gradient_spread(net, nn.functional.cross_entropy, (x, y), minibatches=4)
+        >>> sorted(spread), all(v > 0 for v in spread.values())
+        (['0', '3'], True)
+        >>> same = gradient_spread(net, nn.functional.cross_entropy, (x[:8].repeat(4, 1), y[:8].repeat(4)), minibatches=4)
+        >>> max(same.values()) < 1e-6  # four identical minibatches: no spread
+        True
+    """
+    x, y = batch
+    size = len(x) // minibatches
+    if minibatches < 2 or size < 2:
+        raise ValueError(f"gradient_spread needs at least 2 minibatches of at least 2 examples, got {minibatches} minibatches "
+                         f"of a batch of {len(x)}: a larger probe batch (probe_size) or fewer minibatches")
+    with preserved(model):
+        model.train()
+        weights = {name.rsplit(".", 1)[0]: p for name, p in model.named_parameters() if p.requires_grad and p.dim() > 1}
+        logs: dict[str, list[float]] = {name: [] for name in weights}
+        for k in range(minibatches):
+            part = slice(k * size, (k + 1) * size)
+            grads = torch.autograd.grad(loss_fn(model(x[part]), y[part]), list(weights.values()), allow_unused=True)
+            for name, g in zip(weights, grads):
+                norm = float(g.double().norm()) if g is not None else 0.0
+                logs[name].append(math.log(norm) if norm > 0 else math.nan)
+    return {name: float(np.std(values, ddof=1)) for name, values in logs.items()}
+
+
+# ---------------------------------------------------------------- per-channel statistics, their drift, and the noise's cost
+# (issue 39: Santurkar et al. Sec. 2.1 judge noisy BN by how much the layers' distributions move and how it trains)
+
+
+@torch.no_grad()
+def channel_stats(model: nn.Module, modules: Mapping[str, nn.Module], x: torch.Tensor
+                  ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Per channel of each module's output on ``x``: its mean and standard deviation over the examples (and positions).
+
+    The model runs in the mode it is in (train mode: BN with the batch's statistics and noisy BN with its noise, the
+    function being trained); weights, buffers, mode and the random generators are left as found. Returns
+    ``{name: (mean, std)}``, each a 1-D tensor with one value per channel (dim 1 of the output).
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.BatchNorm2d(3))
+        >>> mean, std = channel_stats(net, {"bn": net[1]}, torch.randn(8, 1, 5, 5))["bn"]
+        >>> tuple(mean.shape), bool((mean.abs() < 1e-5).all()), bool(((std - 1).abs() < 1e-2).all())
+        ((3,), True, True)
+    """
+    captured: dict[str, torch.Tensor] = {}
+    with preserved(model):
+        hooks = [m.register_forward_hook(lambda _m, _i, o, name=name: captured.__setitem__(name, o.detach()))
+                 for name, m in modules.items()]
+        try:
+            model(x)
+        finally:
+            for h in hooks:
+                h.remove()
+    out = {}
+    for name, v in captured.items():
+        per_channel = v.float().transpose(0, 1).reshape(v.shape[1], -1)  # channels x (examples, positions)
+        out[name] = (per_channel.mean(1), per_channel.std(1, unbiased=False))
+    return out
+
+
+def channel_drift(means: np.ndarray, stds: np.ndarray) -> float:
+    """Scale-free drift of a layer's per-channel distributions between consecutive probes.
+
+    ``means`` and ``stds`` are (probes, channels). Per channel and pair of consecutive probes: the change of the mean in
+    units of the earlier standard deviation plus the change of log std, ``|mu_t - mu_{t-1}| / sigma_{t-1} +
+    |log sigma_t - log sigma_{t-1}|``; averaged over channels and pairs (channels with a zero std left out). Multiplying
+    a channel by a constant changes nothing, so networks whose layers have different scales compare; a per-channel
+    shift that pooling over channels would average away counts in full. NaN with fewer than 2 probes.
+
+    Example:
+        >>> means, stds = np.array([[0.0, 1.0], [0.5, 1.0]]), np.array([[1.0, 2.0], [1.0, 2.0]])
+        >>> channel_drift(means, stds)  # channel 0 moved half a std, channel 1 not at all
+        0.25
+        >>> channel_drift(10 * means, 10 * stds)
+        0.25
+    """
+    means, stds = np.asarray(means, dtype=float), np.asarray(stds, dtype=float)
+    if means.shape[0] < 2:
+        return math.nan
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shift = np.abs(np.diff(means, axis=0)) / stds[:-1]
+        scale = np.abs(np.diff(np.log(stds), axis=0))
+    per = shift + scale
+    per = per[np.isfinite(per)]
+    return float(per.mean()) if per.size else math.nan
+
+
+def noise_accuracy(model: nn.Module, loss_fn: LossFn, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
+    """Accuracy and loss on ``batch`` with the noise of every noisy norm layer on and off (modules with a ``noise``
+    switch, e.g. :class:`bnlib.norms.NoisyBatchNorm`), in the mode the model is in.
+
+    In train mode this is the training accuracy of the function being trained with and without its noise (the same
+    batch statistics); in a network without noisy layers the two are equal. Weights, buffers, mode, the switches and
+    the random generators are left as found. Keys: ``on_acc``, ``off_acc``, ``on_loss``, ``off_loss``.
+
+    Example:
+        >>> from bnlib.norms import NoisyBatchNorm
+        >>> _ = torch.manual_seed(0)
+        >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), NoisyBatchNorm(8, mean_range=3.0), torch.nn.Linear(8, 3))
+        >>> r = noise_accuracy(net, torch.nn.functional.cross_entropy, (torch.randn(64, 4), torch.randint(0, 3, (64,))))
+        >>> sorted(r), r["on_loss"] != r["off_loss"], net[1].noise
+        (['off_acc', 'off_loss', 'on_acc', 'on_loss'], True, True)
+    """
+    switches = [m for m in model.modules() if isinstance(getattr(m, "noise", None), bool)]
+    x, y = batch
+    out = {}
+    with torch.no_grad(), preserved(model):
+        for state in ("on", "off"):
+            for m in switches:
+                m.noise = state == "on"
+            try:
+                logits = model(x)
+            finally:
+                for m in switches:
+                    m.noise = True
+            out[f"{state}_acc"] = float((logits.argmax(1) == y).float().mean())
+            out[f"{state}_loss"] = float(loss_fn(logits, y))
+    return out
+
+
 # ---------------------------------------------------------------- named probes: what a Run lists in ``probes``
 
 Probe = Callable[[int, nn.Module], dict]
@@ -582,10 +715,36 @@ def _weight_norms(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], ar
     return probe
 
 
+def _gradient_spread(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], args: Mapping, lr: float) -> Probe:
+    minibatches = int(args.get("minibatches", 8))
+    return lambda step, m: {f"{name}|grad_spread|sd": v for name, v in
+                            gradient_spread(m, torch.nn.functional.cross_entropy, batch, minibatches).items()}
+
+
 def _penalty_grad(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], args: Mapping, lr: float) -> Probe:
     reg_cf = float(args.get("reg_cf", 1.0))
     return lambda step, m: {f"all|penalty_grad|{k}": v for k, v in
                             penalty_gradients(m, torch.nn.functional.cross_entropy, batch, reg_cf).items()}
+
+
+def _channel_stats(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], args: Mapping, lr: float) -> Probe:
+    layers = tuple(args.get("quantile_layers", ()))
+    if not layers:
+        raise ValueError("the channel_stats probe needs probe_args quantile_layers, e.g. {'quantile_layers': ['conv2.norm']}")
+
+    def probe(step: int, m: nn.Module) -> dict:
+        row = {}
+        for name, (mean, std) in channel_stats(m, {n: m.get_submodule(n) for n in layers}, batch[0]).items():
+            row.update({f"{name}|channel|mean{c:03d}": v for c, v in enumerate(mean.tolist())})
+            row.update({f"{name}|channel|std{c:03d}": v for c, v in enumerate(std.tolist())})
+        return row
+
+    return probe
+
+
+def _noise_acc(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], args: Mapping, lr: float) -> Probe:
+    return lambda step, m: {f"all|noise|{k}": v for k, v in
+                            noise_accuracy(m, torch.nn.functional.cross_entropy, batch).items()}
 
 
 PROBES: dict[str, Callable[..., Probe]] = {
@@ -597,6 +756,9 @@ PROBES: dict[str, Callable[..., Probe]] = {
     "unit_quantiles": _unit_quantiles,  # quantiles of every unit of quantile_layers, eval or train mode (Fig. 1(b, c))
     "weight_norms": _weight_norms,  # Frobenius norm of every conv and linear weight (BN's scale invariance, Sec. 3.3)
     "penalty_grad": _penalty_grad,  # gradient norms of the loss and of reg_cf x the layers' penalty, and their ratio
+    "gradient_spread": _gradient_spread,  # SD over `minibatches` slices of the probe batch of each weight's log gradient norm
+    "channel_stats": _channel_stats,  # per-channel mean and std of the outputs of quantile_layers (drift: channel_drift)
+    "noise_acc": _noise_acc,  # accuracy and loss on the probe batch with noisy layers' noise on and off
 }
 # bumped when a probe's numbers change for the same run; part of the cache key of every run that lists the probe
 # (bnlib.lab.experiment.Run.key), so other runs keep their cached results. hessian 2: bnlib's BN twice differentiable;
@@ -606,7 +768,8 @@ PROBE_ARGS: dict[str, frozenset[str]] = {
     "layer_stats": frozenset({"layer_names", "skip", "bound"}), "ics": frozenset(), "landscape": frozenset({"etas"}),
     "hessian": frozenset({"hessian_iters"}), "output_quantiles": frozenset({"quantile_layers", "quantiles"}),
     "unit_quantiles": frozenset({"quantile_layers", "quantiles", "mode"}), "weight_norms": frozenset(),
-    "penalty_grad": frozenset({"reg_cf"}),
+    "penalty_grad": frozenset({"reg_cf"}), "gradient_spread": frozenset({"minibatches"}),
+    "channel_stats": frozenset({"quantile_layers"}), "noise_acc": frozenset(),
 }
 
 

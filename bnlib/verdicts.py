@@ -1013,6 +1013,36 @@ def tally(records: Iterable[Mapping]) -> dict[str, int]:
 
 # ---------------------------------------------------------------- summaries
 
+PRESET_NOTES = {
+    "smoke": "**Preset smoke: these verdicts are not results.** Its sizes only check that the code runs (a few steps and "
+             "seeds); the executed references in `outputs/reference/` hold the results.",
+    "quick": "**Preset quick: decided at reduced sizes.** Shorter runs, fewer seeds and smaller networks than the "
+             "papers' scale, so verdicts can read differently; the `full` references in "
+             "`outputs/reference/` hold the results.",
+    "full": "",
+}
+
+
+def preset_note(preset: str) -> str:
+    """A one-paragraph banner (Markdown) saying what a notebook's verdicts are worth at ``preset``: ``smoke`` only
+    checks that the code runs, ``quick`` decides at reduced sizes, and ``full`` needs no note (""). Shown at the top of
+    :func:`summary` when given a preset, and in ``SUMMARY.md``.
+
+    Example:
+        >>> preset_note("smoke")[:54]
+        '**Preset smoke: these verdicts are not results.** Its '
+        >>> preset_note("full")
+        ''
+        >>> preset_note("tiny")
+        Traceback (most recent call last):
+            ...
+        ValueError: preset_note: unknown preset 'tiny'; one of ['smoke', 'quick', 'full']
+    """
+    if preset not in PRESET_NOTES:
+        raise ValueError(f"preset_note: unknown preset {preset!r}; one of {list(PRESET_NOTES)}")
+    return PRESET_NOTES[preset]
+
+
 def _summary_line(r: Mapping) -> str:
     """One verdict record as one Markdown list item: the claim, its outcome after it, then why."""
     pres = r.get("preconditions") or ()
@@ -1030,10 +1060,11 @@ def _summary_line(r: Mapping) -> str:
     return f"- {r['claim']}: **{r['outcome']}**{pre}. {why}"
 
 
-def summary(records: Sequence[Mapping]) -> str:
+def summary(records: Sequence[Mapping], preset: str = "full") -> str:
     """The closing summary of a notebook, generated from its verdict records (as in ``metrics.json``): the tally, then
     one line per finding and per check, each stating the recorded outcome and its evidence, so that no summary can
-    name an outcome the data do not hold (:func:`summary_mismatches` checks any text).
+    name an outcome the data do not hold (:func:`summary_mismatches` checks any text). Below ``full`` it opens with
+    :func:`preset_note`, so a smoke or quick verdict does not read as a result.
 
     Example:
         >>> r = judge(Claim("BN is higher", "demo", predicts="higher", min_effect=0.01), exact(0.5)).record()
@@ -1044,7 +1075,7 @@ def summary(records: Sequence[Mapping]) -> str:
     counts = tally(records)
     findings = [r for r in records if r.get("kind", "finding") == "finding"]
     checks = [r for r in records if r.get("kind", "finding") == "check"]
-    lines = []
+    lines = [preset_note(preset), ""] if preset_note(preset) else []
     if findings:
         lines.append(f"**Findings** ({', '.join(f'{counts[k]} {k}' for k in FINDINGS)}):")
         lines += [_summary_line(r) for r in findings]
@@ -1151,8 +1182,9 @@ class Results:
         raise KeyError(f"no verdict recorded for {claim_text!r}")
 
     def summary(self) -> str:
-        """The closing summary, generated from the recorded verdicts (:func:`summary`)."""
-        return summary(self.verdicts)
+        """The closing summary, generated from the recorded verdicts (:func:`summary`); below the ``full`` preset
+        (``info["preset"]``, as :func:`bnlib.lab.notebook.setup` records it) it opens with :func:`preset_note`."""
+        return summary(self.verdicts, preset=self.info.get("preset", "full"))
 
     def table(self) -> pd.DataFrame:
         """The verdicts as a DataFrame (for display in the notebook)."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bnlib.verdicts import summary, summary_mismatches
+from bnlib.verdicts import preset_note, summary, summary_mismatches
 
 
 def smoke_ran(out: Path, name: str) -> None:
@@ -40,12 +40,15 @@ def notebook_text(nb: dict) -> str:
     return "\n".join(parts)
 
 
-def assert_ends_with_summary(path: Path, records: list[dict]) -> None:
-    """The executed notebook at ``path`` ends with the summary generated from ``records`` (its metrics.json verdicts),
-    and none of its text names another outcome than they hold."""
+def assert_ends_with_summary(path: Path, records: list[dict], preset: str = "smoke") -> None:
+    """The executed notebook at ``path`` ends with the summary generated from ``records`` (its metrics.json verdicts)
+    at ``preset``, which opens with the preset's note (a smoke run's verdicts are not results), and none of its text
+    names another outcome than they hold."""
     nb = json.loads(path.read_text())
     last = [o for c in nb["cells"] for o in c.get("outputs", [])][-1]
-    assert "".join(last["data"]["text/markdown"]) == summary(records)
+    shown = "".join(last["data"]["text/markdown"])
+    assert shown == summary(records, preset=preset)
+    assert shown.startswith(preset_note(preset)), "the closing summary opens with the preset's note"
     assert summary_mismatches(notebook_text(nb), records) == []
 
 

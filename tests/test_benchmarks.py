@@ -64,3 +64,18 @@ def test_concurrent_runs_benchmark_runs(tmp_path):
     rows = concurrent_runs.main(["--notebook", str(toy), "--preset", "quick", "--results", str(results)])
     assert rows[0]["alone_s"] > 0 and rows[0]["together_ratio"] > 0
     assert list(csv.DictReader(results.open()))[0]["benchmark"] == "concurrent_runs"
+
+
+def test_results_rows_are_dated_and_named():
+    """Every row of benchmarks/results.csv (the timing history; no dated timings in the README's prose) has an ISO date,
+    a machine and a benchmark name, and its columns parse."""
+    import re
+
+    from benchmarks.common import RESULTS
+
+    with RESULTS.open() as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert rows and all(None not in r for r in rows), "a row with more cells than the header"
+    assert all(re.fullmatch(r"\d{4}-\d{2}-\d{2}", r["date"]) and r["machine"] and r["benchmark"] for r in rows)
+    assert {"make_reproduce", "notebook_wall", "ci_run"} <= {r["benchmark"] for r in rows}

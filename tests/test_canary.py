@@ -99,6 +99,8 @@ RUNS: dict[str, Run] = {
     # every conv builder on CIFAR-10
     **{f"cifar_{model}": CIFAR.replace(model=model, width=min_width(model)) for model in MODELS if model != "mlp"},
 }
+# noisy BN's first version (noise per example and channel): the numbers resnet_noisy_bn had before noise per activation
+RUNS["resnet_noisy_bn_channel"] = RESNET.replace(norm="noisy_bn", norm_args={"per": "channel"})
 RUNS["cifar_small_cnn"] = RUNS["cifar_small_cnn"].replace(dropout=0.1)
 RUNS["cifar_vgg11"] = RUNS["cifar_vgg11"].replace(channels_last=True)
 # at this width gn's default of gcd(channels, 32) groups leaves one channel per group, which is instance norm: two groups
@@ -107,7 +109,8 @@ RUNS["resnet_gn"] = RUNS["resnet_gn"].replace(norm_args={"num_groups": 2})
 # the probe behind a probe column "layer|kind|stat", by its kind (unit_quantiles: "unit<i>")
 PROBE_OF_KIND = {"in": "layer_stats", "out": "layer_stats", "grad": "layer_stats", "ics": "ics", "landscape": "landscape",
                  "hessian": "hessian", "dist": "output_quantiles", "unit": "unit_quantiles", "weight": "weight_norms",
-                 "penalty_grad": "penalty_grad"}
+                 "penalty_grad": "penalty_grad", "channel": "channel_stats", "noise": "noise_acc",
+                 "grad_spread": "gradient_spread"}
 
 
 def probe_of(column: str) -> str | None:

@@ -1,6 +1,7 @@
 """bnlib.lab.experiment: a Run is data (JSON, stable key, validation), and train_run gives the same table in any process."""
 
 import dataclasses
+import re
 
 import pandas as pd
 import pytest
@@ -59,6 +60,18 @@ def test_a_probe_version_changes_only_the_keys_of_runs_that_list_the_probe(monke
     assert after[0] != before[0] and after[1:] == before[1:]
 
 
+def test_a_norm_version_changes_only_the_keys_of_runs_with_that_norm(monkeypatch):
+    """NORM_VERSIONS (noisy_bn 2: noise per activation) moves the noisy runs' keys, never another norm's: other notebooks'
+    cached runs stay valid."""
+    noisy, bn = BASE.replace(norm="noisy_bn"), BASE
+    assert experiment.NORM_VERSIONS["noisy_bn"] == 2 and bn.key(0) == "6db34b2de2c9c524"
+    before = noisy.key(0), bn.key(0)
+    monkeypatch.setitem(experiment.NORM_VERSIONS, "noisy_bn", 1)  # the first version: absent from the key
+    assert noisy.key(0) != before[0] and bn.key(0) == before[1]
+    monkeypatch.setitem(experiment.NORM_VERSIONS, "bn", 2)
+    assert bn.key(0) != before[1]
+
+
 @pytest.mark.parametrize(
     "changes, message",
     [(dict(model="vgg12"), "Run.model: unknown model 'vgg12'; valid models: mlp"),
@@ -67,7 +80,7 @@ def test_a_probe_version_changes_only_the_keys_of_runs_that_list_the_probe(monke
      (dict(optimizer="lbfgs"), "Run.optimizer: unknown optimizer 'lbfgs'"),
      (dict(width=0.5), "Run.width: the mlp builder takes no 'width'; leave it None"),
      (dict(steps=0), "Run.steps: must be an integer >= 1, got 0"),
-     (dict(lr=-1), "Run.lr: must be > 0, got -1"),
+     (dict(lr=-1), "Run.lr: the learning rate must be a finite number > 0, got -1"),
      (dict(test_size=0), "Run.test_size: must be None or an integer >= 1, got 0"),
      (dict(momentum=-0.1), "Run.momentum: must be a number >= 0"),
      (dict(model="small_cnn", dropout=1.0), r"Run.dropout: must be in \[0, 1\)"),
@@ -89,6 +102,26 @@ def test_a_probe_version_changes_only_the_keys_of_runs_that_list_the_probe(monke
 def test_a_bad_field_fails_before_any_work_naming_it(changes, message):
     with pytest.raises(ValueError, match=message):
         BASE.replace(**changes)
+
+
+@pytest.mark.parametrize("value", [0, -0.1, float("nan"), float("inf"), None, True, "0.1"])
+def test_lr_and_other_lr_are_checked_apart_each_named(value):
+    """lr must be a finite number > 0; other_lr None (lr) or the same; a bad one is named alone, the other left out."""
+    shown = re.escape(repr(value))
+    with pytest.raises(ValueError, match=rf"^Run\.lr: the learning rate must be a finite number > 0, got {shown}$"):
+        BASE.replace(lr=value)
+    if value is None:
+        assert BASE.replace(other_lr=None).other_lr is None  # None: every parameter at lr
+        return
+    with pytest.raises(ValueError, match=rf"^Run\.other_lr: the rate of every parameter but the convolutions' weights "
+                                         rf"must be None \(they train at lr\) or a finite number > 0, got {shown}$"):
+        BASE.replace(other_lr=value)
+
+
+def test_valid_rates_pass_unchanged():
+    for lr, other_lr in [(1, None), (0.05, 0.5), (1e-12, 3)]:
+        run = BASE.replace(lr=lr, other_lr=other_lr)
+        assert (run.lr, run.other_lr) == (lr, other_lr)
 
 
 def test_unknown_json_fields_are_named():
@@ -168,7 +201,7 @@ def test_other_lr_trains_the_convolutions_alone_at_lr(data_root):
     pd.testing.assert_frame_equal(same.drop(columns="elapsed_s"), train_run(run, 0).drop(columns="elapsed_s"))
     frozen_rest = train_run(run.replace(other_lr=1e-12), 0)
     assert frozen_rest.loc[2, "train_loss"] != same.loc[2, "train_loss"]
-    with pytest.raises(ValueError, match="Run.other_lr: must be > 0, got -1"):
+    with pytest.raises(ValueError, match="Run.other_lr: .* must be None .* or a finite number > 0, got -1"):
         run.replace(other_lr=-1)
     assert run.key(0) == Run.from_json(run.to_json()).key(0)
 

@@ -3,7 +3,7 @@
 PyTorch picks its vector kernels when it starts, from the CPU (``torch.backends.cpu.get_cpu_capability()``: AVX512 on
 an Intel Xeon with AVX-512 and AMX, AVX2 on many AMD EPYC machines), and oneDNN and MKL pick theirs likewise. The
 project promises bit-identical numbers for the same computation on the same kind of CPU (kernel, worker process, Dask,
-a rerun) and only float32 rounding across kinds (README, "Reproducibility"). The tests that compare code paths bit for
+a rerun) and only float32 rounding across kinds (docs/reproducibility.md). The tests that compare code paths bit for
 bit must therefore hold with every kind of kernel: here they run in a fresh pytest process with all three libraries
 capped one level below this machine's (AVX-512 -> AVX2; AVX2 -> the baseline, SSE4).
 """

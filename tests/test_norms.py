@@ -755,9 +755,9 @@ def test_noisy_output_is_resampled_each_call_and_seed_reproducible():
     torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-def test_noisy_4d_noise_is_constant_over_spatial_positions():
+def test_noisy_per_channel_4d_noise_is_constant_over_spatial_positions():
     x = torch.randn(8, 3, 5, 4, dtype=torch.float64) * 2 - 1
-    noisy = random_affine(NoisyBatchNorm(3).double())
+    noisy = random_affine(NoisyBatchNorm(3, per="channel").double())
     ref = BatchNorm(3).double()
     copy_affine(noisy, ref)
     a = noisy(x)
@@ -1212,3 +1212,105 @@ def test_norm_layer_builds_the_small_batch_kinds():
     assert norm_layer("ghost_bn", 4, virtual_batch=8).virtual_batch == 8
     assert norm_layer("batch_renorm", 4, warmup_steps=10).limits() == (1.0, 0.0)
     assert norms.is_batch_norm(norm_layer("ghost_bn", 4)) and norms.is_batch_norm(norm_layer("batch_renorm", 4))
+
+
+# ---------------------------------------------------------------------------
+# GroupNorm as Wu & He define it: several channels per group (issue 40)
+
+
+@pytest.mark.parametrize("width, per_group", [(0.0625, {4}), (0.125, {4}), (0.25, {4}), (1.0, {4, 8, 16})])
+def test_wu_he_groups_give_vgg11_at_least_4_channels_per_group_at_every_width(width, per_group):
+    from bnlib.models import vgg
+
+    net = vgg("vgg11", width=width, norm=lambda c: norms.group_norm(c, channels_per_group=4))
+    groups = [m for m in net.modules() if isinstance(m, nn.GroupNorm)]
+    assert len(groups) == 8
+    assert {m.num_channels // m.num_groups for m in groups} == per_group
+    assert all(m.num_groups <= 32 and m.num_channels % m.num_groups == 0 for m in groups)
+    # the default gcd(C, 32) groups are InstanceNorm wherever a layer has 32 channels or fewer
+    default = [m for m in vgg("vgg11", width=width, norm="gn").modules() if isinstance(m, nn.GroupNorm)]
+    assert (min(m.num_channels // m.num_groups for m in default) == 1) == (width <= 0.25)
+
+
+def test_wu_he_groups_are_the_largest_divisor_up_to_the_cap():
+    assert [norms.wu_he_groups(c) for c in (1, 3, 4, 8, 12, 24, 64, 128, 512)] == [1, 1, 1, 2, 3, 6, 16, 32, 32]
+    assert norms.wu_he_groups(64, 2) == 32 and norms.wu_he_groups(64, 16) == 4 and norms.wu_he_groups(64, 4, max_groups=8) == 8
+    assert norm_layer("gn", 16, channels_per_group=4).num_groups == 4  # through the registry, as a Run's norm_args
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(num_groups=4, channels_per_group=4), "give num_groups or channels_per_group, not both"),
+    (dict(channels_per_group=0), "channels_per_group must be an integer >= 1, got 0"),
+    (dict(channels_per_group=2.5), "channels_per_group must be an integer >= 1, got 2.5"),
+])
+def test_group_norm_refuses_bad_channels_per_group(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        norms.group_norm(16, **kwargs)
+    with pytest.raises(ValueError, match="channels_per_group must be an integer >= 1, got -1"):
+        norms.wu_he_groups(16, -1)
+
+
+# --------------------------------------------------------------------------- NoisyBatchNorm per activation (issue 39)
+
+def test_noisy_per_activation_draws_every_example_channel_and_position():
+    """The default noise (Santurkar et al. Sec. 2.1: i.i.d. per activation of each sample): one draw per (j, i, h, w),
+    around a per-channel mean and scale that are new at every call."""
+    torch.manual_seed(0)
+    n, c, h, w = 256, 16, 6, 6
+    noisy = NoisyBatchNorm(c)
+    x = torch.randn(n, c, h, w, dtype=torch.float64) * 2 + 1
+    a = noisy.double()(x)
+    m, s = noisy.last_noise
+    assert noisy.per == "activation" and m.shape == s.shape == x.shape
+    torch.testing.assert_close(a, s * BatchNorm(c).double()(x) + m, rtol=0, atol=1e-12)
+    # within one channel the noise varies over positions of one example, with the per-example spreads of the scheme
+    assert (m.std((2, 3)) > 0.03).all() and (s.std((2, 3)) > 0.05).all()
+    torch.testing.assert_close(m.std((0, 2, 3)), torch.full((c,), 0.1 / 3**0.5, dtype=torch.float64), rtol=0.03, atol=0)
+    torch.testing.assert_close(s.std((0, 2, 3)), torch.full((c,), 0.1, dtype=torch.float64), rtol=0.03, atol=0)
+    mu, sigma = m.mean((0, 2, 3)), s.mean((0, 2, 3))
+    assert mu.abs().max() <= 0.5 + 0.01 and sigma.min() >= 1.0 - 0.01 and sigma.max() <= 1.25 + 0.01
+    noisy(x)
+    mu2 = noisy.last_noise[0].mean((0, 2, 3))
+    assert (mu2 - mu).abs().max() > 0.1  # the distribution's parameters change from step to step
+
+
+def test_noisy_per_channel_and_per_activation_agree_on_dense_inputs():
+    x = torch.randn(32, 5)
+    torch.manual_seed(3)
+    a = NoisyBatchNorm(5)(x)
+    torch.manual_seed(3)
+    b = NoisyBatchNorm(5, per="channel")(x)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_noisy_per_channel_is_the_first_version():
+    """per="channel" draws what the first NoisyBatchNorm drew (mu, sigma per channel, then m, s per example and channel)."""
+    x = torch.randn(4, 3, 2, 2)
+    torch.manual_seed(5)
+    noisy = NoisyBatchNorm(3, per="channel")
+    a = noisy(x)
+    torch.manual_seed(5)
+    mu, sigma = torch.empty(3).uniform_(-0.5, 0.5), torch.empty(3).uniform_(1.0, 1.25)
+    m = (mu + torch.empty(4, 3).uniform_(-0.1, 0.1)).view(4, 3, 1, 1)
+    s = (sigma + 0.1 * torch.empty(4, 3).normal_()).view(4, 3, 1, 1)
+    torch.testing.assert_close(a, s * BatchNorm(3)(x) + m, rtol=1e-6, atol=1e-6)
+
+
+def test_noisy_noise_off_is_batch_norm_and_draws_nothing():
+    x = torch.randn(8, 3, 2, 2)
+    noisy, ref = random_affine(NoisyBatchNorm(3)), BatchNorm(3)
+    copy_affine(noisy, ref)
+    noisy.noise = False
+    state = torch.get_rng_state()
+    torch.testing.assert_close(noisy(x), ref(x), rtol=0, atol=0)
+    assert torch.equal(torch.get_rng_state(), state) and noisy.last_noise is None
+    torch.testing.assert_close(noisy.running_var, ref.running_var, rtol=0, atol=0)
+
+
+def test_noisy_per_is_checked_and_shown():
+    with pytest.raises(ValueError, match="per must be one of"):
+        NoisyBatchNorm(4, per="example")
+    assert repr(NoisyBatchNorm(4, per="channel")).endswith("affine=True, per='channel')")
+    assert "per=" not in repr(NoisyBatchNorm(4))
+    assert norm_layer("noisy_bn", 4, per="channel").per == "channel"
+

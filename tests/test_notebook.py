@@ -35,3 +35,15 @@ def test_runs_trains_in_the_kernel_caches_and_applies_columns(tmp_path, data_roo
     assert set(first["arm"]) == {"plain"} and first["step"].max() == 4 and list(nb.runs_dir.iterdir())
     again = nb.runs([run], nb.seeds, "demo")  # from the cache: the same rows
     assert again["test_acc"].tolist() == first["test_acc"].tolist()
+
+
+def test_out_dir_resolves_from_the_repository_root_whatever_the_working_directory(tmp_path, monkeypatch):
+    """Plain papermill starts the kernel where it is called: None and relative out_dirs must not depend on that."""
+    from bnlib.lab.notebook import output_folder
+    from bnlib.lab.series import REPO
+
+    for cwd in (tmp_path, REPO / "notebooks", REPO):
+        monkeypatch.chdir(cwd)
+        assert output_folder("01_x") == REPO / "outputs" / "01_x"
+        assert output_folder("01_x", "outputs/o") == REPO / "outputs" / "o"
+        assert output_folder("01_x", tmp_path / "abs") == tmp_path / "abs"

@@ -13,6 +13,7 @@ EXACT_CLAIMS = [
     "BN across processes with synchronized statistics equals BN on the full batch",
     "BN computed per process differs from BN on the full batch",
     "At inference BN folds into the convolution before it: the folded network gives the same outputs",
+    "InstanceNorm is invariant to a per-image, per-channel contrast and brightness change (x → ax + b)",
 ]
 # demonstrations by construction and a single timing: checks too, whose outcome at the smoke preset may go either way
 DEMONSTRATIONS = [
@@ -25,7 +26,7 @@ SMALL_BATCH_CLAIMS = [
     "BN loses its advantage over no normalization when the batch shrinks",
     "At the smallest batch, a batch-independent norm (LayerNorm, GroupNorm) beats BN",
     "Batch renormalization beats BN at the smallest batch",
-    "Ghost BN (BN over small groups of a large batch) beats BN at the largest batch",
+    "BN's accuracy falls as its groups shrink inside a fixed SGD batch (ghost BN)",
 ]
 
 
@@ -46,30 +47,46 @@ def test_notebook_06_verdicts_preconditions_checks_and_summary(smoke_run):
         for p in v["preconditions"]:
             assert isinstance(p["value"], (int, float)) and math.isfinite(p["value"]), (v["claim"], p)
         assert (v["outcome"] == "untestable here") == any(not p["passed"] for p in v["preconditions"]), v["claim"]
-    # the smoke preset tries rate factors [1, 4]: every small-batch cell's rate is at an edge of its grid
+    # small batches: every verdict states the three preconditions over the cells it compares, each measured
     for claim in SMALL_BATCH_CLAIMS:
         v = find_verdict(verdicts, claim)
-        edge = [p for p in v["preconditions"] if p["kind"] == "interior optimum"]
-        assert v["outcome"] == "untestable here" and len(edge) == 1 and not edge[0]["passed"] and edge[0]["value"] >= 1, v
-    assert n["small_batch_cells_at_edge"]["at an edge"] == n["small_batch_cells_at_edge"]["cells"]
-    # GroupNorm with gcd(C, 32) groups: one channel per group wherever C <= 32 (at the smoke width, in every layer)
+        kinds_ = [p["kind"] for p in v["preconditions"]]
+        assert kinds_[:3] == ["interior optimum", "plateau", "in range"], (claim, kinds_)
+        edge, flat_ = v["preconditions"][0], v["preconditions"][1]
+        assert edge["passed"] == (edge["value"] == 0) and flat_["passed"] == (flat_["value"] <= 0.005), v
+    # the smoke grids start at [1, 4]: a cell at an edge gets one more factor past it (x4 or /4), once (small_batch_widen 1)
+    grids, chosen = n["small_batch_rate_grids"], n["small_batch_chosen_factor"]
+    assert len(grids) == 6 * 2 + 2 and set(grids) == set(chosen)  # 6 kinds x 2 batch sizes, ghost BN with 2 group sizes
+    for cell, grid in grids.items():
+        assert grid == sorted(grid) and {1.0, 4.0} <= set(grid) <= {0.25, 1.0, 4.0, 16.0} and len(grid) in (2, 3), (cell, grid)
+        assert chosen[cell] in grid
+    at_edge = sum(chosen[c] in (g[0], g[-1]) for c, g in grids.items())
+    assert n["small_batch_cells_at_edge"] == {"at an edge": at_edge, "cells": len(grids)}
+    assert all(0 <= v <= 1 for v in n["small_batch_plateau_change"].values())
+    # GroupNorm as Wu & He define it: 4 channels per group in every layer at the smoke width (x1/16)
     per_group = n["groupnorm_channels_per_group"]
-    assert len(per_group) == 8 and min(per_group) == 1
+    assert per_group == [4] * 8
     gn_shift = find_verdict(verdicts, "A batch-independent norm (GroupNorm) loses less accuracy")
     gn_check = [p for p in gn_shift["preconditions"] if p["name"].startswith("share of GroupNorm layers")]
-    assert len(gn_check) == 1 and not gn_check[0]["passed"] and gn_shift["outcome"] == "untestable here"
-    assert gn_check[0]["value"] == sum(c > 1 for c in per_group) / len(per_group)
-    # He initialization is not CS231n's small weights: the initial-loss claim cannot be tested on it
+    assert len(gn_check) == 1 and gn_check[0]["passed"] and gn_check[0]["value"] == 1.0
+    gn_rate = [p for p in gn_shift["preconditions"] if p["kind"] == "interior optimum"]
+    assert len(gn_rate) == 1 and n["groupnorm_validated_lr_factor"] in (1.0, 2.0)
+    assert not gn_rate[0]["passed"] and gn_shift["outcome"] == "untestable here"  # a grid of 2 factors has no interior
+    # CS231n's small weights: He x0.01 meets the precondition of the initial-loss claim (He alone, the contrast, would not)
     init = find_verdict(verdicts, "A freshly initialized network starts at the loss")
-    assert init["outcome"] == "untestable here" and init["preconditions"][0]["value"] > 0.01
-    assert max(max(v) for v in n["initial_classifier_weight_sd"].values()) == init["preconditions"][0]["value"]
-    # frozen BN: two manipulation checks against the AdaBN confound
+    assert init["preconditions"][0]["passed"] and init["outcome"] != "untestable here"
+    he_sd = max(max(v) for v in n["initial_classifier_weight_sd"].values())
+    assert init["preconditions"][0]["value"] == pytest.approx(0.01 * he_sd) and he_sd > 0.01
+    # fine-tuning: adapted-then-frozen − updating, shifted and clean; fine-tuning must act beyond the statistics
     frozen = find_verdict(verdicts, "Fine-tuning on a small set with small batches")
-    assert [p["kind"] for p in frozen["preconditions"]] == ["manipulation check"] * 2
-    # random vs grid: does CV order settings as the final test does, and how many distinct rates a random search tries
+    assert [p["kind"] for p in frozen["preconditions"]] == ["manipulation check", "in range"]
+    assert sorted(p["part"] for p in frozen["parts"]) == ["clean", "shifted"]
+    # random vs grid: does CV order the chosen settings as the final test does; continuous draws try as many rates as trials
     search = find_verdict(verdicts, "Random search beats grid search")
-    assert any("order the two alike" in p["name"] for p in search["preconditions"])
-    assert 1 <= n["search_distinct_rates_per_random_search"] <= 3  # the smoke lattice has 3 rates
+    assert [p["kind"] for p in search["preconditions"]] == ["manipulation check"] * 2
+    assert all("order alike" in p["name"] for p in search["preconditions"])
+    assert n["search_distinct_rates_per_random_search"] == 4  # 4 trials per search, no lattice to cap them
+    assert set(n["search_cv_test_pair_agreement"]) == {"with BN", "without BN"}
     # the executed notebook ends with the summary generated from metrics.json, and no text names another outcome
     assert_ends_with_summary(out / "06_batchnorm_in_practice.ipynb", verdicts)
 
@@ -80,7 +97,7 @@ def test_notebook_06_numbers(smoke_run):
     nb_out = out / "06_batchnorm_in_practice"
     m = read_metrics(nb_out)
     n, info = m["numbers"], m["info"]
-    assert len(m["verdicts"]) == 24 and len({v["claim"] for v in m["verdicts"]}) == 24
+    assert len(m["verdicts"]) == 25 and len({v["claim"] for v in m["verdicts"]}) == 25
     assert info["test_size"] == 200 and info["seeds"] == 2 and info["first_seed"] == 0
     assert info["train_size"] == 45_000 and info["validation_size"] == 5_000  # the last 5,000 training images are held out
     outcomes = {v["claim"]: v["outcome"] for v in m["verdicts"]}
@@ -110,16 +127,19 @@ def test_notebook_06_numbers(smoke_run):
     assert "val_acc" in header and "test_acc" not in header  # the sweep that chooses rates never sees the test set
     with open(nb_out / "search_trials.csv") as f:
         trials = list(csv.DictReader(f))
-    assert len(trials) == 2 * 3 * 3  # 2 networks x the 3x3 lattice of a 2x2 grid refined twice
+    assert len(trials) == 2 * (4 + 2 * 4)  # 2 networks x (a 2x2 grid + 2 random searches of as many trials)
     assert sum(r["in grid"] == "True" for r in trials) == 2 * 4
+    random_lrs = [float(r["lr"]) for r in trials if r["in grid"] == "False"]
+    assert len(set(random_lrs)) == 8 and all(0.001 <= a <= 0.3 for a in random_lrs)  # continuous draws inside the range
     with open(nb_out / "search_draws.csv") as f:
         draws = list(csv.DictReader(f))
-    assert len(draws) == 2 * 200 and all(float(r["cv − grid's"]) <= 1 for r in draws)
+    assert len(draws) == 2 * 3 and sorted({r["search"] for r in draws}) == ["grid", "random 1", "random 2"]
     # eps: the networks as trained barely notice a port to 1e-3; with every conv weight before BN x0.01 (variances x1e-4) they do
     eps_changed = {a: sum(v) / len(v) for a, v in n["eps_port_predictions_changed"].items()}
     assert sorted(eps_changed) == ["0.01", "0.1", "1"] and eps_changed["0.01"] > eps_changed["1"] + 0.05, eps_changed
     eps_verdict = next(v for v in m["verdicts"] if v["claim"].startswith("A mismatch of eps"))
-    assert len(eps_verdict["parts"]) == 3
+    assert len(eps_verdict["parts"]) == 4 and eps_verdict["parts"][-1]["part"].startswith("trained with weight decay 0.0005")
+    assert len(n["eps_weight_decay_smallest_running_variance"]) == 2
     # the variance convention: the smallest m of a batch statistic is VGG-11's last 2x2 feature map times the batch size
     with open(nb_out / "variance_convention.csv") as f:
         rows = list(csv.DictReader(f))
@@ -133,24 +153,27 @@ def test_notebook_06_numbers(smoke_run):
     first = min(int(r["step"]) for r in lag)
     for r in (r for r in lag if int(r["step"]) == first):
         assert float(r["mean_error_debiased"]) < 0.5 * float(r["mean_error_running"]), r
-    # small batches: every (kind, batch, budget) at its rate chosen on validation; ghost BN only where a batch holds 2+ groups
+    # small batches: every (kind, batch) and ghost BN group size, the same epochs, at its rate chosen on validation
     with open(nb_out / "small_batches.csv") as f:
         small = list(csv.DictReader(f))
-    cells = {(r["norm"], int(r["batch"]), r["budget"]) for r in small}
-    assert len(cells) == 2 * (5 * 2 - 1) and ("ghost_bn", 2, "equal examples") not in cells
-    assert {int(r["steps"]) for r in small if r["budget"] == "equal steps"} == {64 // 16}
-    assert all(int(r["steps"]) == 64 // int(r["batch"]) for r in small if r["budget"] == "equal examples")
-    assert all(float(r["factor"]) in (1.0, 4.0) and abs(float(r["lr"]) - 0.05 * int(r["batch"]) / 64 * float(r["factor"])) < 1e-12
-               for r in small)
-    assert set(n["small_batch_chosen_factor"].values()) <= {1.0, 4.0}
+    cells = {(r["norm"], int(r["batch"]), int(r["group"])) for r in small}
+    assert len(cells) == 6 * 2 + 2 and len(small) == 2 * len(cells)
+    assert {(k, g) for k, b, g in cells if k == "ghost_bn"} == {("ghost_bn", 2), ("ghost_bn", 16)}
+    assert all(int(r["steps"]) == 2 * (64 // int(r["batch"])) for r in small)  # 2 epochs of 64 images at every batch size
+    assert all(abs(float(r["lr"]) - 0.05 * int(r["batch"]) / 64 * float(r["factor"])) < 1e-12 for r in small)
+    lag_aug = [r for r in lag if r["test_acc_recomputed_augmented"]]
+    assert lag_aug and all(0 <= float(r["test_acc_recomputed_augmented"]) <= 1 for r in lag_aug)
     # shifted inputs: 3 shifts per network; a frozen BN's running statistics do not move while fine-tuning, an updating one's do
     with open(nb_out / "distribution_shift.csv") as f:
         assert sorted(r["shift"] for r in csv.DictReader(f)) == ["brightness"] * 2 + ["contrast"] * 2 + ["noise"] * 2
     drift = n["fine_tune_drift"]
-    assert drift["frozen"] == [0.0, 0.0] and min(drift["updating"]) > 1e-4, drift
+    for domain in ("shifted", "clean"):
+        assert drift[f"frozen, {domain}"] == drift[f"adapted, then frozen, {domain}"] == [0.0, 0.0], drift
+        assert min(drift[f"updating, {domain}"]) > 1e-4, drift
+    assert len(n["fine_tune_acc"]) == 6
     for name in ["train_vs_eval_mode.csv", "checkpoints.csv", "lag_runs.csv", "momentum_ports.csv", "eps_port.csv",
                  "small_batches.csv", "distributed_bn.csv", "fold_timing.csv", "initial_loss.csv", "lr_curves.csv",
-                 "search_results.csv", "lr_validation.png"]:
+                 "search_results.csv", "lr_validation.png", "eps_port_weight_decay.csv", "fine_tuning.csv"]:
         assert (nb_out / name).stat().st_size > 0, name
 
 

@@ -138,10 +138,26 @@ def test_cuda_without_a_gpu_is_refused_in_the_check_cell():
     ("04", "bound", "0", "bound must be a finite number > 0 or None, got 0"),
     ("04", "bound", "none", "bound must be a finite number > 0 or None, got 'none'"),
     ("04", "datasets", "[]", "datasets must be a non-empty list, each one of 'mnist', 'fashion_mnist', 'cifar10', got []"),
+    ("04", "cifar_variants", '["none", "bn", "rigid"]', "cifar_variants must be a non-empty list, each one of 'none', 'bn', "
+     "'rigid', 'rigid_mv', 'rigid_clip', 'rigid_reg', 'kl_bn', 'kl_only', 'kl_bn_original', 'kl_only_original' and include none, "
+     "bn, rigid and kl_only (claims 1 and 2)"),
+    ("04", "sweep_dataset", "cifar10", "sweep_dataset must be one of 'mnist' and not cifar10 (the sweeps train the small CNN"),
+    ("04", "bounds", "[4.0, 5.0]", "bounds must be a non-empty list, each a finite number > 1 with one bound at most 3"),
     ("05", "slice_points", "2", "slice_points must be an integer >= 3, got 2"),
     ("06", "dist_batch", "5", "dist_batch must be an integer >= 4 and even (two processes get at least 2 images each), got 5"),
-    ("06", "small_batch_sizes", "[1, 8]", "small_batch_sizes must be a non-empty list, each an integer in [2, 512], got [1, 8] "
-                                          "(bad entry 1)"),
+    ("06", "small_batch_sizes", "[1, 8]", "small_batch_sizes must be a non-empty list, each an integer in [2, 250], got [1, 8] "
+                                          "(bad entry 1)"),  # at most half of small_batch_train_size: 2+ steps an epoch
+    # issue 40: ghost BN's groups divide its SGD batch; ghost BN is no longer a kind of the batch-size comparison
+    ("06", "ghost_groups", "[3]", "ghost_groups must be a non-empty list, each an integer in [2, 16] dividing ghost_batch=32, "
+                                  "got [3] (bad entry 3)"),
+    ("06", "ghost_groups", "[32]", "ghost_groups must be a non-empty list, each an integer in [2, 16] dividing ghost_batch=32, "
+                                   "got [32] (bad entry 32)"),
+    ("06", "small_batch_kinds", '["none", "torch_bn", "ghost_bn"]', "small_batch_kinds must be a non-empty list, each one of "
+                                                                    "'none', 'torch_bn', 'bn', 'batch_renorm', 'ln', 'in', 'gn'"),
+    ("06", "small_batch_widen", "-1", "small_batch_widen must be an integer >= 0, got -1"),
+    ("06", "small_batch_train_size", "2", "small_batch_train_size must be an integer in [8, 45000], got 2"),
+    ("06", "gn_lr_factors", "[-1]", "gn_lr_factors must be a non-empty list, each a finite number > 0, got [-1] (bad entry -1)"),
+    ("06", "init_scale", "2", "init_scale must be a finite number in (0, 1], got 2"),
     ("06", "bn_momenta", "[0.99, 1.5]", "bn_momenta must be a non-empty list, each a finite number in (0, 1], got [0.99, 1.5] "
                                         "(bad entry 1.5)"),
     ("06", "search_lr_range", "[1.0, 0.1]",
@@ -159,8 +175,8 @@ def test_notebook_bad_values_name_the_parameter(notebook, name, value, message):
     assert check_cell_error(notebook, name, value).startswith(message)
 
 
-@pytest.mark.parametrize("name", ["steps", "lag_steps", "lag_every", "recompute_batches", "port_batches", "small_batch_examples",
-                                  "fold_repeats", "overfit_steps", "sweep_steps", "search_draws", "search_steps", "final_steps",
+@pytest.mark.parametrize("name", ["steps", "lag_steps", "lag_every", "recompute_batches", "port_batches", "small_batch_epochs",
+                                  "fold_repeats", "overfit_steps", "sweep_steps", "search_repeats", "final_steps",
                                   "finetune_steps"])
 def test_notebook_06_bounds_every_count_that_sizes_a_loop_or_an_allocation(name):
     """At most P.MAX_STEPS (issue 37, item 9): refused in the check cell, by name, before any data is loaded."""

@@ -32,7 +32,7 @@ INF, NAN = float("inf"), float("nan")
      (P.interval(P.positive), [1.0, 0.1], "x must be [low, high] with low < high, each a finite number > 0, got [1.0, 0.1]"),
      (P.interval(P.positive), [0.1], "x must be [low, high] with low < high, each a finite number > 0, got [0.1]"),
      (P.count.where(lambda v: v % 2 == 0, "and even"), 3, "x must be an integer >= 1 and even, got 3"),
-     (P.count.where(lambda v: v % 2 == 0, "and even"), "4", "x must be an integer >= 1 and even, got '4'"),
+     (P.count.where(lambda v: v % 2 == 0, "and even"), "four", "x must be an integer >= 1 and even, got 'four'"),
      (P.executor, "cluster", 'x must be "local", "dask" (a LocalCluster on this machine) or "dask://HOST:PORT", got \'cluster\''),
      (P.positive, INF, "x must be a finite number > 0, got inf"),
      (P.positive, NAN, "x must be a finite number > 0, got nan"),
@@ -81,6 +81,35 @@ def test_check_goes_in_order_and_names_a_misspelt_parameter():
         P.seeds_from(0, 0)
 
 
+def test_check_refuses_a_name_papermill_injected_that_the_notebook_does_not_declare():
+    """papermill -p seed 5 only warns and injects ``seed = 5`` after the parameters cell; the check cell refuses it,
+    naming the valid parameters. The kernel's input history (``In``) tells the injected cell from the declared one."""
+    params, check_cell = "seeds = 3  # runs\nlr = 0.1\nlrs: list = [0.1]", "P.check(globals(), seeds=P.count)"
+    history = ["", params, "# Parameters\nseed = 5\nlr = 0.5\n", check_cell]
+    with pytest.raises(ValueError, match=r"^unknown parameter 'seed' injected by papermill: .* valid names: seeds, lr, lrs$"):
+        P.check({"In": history, "seeds": 3, "lr": 0.5, "seed": 5}, seeds=P.count)
+    history[2] = "# Parameters\nseed = 5\nlearning_rate = 1\n"
+    with pytest.raises(ValueError, match=r"^unknown parameters 'seed', 'learning_rate' injected"):
+        P.check({"In": history, "seeds": 3}, seeds=P.count)
+    history[2] = "# Parameters\nseeds = 5\nlr = 0.5\n"  # declared names: checked as usual
+    P.check({"In": history, "seeds": 5}, seeds=P.count)
+    P.check({"In": ["", params, check_cell], "seeds": 3, "seed": 5}, seeds=P.count)  # no injected cell: run by hand
+    P.check({"seeds": 3, "seed": 5}, seeds=P.count)  # no kernel history at all
+
+
+@pytest.mark.slow
+def test_papermill_run_with_an_undeclared_parameter_fails_in_the_check_cell(tmp_path):
+    import papermill as pm
+    from toy import write_notebook
+
+    check_cell = "from bnlib.lab import params as P\nP.check(globals(), seeds=P.count, lr=P.positive)"
+    nb = write_notebook(tmp_path / "nb.ipynb", ["seeds = 3\nlr = 0.1", check_cell])
+    pm.execute_notebook(str(nb), str(tmp_path / "ok.ipynb"), parameters={"seeds": 2}, progress_bar=False)
+    message = "unknown parameter 'seed' injected by papermill.*valid names: seeds, lr"
+    with pytest.raises(pm.PapermillExecutionError, match=message):
+        pm.execute_notebook(str(nb), str(tmp_path / "bad.ipynb"), parameters={"seed": 5}, progress_bar=False)
+
+
 @pytest.mark.parametrize("value", ["cpu", "auto", "cuda", "cuda:1"])
 def test_device_check_accepts_cpu_auto_and_cuda_where_available(value, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -104,3 +133,102 @@ def test_device_check_refuses_unknown_devices(value):
     message = f"device must be 'cpu', 'cuda' (or 'cuda:N') or 'auto', got {value!r}"
     with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
         P.device(device=value)
+
+
+def _kernel(path, injected: dict) -> dict:
+    """The globals of a kernel that ran ``path``'s parameters cell, then papermill's injected cell for ``injected``."""
+    import nbformat
+    from papermill.translators import translate_parameters
+
+    params = next(c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code").source
+    cell = translate_parameters("python3", "python", injected, "Parameters")
+    values: dict = {}
+    exec(params, values)
+    exec(cell, values)
+    values["In"] = ["", params, cell, "P.check(...)"]
+    return values
+
+
+@pytest.mark.parametrize("preset", ["smoke", "quick", "full"])
+def test_every_notebook_passes_its_preset_check_as_the_runner_runs_it(preset):
+    """What ``bnlib.run NN --preset X`` injects (the preset's values and the label), with an override or not, holds."""
+    from bnlib.lab.presets import preset_parameters
+    from bnlib.lab.series import notebook_identity, resolve_notebooks
+
+    for path in resolve_notebooks():
+        stem = notebook_identity(path)
+        injected = {**preset_parameters(stem, preset), "preset": preset, "out_dir": "/tmp/x"}
+        P.check(_kernel(path, injected), preset=P.preset_for(stem))
+        P.check(_kernel(path, {**injected, "seeds": 7}), preset=P.preset_for(stem))  # an override by name is allowed
+
+
+@pytest.mark.parametrize("preset", ["smoke", "full"])
+def test_a_preset_label_alone_is_refused_naming_what_differs_and_the_command(preset):
+    """``papermill -p preset smoke`` would run the defaults (quick's sizes) under the label smoke."""
+    from bnlib.lab.presets import preset_parameters
+    from bnlib.lab.series import notebook_identity, resolve_notebooks
+
+    for path in resolve_notebooks():
+        stem = notebook_identity(path)
+        values = _kernel(path, {"preset": preset})
+        name = next(k for k, v in preset_parameters(stem, preset).items() if values[k] != v)
+        pattern = rf"^preset='{preset}' but these parameters do not hold {preset}'s values: .*\b{name}=.*" \
+                  rf"`python -m bnlib\.run {stem[:2]} --preset {preset}`.* " \
+                  rf"`papermill -f notebooks/presets/{stem[:2]}/{preset}\.yaml"
+        with pytest.raises(ValueError, match=pattern):
+            P.check(values, preset=P.preset_for(stem))
+
+
+def test_preset_label_rules_quick_overrides_and_relabelled_values():
+    stem = "01_internal_covariate_shift"
+    from bnlib.lab.presets import preset_parameters
+    from bnlib.lab.series import resolve_notebooks
+
+    path = resolve_notebooks(["01"])[0]
+    smoke = preset_parameters(stem, "smoke")
+    P.check(_kernel(path, {"seeds": 2}), preset=P.preset_for(stem))  # quick with one override
+    with pytest.raises(ValueError, match=r"preset='quick' but .*seeds=2 \(quick: 3\)"):  # smoke's sizes under quick's label
+        P.check(_kernel(path, {**smoke, "preset": "quick"}), preset=P.preset_for(stem))
+    P.check(_kernel(path, {**smoke, "preset": "smoke", "lin_steps": 999}), preset=P.preset_for(stem))  # one override
+    with pytest.raises(ValueError, match=r"preset='smoke' but .*lin_steps=500 \(smoke: 60\)"):  # not set: the default
+        P.check(_kernel(path, {"seeds": 2, "preset": "smoke"}), preset=P.preset_for(stem))
+    with pytest.raises(ValueError, match=r"preset='full' but .*seeds=2 \(full: 5\)"):  # -f smoke.yaml -p preset full
+        P.check(_kernel(path, {**smoke, "preset": "full"}), preset=P.preset_for(stem))
+    with pytest.raises(ValueError, match=r"preset must be one of 'smoke', 'quick', 'full', got 'tiny'"):
+        P.check({"preset": "tiny"}, preset=P.preset_for(stem))
+    # by hand, without papermill: the parameters cell is the last one that assigns preset; an edited label is refused too
+    values = {"In": ["", 'preset = "smoke"\nseeds = 3', "P.check(...)"], "preset": "smoke", "seeds": 3}
+    with pytest.raises(ValueError, match=r"seeds=3 \(smoke: 2\)"):
+        P.check(values, preset=P.preset_for(stem))
+
+
+def test_check_parses_strings_that_papermill_and_yaml_pass_into_the_rules_type():
+    """``papermill -p lrs [0.1,1]`` passes a string, PyYAML reads ``1e-5`` as one: a string (or a list's string entries) is
+    parsed where the parsed value passes the rule, and written back into the notebook's globals."""
+    import yaml
+
+    values = {"lrs": "[0.1,1]", "lr": yaml.safe_load("lr: 1e-5")["lr"], "eps": yaml.safe_load("e: [1e-5, 0.1]")["e"],
+              "test_size": "null", "device": "cpu", "label": "3", "steps": "10"}
+    assert values["lr"] == "1e-5" and values["eps"] == ["1e-5", 0.1]  # what the kernel would get
+    P.check(values, lrs=P.list_of(P.positive), lr=P.positive, eps=P.list_of(P.positive), test_size=P.optional(P.count),
+            device=P.device, label=P.one_of("3", "4"), steps=P.count)
+    assert values == {"lrs": [0.1, 1], "lr": 1e-5, "eps": [1e-5, 0.1], "test_size": None, "device": "cpu", "label": "3",
+                      "steps": 10}
+    assert type(values["steps"]) is int and type(values["lr"]) is float
+    for bad, message in [("[0.1, -1]", r"got '\[0.1, -1\]'"), ("[0.1", r"got '\[0.1'"), ("abc", "got 'abc'")]:
+        with pytest.raises(ValueError, match=message):  # still refused, as given, where parsing does not help
+            P.check({"lrs": bad}, lrs=P.list_of(P.positive))
+    with pytest.raises(ValueError, match="got '2.5'"):
+        P.check({"steps": "2.5"}, steps=P.count)
+
+
+def test_a_preset_check_compares_the_parsed_values():
+    """``papermill -f smoke.yaml`` with a list passed as a string still matches the preset once parsed."""
+    from bnlib.lab.presets import preset_parameters
+    from bnlib.lab.series import resolve_notebooks
+
+    stem = "01_internal_covariate_shift"
+    injected = {**preset_parameters(stem, "smoke"), "preset": "smoke", "kappas": "[1, 10, 100]"}
+    values = _kernel(resolve_notebooks(["01"])[0], injected)
+    P.check(values, preset=P.preset_for(stem), kappas=P.list_of(P.number(ge=1)))
+    assert values["kappas"] == [1, 10, 100]

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -235,3 +236,110 @@ def test_layer_outputs_conv_gives_values_per_channel():
     conv = nn.Conv2d(3, 4, 3)
     out = layer_outputs(nn.Sequential(conv), {"c": conv}, torch.randn(2, 3, 5, 5))["c"]
     assert out.shape == (1, 2 * 3 * 3, 4)
+
+
+def test_gradient_spread_is_the_sd_of_log_gradient_norms_over_minibatches_and_refuses_a_tiny_batch():
+    from bnlib.probes import gradient_spread, named_probes
+
+    torch.manual_seed(6)
+    net = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3)).double().eval()
+    x, y = torch.randn(24, 4, dtype=torch.float64), torch.randint(0, 3, (24,))
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    got = gradient_spread(net, nn.functional.cross_entropy, (x, y), minibatches=3)
+    assert not net.training and all(torch.equal(v, state[k]) for k, v in net.state_dict().items())
+    net.train()
+    logs = []
+    for k in range(3):
+        loss = nn.functional.cross_entropy(net(x[8 * k: 8 * (k + 1)]), y[8 * k: 8 * (k + 1)])
+        logs.append(math.log(float(torch.autograd.grad(loss, [net[3].weight])[0].norm())))
+    mean = sum(logs) / 3
+    assert got["3"] == pytest.approx(math.sqrt(sum((v - mean) ** 2 for v in logs) / 2), rel=1e-9) and got["3"] > 0
+    row = named_probes(["gradient_spread"], net, (x, y), {"minibatches": 3}, lr=0.1)[1](0, net)
+    assert sorted(row) == ["0|grad_spread|sd", "3|grad_spread|sd"]
+    with pytest.raises(ValueError, match="at least 2 minibatches of at least 2 examples.*probe_size"):
+        gradient_spread(net, nn.functional.cross_entropy, (x[:6], y[:6]), minibatches=4)
+
+
+# ---------------------------------------------------------------- channel_stats, channel_drift, noise_accuracy (issue 39)
+
+def test_channel_stats_match_the_outputs_per_channel_and_leave_the_model_as_found():
+    from bnlib.norms import NoisyBatchNorm
+    from bnlib.probes import channel_stats
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(2, 4, 3), NoisyBatchNorm(4), nn.ReLU())
+    x = torch.randn(16, 2, 6, 6)
+    buffers, rng = [b.clone() for b in net.buffers()], torch.get_rng_state()
+    mean, std = channel_stats(net, {"norm": net[1]}, x)["norm"]
+    assert all(torch.equal(a, b) for a, b in zip(buffers, net.buffers())) and torch.equal(torch.get_rng_state(), rng)
+    torch.set_rng_state(rng)
+    out = net[1](net[0](x))  # the same noise: the probe ran on the generator's state as found
+    per = out.detach().transpose(0, 1).reshape(4, -1)
+    torch.testing.assert_close(mean, per.mean(1)), torch.testing.assert_close(std, per.std(1, unbiased=False))
+
+
+def test_channel_drift_is_scale_free_and_counts_each_channel():
+    from bnlib.probes import channel_drift
+
+    rng = np.random.default_rng(0)
+    means, stds = rng.normal(size=(5, 8)), rng.uniform(0.5, 2, size=(5, 8))
+    d = channel_drift(means, stds)
+    assert channel_drift(3 * means, 3 * stds) == pytest.approx(d)
+    # opposite shifts in two channels cancel in the pooled mean but not per channel
+    m = np.array([[0.0, 0.0], [1.0, -1.0]])
+    assert channel_drift(m, np.ones((2, 2))) == pytest.approx(1.0) and m.mean(1)[1] == 0
+    assert channel_drift(np.zeros((3, 2)), np.ones((3, 2))) == 0 and math.isnan(channel_drift(m[:1], np.ones((1, 2))))
+    assert channel_drift(np.zeros((2, 1)), np.array([[1.0], [np.e]])) == pytest.approx(1.0)  # log std moved by 1
+
+
+def test_noisy_bn_drifts_more_per_channel_than_bn():
+    """The manipulation the notebook checks: per-activation noise moves each channel's distribution between calls."""
+    from bnlib.norms import BatchNorm, NoisyBatchNorm
+    from bnlib.probes import channel_drift, channel_stats
+
+    torch.manual_seed(1)
+    x = torch.randn(64, 8, 4, 4)
+    drift = {}
+    for name, layer in (("bn", BatchNorm(8)), ("noisy", NoisyBatchNorm(8))):
+        net = nn.Sequential(layer)
+        stats_ = [channel_stats(net, {"n": layer}, x)["n"] for _ in range(2)]
+        for _ in range(2):
+            net(x)  # a training step's draw between the probes
+            stats_.append(channel_stats(net, {"n": layer}, x)["n"])
+        drift[name] = channel_drift(np.stack([s[0].numpy() for s in stats_]), np.stack([s[1].numpy() for s in stats_]))
+    assert drift["bn"] < 1e-4 and drift["noisy"] > 0.1
+
+
+def test_noise_accuracy_on_and_off():
+    from bnlib.norms import NoisyBatchNorm
+    from bnlib.probes import noise_accuracy
+
+    torch.manual_seed(2)
+    noisy = nn.Sequential(nn.Linear(6, 16), NoisyBatchNorm(16, mean_range=2.0), nn.ReLU(), nn.Linear(16, 3))
+    x, y = torch.randn(128, 6), torch.randint(0, 3, (128,))
+    rng = torch.get_rng_state()
+    r = noise_accuracy(noisy, nn.functional.cross_entropy, (x, y))
+    assert torch.equal(torch.get_rng_state(), rng) and noisy[1].noise is True and noisy.training
+    noisy[1].noise = False
+    with torch.no_grad():
+        logits = noisy(x)
+    assert r["off_acc"] == pytest.approx(float((logits.argmax(1) == y).float().mean()))
+    assert r["off_loss"] == pytest.approx(float(nn.functional.cross_entropy(logits, y)), rel=1e-6)
+    assert r["on_loss"] != pytest.approx(r["off_loss"])
+    plain = nn.Sequential(nn.Linear(6, 3))
+    p = noise_accuracy(plain, nn.functional.cross_entropy, (x, y))
+    assert p["on_acc"] == p["off_acc"] and p["on_loss"] == p["off_loss"]
+
+
+def test_named_channel_stats_and_noise_acc_probes_give_their_columns():
+    from bnlib.probes import named_probes
+
+    net = mlp(hidden=(8, 8), norm="noisy_bn")
+    batch = (torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,)))
+    row = {}
+    for cb in named_probes(["channel_stats", "noise_acc"], net, batch, {"quantile_layers": ["norm2"]}, lr=0.1):
+        row.update(cb(0, net))
+    assert sum(k.startswith("norm2|channel|mean") for k in row) == 8 and "norm2|channel|std007" in row
+    assert {"all|noise|on_acc", "all|noise|off_acc", "all|noise|on_loss", "all|noise|off_loss"} <= set(row)
+    with pytest.raises(ValueError, match="quantile_layers"):
+        named_probes(["channel_stats"], net, batch, {}, lr=0.1)

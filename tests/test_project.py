@@ -75,6 +75,36 @@ def test_check_cell_gives_every_parameter_a_rule(path):
     assert set(checked) == set(notebook_parameters(path)) - {"out_dir", "data_root"}
     assert len(cell.source.splitlines()) <= 25
 
+@pytest.mark.parametrize("path", resolve_notebooks(), ids=lambda p: p.stem)
+def test_every_parameter_has_a_type_papermill_shows_and_its_default_fits_it(path):
+    """``papermill --help-notebook`` shows each parameter's type: an annotation (``seeds: int = 3``) or, where None is
+    allowed, a type comment (``lr = None  # type: float|None ...``: papermill reads no ``|`` in an annotation); the
+    default is of that type, and bnlib's own readers (``bnlib.lab.params``) see the same names and values."""
+    import ast
+
+    import papermill
+
+    from bnlib.lab.params import _assigned, _literals
+
+    inspected = papermill.inspect_notebook(str(path))
+    source = next(c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code").source
+    assert _assigned(source) == list(inspected)
+    defaults = _literals(source)
+    kinds = {"int": int, "float": (int, float), "str": str, "bool": bool, "list": list}
+    for name, info in inspected.items():
+        typ = info["inferred_type_name"]
+        assert typ != "None", f"{path.stem}: {name} has no type"
+        base, _, none = typ.partition("|")
+        assert none in ("", "None") and base.split("[")[0] in kinds, f"{path.stem}: {name}: {typ}"
+        value = defaults[name]
+        assert ast.literal_eval(info["default"]) == value
+        fits = bool(none) if value is None else isinstance(value, bool) if base == "bool" else \
+            isinstance(value, kinds[base.split("[")[0]]) and not isinstance(value, bool)
+        assert fits, f"{path.stem}: {name} = {value!r} is not {typ}"
+        if base.startswith("list["):
+            assert all(isinstance(v, kinds[base[5:-1]]) for v in value), f"{path.stem}: {name} = {value!r} is not {typ}"
+
+
 def test_series_notebooks_carry_their_identity():
     from bnlib.lab.series import notebook_identity
 
@@ -125,3 +155,56 @@ def test_every_long_module_reads_in_banner_sections():
         if len(lines) > 300 and len(banners) < 2:
             unbannered.append(f"{path.relative_to(REPO)} ({len(lines)} lines, {len(banners)} banners)")
     assert not unbannered, f"long modules without banner sections: {unbannered}"
+
+
+def test_make_lab_starts_jupyterlab_on_the_repository():
+    """``make lab`` runs JupyterLab from the virtual environment with the repository as its root (notebooks/ and
+    outputs/reference/ in its file browser), passes LAB_ARGS on and adds --allow-root only for root."""
+    import os
+    import shutil
+    import subprocess
+
+    if shutil.which("make") is None:
+        pytest.skip("no make on this machine")
+    proc = subprocess.run(["make", "-n", "-o", ".venv/bin/.installed", "lab", "LAB_ARGS=--no-browser --port 8899"],
+                          cwd=REPO, capture_output=True, text=True, check=True)
+    command = proc.stdout.strip().splitlines()[-1]
+    assert command.startswith(".venv/bin/python -m jupyter lab"), command
+    assert f'--ServerApp.root_dir="{REPO}"' in command and command.endswith("--no-browser --port 8899")
+    assert ("--allow-root" in command) == (os.getuid() == 0)
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert "jupyterlab" in {requirement_name(s) for s in project["dependencies"]}
+
+
+def test_license_file_is_the_mit_license_pyproject_names():
+    """pyproject.toml says MIT; LICENSE holds that text, with the copyright of the authors pyproject.toml lists."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    text = (REPO / "LICENSE").read_text()
+    assert project["license"] == "MIT" and text.startswith("MIT License\n")
+    assert "Permission is hereby granted, free of charge" in text and 'THE SOFTWARE IS PROVIDED "AS IS"' in text
+    holders = [a["name"] for a in project["authors"]]
+    assert holders and all(re.search(rf"Copyright \(c\) \d{{4}} {re.escape(h)}", text) for h in holders)
+
+
+def test_readme_shows_the_way_into_the_notebooks():
+    """The README names ``make lab`` beside the two commands, links every notebook of the series to its executed copy in
+    outputs/reference/ (the sources have no outputs), and says how to activate .venv before its first ``python -m bnlib.run``."""
+    readme = (REPO / "README.md").read_text()
+    commands = readme.split("```bash", 1)[1].split("```", 1)[0]
+    assert re.search(r"^make lab\b", commands, re.M), "the first command block names make lab"
+    for stem in SERIES:
+        executed = f"outputs/reference/{stem}.ipynb"
+        assert f"]({executed})" in readme, f"the README links no executed copy of {stem}"
+        assert (REPO / executed).exists(), executed
+    activate = readme.find("source .venv/bin/activate")
+    assert 0 <= activate < readme.find("python -m bnlib.run"), "activate .venv before the first python -m bnlib.run"
+
+
+def test_readme_is_a_way_in():
+    """The README stays short (about 150 lines: the details are in FINDINGS.md and docs/), counts no tests in its prose and
+    dates no timing (those are rows of benchmarks/results.csv)."""
+    readme = (REPO / "README.md").read_text()
+    assert len(readme.splitlines()) <= 150
+    assert not re.search(r"\b\d[\d,]* tests\b", readme), re.findall(r"\b\d[\d,]* tests\b", readme)
+    prose = [line for line in readme.splitlines() if not line.startswith("|")]
+    assert not [line for line in prose if re.search(r"\b20\d\d-\d\d-\d\d\b.*\b\d+(\.\d+)? (s|min|h)\b", line)]

@@ -1,6 +1,6 @@
 """The committed `full` references (outputs/reference/): every finding lists its preconditions with measured values, checks
-are counted apart, no interval has zero width, and no text (the executed notebook's cells and outputs, the README) names an
-outcome that the notebook's metrics.json does not hold."""
+are counted apart, no interval has zero width, and no text (the executed notebook's cells and outputs, README.md and
+FINDINGS.md) names an outcome that the notebook's metrics.json does not hold."""
 import json
 import math
 import re
@@ -51,7 +51,8 @@ def test_no_zero_width_interval(stem):
             if low is not None and high is not None and low == high and e["test"].endswith(" t"):
                 assert e.get("sd") == 0, (stem, r["claim"], e)
     same = re.compile(r"\[95% CI ([+-]?[\d.e+-]+), \1\]")
-    text = (REFERENCE / "SUMMARY.md").read_text() + (report.REPO / "README.md").read_text()
+    texts = [REFERENCE / "SUMMARY.md", report.REPO / "README.md", report.REPO / "FINDINGS.md"]
+    text = "".join(path.read_text() for path in texts)
     assert not same.findall(text), same.findall(text)[:3]
 
 
@@ -63,8 +64,8 @@ def test_executed_notebook_states_only_recorded_outcomes_and_ends_with_the_gener
     assert summary(records) in text, f"{stem}: the executed reference does not show the summary generated from metrics.json"
 
 
-def test_readme_states_only_recorded_outcomes():
-    readme = (report.REPO / "README.md").read_text()
+def test_readme_and_findings_state_only_recorded_outcomes():
+    readme = (report.REPO / "README.md").read_text() + (report.REPO / "FINDINGS.md").read_text()
     for stem in STEMS:
         assert summary_mismatches(readme, _records(stem)) == [], stem
 

@@ -349,6 +349,29 @@ def test_summary_states_each_recorded_outcome_and_counts_checks_apart():
     assert V.summary_mismatches(text, records) == []
 
 
+def test_preset_note_labels_smoke_and_quick_and_leaves_full_alone():
+    smoke, quick = V.preset_note("smoke"), V.preset_note("quick")
+    assert "only check that the code runs" in smoke and "`outputs/reference/`" in smoke and "not results" in smoke
+    assert "reduced sizes" in quick and "`full` references" in quick
+    assert V.preset_note("full") == ""
+    assert "\n" not in smoke + quick  # one paragraph each
+    with pytest.raises(ValueError, match="unknown preset 'tiny'"):
+        V.preset_note("tiny")
+
+
+def test_summary_opens_with_the_preset_note_below_full(tmp_path):
+    records = [V.judge(V.Claim("BN is higher", "demo", predicts="higher", min_effect=0.01), V.exact(0.5)).record()]
+    full = V.summary(records)
+    assert full == V.summary(records, preset="full") and full.startswith("**Findings**")
+    for preset in ("smoke", "quick"):
+        assert V.summary(records, preset=preset) == V.preset_note(preset) + "\n\n" + full
+    r = V.Results(tmp_path, notebook="demo", preset="smoke")
+    r.verdict(V.Claim("BN is higher", "demo", predicts="higher", min_effect=0.01), V.exact(0.5))
+    assert r.summary().startswith(V.preset_note("smoke")) and r.summary().endswith(full)
+    assert V.Results(tmp_path, notebook="demo").summary() == V.summary([])  # no preset recorded: no note
+    assert V.summary_mismatches(V.summary(records, preset="quick"), records) == []
+
+
 def test_summary_mismatches_reads_the_outcome_next_to_the_whole_claim():
     records = [{"claim": "BN trains faster", "outcome": "inconclusive"}]
     assert V.summary_mismatches("| BN trains faster (paper) | **supported** |", records) == [

@@ -9,9 +9,10 @@ Words: an *execution* is one notebook through papermill (``executions.json``); a
 - ``runner``: ``python -m bnlib.run``, the CLI that executes the notebooks through papermill; its parts:
   ``series`` (which notebooks, their presets and parameters), ``kernels`` (kernels and processes), ``records``
   (``executions.json``, kept results, ``SUMMARY.md``)
-- ``markdown``: verdict records as Markdown tables, one renderer for ``SUMMARY.md`` and the README
+- ``markdown``: verdict records as Markdown tables, one renderer for ``SUMMARY.md``, the README and FINDINGS.md
 - ``notebook``: ``setup(...)``, every notebook's preamble in one call
-- ``report``: ``python -m bnlib.lab.report``, the README's verdict tables from the reference run
+- ``report``: ``python -m bnlib.lab.report``, the verdict tables of README.md and FINDINGS.md from the reference run
+- ``site``: ``python -m bnlib.lab.site`` (``make site``), the executed references and FINDINGS.md as static HTML
 - ``params``, ``presets``: parameter checks as data; the presets of every notebook
 - ``cores``, ``progress``, ``files``, ``machine``: sharing the CPU cores, progress lines, atomic writes, the machine record
 

@@ -35,6 +35,7 @@ import dataclasses
 import hashlib
 import inspect
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,7 +48,7 @@ from bnlib.data import DATASET_NAMES, VALIDATION_SIZES, dataset_stats, fixed_sub
 from bnlib.lab.batched import BatchedMLP, evaluate_batched, fit_batched
 from bnlib.lab.cores import intra_op_threads
 from bnlib.models import MODELS, build_model, xavier_init_
-from bnlib.norms import NORM_KINDS
+from bnlib.norms import NORM_KINDS, NORM_VERSIONS
 from bnlib.probes import PROBE_ARGS, PROBE_VERSIONS, PROBES, named_probes
 from bnlib.train import SCHEDULES, evaluate, fit, lr_schedule, resolve_device
 
@@ -152,7 +153,7 @@ class Run:
 
     def key(self, seed: int) -> str:
         """A stable 16-hex-digit key of the whole config, the seed, :data:`CACHE_VERSION` and the versions of the
-        run's probes that changed (:data:`bnlib.probes.PROBE_VERSIONS`)."""
+        run's probes and norm that changed (:data:`bnlib.probes.PROBE_VERSIONS`, :data:`bnlib.norms.NORM_VERSIONS`)."""
         config = json.loads(self.to_json())
         for name, default in LATER_FIELDS.items():  # absent at their default: the keys of runs that do not use them stay
             if config[name] == default:
@@ -161,6 +162,8 @@ class Run:
         probes = {p: PROBE_VERSIONS[p] for p in self.probes if PROBE_VERSIONS.get(p, 1) != 1}
         if probes:  # absent otherwise, so the keys of runs without such probes stay as they were
             payload["probe_versions"] = probes
+        if NORM_VERSIONS.get(self.norm, 1) != 1:  # absent otherwise: only the runs of a changed norm get new keys
+            payload["norm_version"] = NORM_VERSIONS[self.norm]
         text = json.dumps(payload, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -197,6 +200,16 @@ def _model_fields(run: Run) -> dict:
     return {n: getattr(run, n) for n in names if n == "norm" or getattr(run, n) is not None}
 
 
+def _is_rate(value: object) -> bool:
+    """Whether ``value`` can be a learning rate: a finite int or float > 0 (not a bool).
+
+    Example:
+        >>> _is_rate(0.1), _is_rate(0), _is_rate(float("inf")), _is_rate(True), _is_rate("0.1")
+        (True, False, False, False, False)
+    """
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
 def _validate(run: Run) -> None:
     def bad(name: str, message: str) -> ValueError:
         return ValueError(f"Run.{name}: {message}")
@@ -223,11 +236,11 @@ def _validate(run: Run) -> None:
         value = getattr(run, name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise bad(name, f"must be None or an integer >= 1, got {value!r}")
-    for name in ("lr", "other_lr"):
-        value = getattr(run, name)
-        if (value is not None or name == "lr") and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                                    or not value > 0):
-            raise bad(name, f"must be > 0, got {value!r}")
+    if not _is_rate(run.lr):
+        raise bad("lr", f"the learning rate must be a finite number > 0, got {run.lr!r}")
+    if run.other_lr is not None and not _is_rate(run.other_lr):
+        raise bad("other_lr", "the rate of every parameter but the convolutions' weights must be None (they train at lr) "
+                              f"or a finite number > 0, got {run.other_lr!r}")
     for name in ("momentum", "weight_decay", "reg_cf"):
         value = getattr(run, name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:

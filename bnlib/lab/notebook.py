@@ -29,6 +29,7 @@ from bnlib.lab.cores import use_share
 from bnlib.lab.experiment import Run
 from bnlib.lab.machine import machine_info
 from bnlib.lab.params import seeds_from
+from bnlib.lab.series import REPO
 from bnlib.lab.sweep import check_dask_scheduler, run_sweep
 from bnlib.plots import set_theme
 from bnlib.train import resolve_device
@@ -59,9 +60,28 @@ class Notebook:
         return df if columns is None else columns(df)
 
 
-def setup(notebook: str, *, out_dir: str | os.PathLike, preset: str, device: str, seeds: int, first_seed: int,
+def output_folder(notebook: str, out_dir: str | os.PathLike | None = None) -> Path:
+    """Where a notebook writes, the same from any working directory: ``<repo>/outputs/<notebook>`` for None, a relative
+    ``out_dir`` from the repository root (as ``data_root``'s None means ``$BNLIB_DATA`` or ``<repo>/data``), an
+    absolute one (or ``~/...``) as given. Plain ``papermill`` starts the kernel in the caller's working directory, so a
+    path relative to it would land outside the clone.
+
+    Example:
+        >>> output_folder("01_x") == REPO / "outputs" / "01_x", output_folder("01_x", "outputs/o") == REPO / "outputs" / "o"
+        (True, True)
+        >>> str(output_folder("01_x", "/tmp/o"))
+        '/tmp/o'
+    """
+    if out_dir is None:
+        return REPO / "outputs" / notebook
+    path = Path(out_dir).expanduser()
+    return path if path.is_absolute() else REPO / path
+
+
+def setup(notebook: str, *, out_dir: str | os.PathLike | None, preset: str, device: str, seeds: int, first_seed: int,
           data_root: str | os.PathLike | None = None, executor: str = "local", **info) -> Notebook:
-    """The preamble of a notebook: creates ``out_dir``, sets the figure theme and this kernel's share of the cores,
+    """The preamble of a notebook: creates ``out_dir`` (None: ``<repo>/outputs/<notebook>``, relative: from the repository
+    root; :func:`output_folder`), sets the figure theme and this kernel's share of the cores,
     resolves ``device``, draws the seeds ``first_seed .. first_seed + seeds - 1`` and starts the notebook's
     :class:`~bnlib.verdicts.Results` with the machine record and ``notebook``, ``preset``, ``seeds``, ``first_seed``,
     ``device``, ``executor`` and every other ``info`` keyword (all recorded in ``metrics.json``).
@@ -72,7 +92,7 @@ def setup(notebook: str, *, out_dir: str | os.PathLike, preset: str, device: str
     """
     if executor.startswith(("dask://", "tcp://")):
         check_dask_scheduler(executor)
-    out = Path(out_dir)
+    out = output_folder(notebook, out_dir)
     out.mkdir(parents=True, exist_ok=True)
     set_theme()
     use_share()  # from here on this kernel computes with its share of the cores (bnlib.lab.cores)

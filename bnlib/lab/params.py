@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections import ChainMap
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
-from bnlib.lab.presets import PRESET_NAMES
+from bnlib.lab.presets import PRESET_NAMES, PRESETS
 
+# ---------------------------------------------------------------- rules
 
 class Rule:
     """What a value must be (``must``, the words of the error) and the ``test`` that says whether it is.
@@ -100,6 +102,8 @@ class _ListOf(Rule):
         bad = next((v for v in value if self.entry.problem(v) is not None), _NOTHING)
         return None if bad is _NOTHING else f" (bad entry {bad!r})"
 
+
+# ---------------------------------------------------------------- the rules a notebook uses
 
 _NOTHING = object()
 
@@ -216,6 +220,82 @@ flag = one_of(True, False)
 fraction = number(ge=0, lt=1)
 """A probability in [0, 1): dropout, SGD momentum."""
 preset = one_of(*PRESET_NAMES)
+
+
+class _Preset(Rule):
+    """The ``preset`` of notebook ``notebook``: one of the presets, and true of the values (:func:`preset_mismatch`)."""
+
+    def __init__(self, notebook: str):
+        super().__init__(preset.must, preset.test)
+        self.notebook = notebook
+
+
+def preset_for(notebook: str) -> Rule:
+    """The rule of a notebook's ``preset`` parameter: one of :data:`~bnlib.lab.presets.PRESET_NAMES`, and, checked by
+    :func:`check` once every rule has passed, a label that does not lie about the sizes (:func:`preset_mismatch`).
+
+    Example:
+        >>> check({"preset": "smoke", "seeds": 3}, preset=preset_for("01_internal_covariate_shift"))
+        Traceback (most recent call last):
+        ...
+        ValueError: preset='smoke' but these parameters do not hold smoke's values: seeds=3 (smoke: 2); ...
+    """
+    return _Preset(notebook)
+
+
+def preset_mismatch(notebook: str, name: str, values: Mapping[str, Any], explicit: frozenset[str] = frozenset(),
+                    defaults: Mapping[str, Any] | None = None) -> dict[str, tuple[Any, Any]]:
+    """``{parameter: (value, preset's value)}`` for the parameters that make ``name`` a false label of ``values``; {}
+    when it holds.
+
+    The rule: every parameter that the preset sets must hold that preset's value, unless it was set by name for this
+    run (``explicit``: ``-p`` or ``-f`` in papermill, ``-p`` in ``bnlib.run``), so an override at a preset is allowed;
+    parameters the preset does not set are free. ``quick`` is the notebook's ``defaults``: it sets every parameter that
+    ``smoke`` or ``full`` sets to its default (nothing, where the defaults are unknown). And when not one of the
+    preset's parameters holds its value, every one is a mismatch, explicit or not (``-f smoke.yaml -p preset full``).
+
+    Example:
+        >>> nb = "01_internal_covariate_shift"
+        >>> preset_mismatch(nb, "smoke", {"seeds": 3, "lin_steps": 60})
+        {'seeds': (3, 2)}
+        >>> preset_mismatch(nb, "smoke", {"seeds": 5, "lin_steps": 60}, explicit=frozenset({"seeds"}))
+        {}
+        >>> preset_mismatch(nb, "quick", {"seeds": 2, "lin_steps": 500}, defaults={"seeds": 3, "lin_steps": 500})
+        {'seeds': (2, 3)}
+    """
+    presets = PRESETS.get(notebook, {})
+    if name == "quick":
+        others = {k for p in presets.values() for k in p}
+        expected = {k: defaults[k] for k in others if k in (defaults or {})} | presets.get("quick", {})
+    else:
+        expected = presets.get(name, {})
+    expected = {k: v for k, v in expected.items() if k in values}
+    differ = {k: (values[k], v) for k, v in expected.items() if not _same(values[k], v)}
+    if differ and len(differ) == len(expected):
+        return differ
+    return {k: d for k, d in differ.items() if k not in explicit}
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b and isinstance(a, bool) == isinstance(b, bool)
+
+
+def _check_preset(rule: _Preset, name: str, values: Mapping[str, Any]) -> None:
+    params, injected = _cells(values)
+    defaults = _literals(params) if params is not None else None
+    differ = preset_mismatch(rule.notebook, values[name], values, frozenset(injected), defaults)
+    if not differ:
+        return
+    label, number = values[name], rule.notebook[:2]
+    listed = ", ".join(f"{k}={v!r} ({label}: {want!r})" for k, (v, want) in differ.items())
+    raise ValueError(f"{name}={label!r} but these parameters do not hold {label}'s values: {listed}; the label would lie "
+                     f"(papermill's -p {name} {label} changes only the label). Run `python -m bnlib.run {number} --preset "
+                     f"{label}` (add -p NAME VALUE to change one) or `papermill -f notebooks/presets/{number}/{label}.yaml "
+                     f"...`, or set {name} to the preset the values are")
+
+
 executor = Rule('"local", "dask" (a LocalCluster on this machine) or "dask://HOST:PORT"',
                 lambda v: v in ("local", "dask") or (isinstance(v, str) and v.startswith("dask://") and ":" in v[7:]))
 """Where runs train (:func:`bnlib.lab.sweep.executor_from`)."""
@@ -264,6 +344,8 @@ Example:
 """
 
 
+# ---------------------------------------------------------------- checking a notebook's values
+
 def check(values: Mapping[str, Any], **rules: Rule) -> None:
     """Check ``values[name]`` against each rule, in the order given; the first failure raises ``ValueError``.
 
@@ -277,10 +359,143 @@ def check(values: Mapping[str, Any], **rules: Rule) -> None:
         ...
         NameError: check(step=...): no parameter named 'step' (a typo in the check cell?)
     """
+    unknown, declared = unknown_injected(values)
+    if unknown:
+        raise ValueError(f"unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} injected by "
+                         f"papermill: this notebook declares no such parameter (it would be ignored); valid names: "
+                         f"{', '.join(declared)}")
+    coerced: dict[str, Any] = {}
     for name, rule in rules.items():
         if name not in values:
             raise NameError(f"check({name}=...): no parameter named {name!r} (a typo in the check cell?)")
-        rule.check(name, values[name])
+        value = values[name]
+        if rule.problem(value) is not None:
+            parsed = parsed_value(value)
+            if parsed is not _NOTHING and rule.problem(parsed) is None:
+                value = coerced[name] = parsed
+                if isinstance(values, MutableMapping):
+                    values[name] = parsed  # the notebook's globals: it goes on with the parsed value
+        rule.check(name, value)
+    for name, rule in rules.items():
+        if isinstance(rule, _Preset):
+            _check_preset(rule, name, ChainMap(coerced, values))
+
+
+def parsed_value(value: Any) -> Any:
+    """``value`` parsed from text, or ``_NOTHING`` when there is nothing to parse: a string read as a Python literal
+    (``ast.literal_eval``) or else as JSON, a list whose strings entries are read so. papermill's ``-p lrs [0.1,1]``
+    passes the string ``'[0.1,1]'`` and PyYAML reads ``1e-5`` (no dot) as a string; :func:`check` uses the parsed value
+    where the original breaks its rule and the parsed one passes.
+
+    Example:
+        >>> parsed_value("[0.1,1]"), parsed_value("1e-5"), parsed_value(["1e-5", 0.1]), parsed_value("null")
+        ([0.1, 1], 1e-05, [1e-05, 0.1], None)
+        >>> parsed_value("cpu") is _NOTHING, parsed_value(3) is _NOTHING
+        (True, True)
+        >>> values = {"lrs": "[0.1, 1]", "lr": "1e-5", "name": "x"}
+        >>> check(values, lrs=list_of(positive), lr=positive, name=one_of("x")); values
+        {'lrs': [0.1, 1], 'lr': 1e-05, 'name': 'x'}
+    """
+    import ast
+    import json
+
+    if isinstance(value, list) and any(isinstance(v, str) for v in value):
+        entries = [(parsed_value(v), v) for v in value]
+        return [v if p is _NOTHING else p for p, v in entries]
+    if not isinstance(value, str):
+        return _NOTHING
+    try:
+        return ast.literal_eval(value.strip())
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        pass
+    try:
+        return json.loads(value)
+    except ValueError:
+        return _NOTHING
+
+
+# ---------------------------------------------------------------- parameters papermill injected
+
+INJECTED_HEADER = "# Parameters\n"  # how papermill's injected cell (tagged injected-parameters) starts
+
+
+def _assigned(source: str) -> list[str]:
+    """The names a cell's top-level statements assign (``x = ...``, ``x: int = ...``), in order; [] if it does not parse."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    names = []
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        names += [t.id for t in targets if isinstance(t, ast.Name) and t.id not in names]
+    return names
+
+
+def _cells(values: Mapping[str, Any]) -> tuple[str | None, list[str]]:
+    """``(parameters cell source, names papermill injected)`` from the kernel's input history (``In``): the parameters
+    cell is the one before the last injected cell, or (without papermill) the last cell that assigns ``preset``."""
+    history = values.get("In")
+    if not isinstance(history, list):
+        return None, []
+    sources = [(i, s) for i, s in enumerate(history) if isinstance(s, str)]
+    injected_at = [i for i, source in sources if source.startswith(INJECTED_HEADER)]
+    if injected_at and injected_at[-1] > 0:
+        return history[injected_at[-1] - 1], _assigned(history[injected_at[-1]])
+    cell = next((s for _, s in reversed(sources) if "preset" in _assigned(s)), None)
+    return cell, []
+
+
+def _literals(source: str) -> dict[str, Any]:
+    r"""The names a cell assigns a literal (``x = 3``, ``x: int = 3``), with their values.
+
+    Example:
+        >>> _literals('seeds: int = 3\nlrs = [0.1, 1]\nf = len([])')
+        {'seeds': 3, 'lrs': [0.1, 1]}
+    """
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return {}
+    found = {}
+    for node in tree.body:
+        target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else \
+            node.target if isinstance(node, ast.AnnAssign) and node.value is not None else None
+        if isinstance(target, ast.Name):
+            try:
+                found[target.id] = ast.literal_eval(node.value)
+            except (ValueError, TypeError, SyntaxError):
+                pass
+    return found
+
+
+def unknown_injected(values: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    r"""``(unknown, declared)``: the names papermill injected that the notebook's parameters cell does not declare, and
+    the names it declares. Read from the kernel's input history (``In`` in ``globals()``): papermill runs the
+    parameters cell, then its injected cell (``# Parameters`` and one assignment per ``-p``), then the check cell; a
+    notebook run without papermill has no injected cell and nothing is unknown. Without this, ``papermill -p seed 5``
+    only warns and the notebook runs with its own ``seeds``.
+
+    Example:
+        >>> history = ["", 'seeds = 3\nlr = 0.1', '# Parameters\nseed = 5\n', "P.check(globals(), ...)"]
+        >>> unknown_injected({"In": history})
+        (['seed'], ['seeds', 'lr'])
+        >>> unknown_injected({"In": ["", "seeds = 3", "# Parameters\nseeds = 5\n"]}), unknown_injected({"seeds": 3})
+        (([], ['seeds']), ([], []))
+    """
+    history = values.get("In")
+    if not isinstance(history, list):
+        return [], []
+    injected_at = [i for i, source in enumerate(history) if isinstance(source, str) and source.startswith(INJECTED_HEADER)]
+    if not injected_at or injected_at[-1] == 0:
+        return [], []
+    at = injected_at[-1]
+    declared = _assigned(history[at - 1])
+    return [n for n in _assigned(history[at]) if n not in declared], declared
 
 
 def seeds_from(first_seed: int, seeds: int) -> list[int]:

@@ -26,6 +26,7 @@ from bnlib.lab.markdown import verdict_counts, verdict_table
 from bnlib.lab.presets import TYPICAL_SECONDS
 from bnlib.lab.progress import duration
 from bnlib.lab.series import REPO, notebook_identity, runs_executor
+from bnlib.verdicts import preset_note
 
 
 @dataclass
@@ -277,6 +278,46 @@ def code_warning(code: dict | None) -> str:
             "is bumped, which retrains them.")
 
 
+def executor_text(executor: str | None) -> str:
+    """Where a notebook's runs trained, from the ``executor`` its ``metrics.json`` records (the notebook's parameter;
+    "kernel" for a notebook that trains in its kernel), for SUMMARY.md.
+
+    Example:
+        >>> executor_text("local")
+        'local worker processes on the machine above (`executor="local"`)'
+        >>> executor_text("dask")
+        'a Dask LocalCluster on the machine above (`executor="dask"`)'
+        >>> executor_text("dask://10.0.0.5:8786"), executor_text(None)
+        ('the Dask cluster of the scheduler at tcp://10.0.0.5:8786 (`executor="dask://10.0.0.5:8786"`)', 'not recorded')
+    """
+    if not executor:
+        return "not recorded"
+    if executor == "kernel":
+        return "the notebook's kernel (one process, on the machine above)"
+    if executor == "local":
+        return 'local worker processes on the machine above (`executor="local"`)'
+    if executor == "dask":
+        return 'a Dask LocalCluster on the machine above (`executor="dask"`)'
+    if executor.startswith(("dask://", "tcp://")):
+        address = "tcp://" + executor.split("://", 1)[1]
+        return f'the Dask cluster of the scheduler at {address} (`executor="{executor}"`)'
+    return f'`executor="{executor}"`'
+
+
+def note_for(preset: str | None) -> str:
+    """SUMMARY.md's banner for a notebook executed at ``preset`` (:func:`bnlib.verdicts.preset_note`): what a smoke or
+    quick verdict is worth; "" at ``full`` and for a preset the note does not know.
+
+    Example:
+        >>> note_for("smoke")[:27], note_for("full"), note_for(None)
+        ('**Preset smoke: these verdi', '', '')
+    """
+    try:
+        return preset_note(preset) if preset else ""
+    except ValueError:
+        return ""
+
+
 def _summary_lines(out: Path, log: dict) -> list[str]:
     metrics = {}  # each notebook's metrics.json, read once: its info (seeds) and its verdicts
     for name in log:
@@ -296,7 +337,14 @@ def _summary_lines(out: Path, log: dict) -> list[str]:
                      f"{compute_text(r.get('compute'))} | {r.get('revision') or '?'} | {r.get('finished') or '?'} |")
     for name in sorted(log):
         r = log[name]
-        lines += ["", f"## {name}", "", f"Machine: {machine_text(r.get('machine'))}", ""]
+        lines += ["", f"## {name}", ""]
+        if note := note_for(metrics.get(name, {}).get("info", {}).get("preset") or r.get("preset")):
+            lines += [note, ""]
+        machine = r.get("machine")
+        executor = metrics.get(name, {}).get("info", {}).get("executor") or (machine or {}).get("executor")
+        if machine:  # its executor gets its own line
+            machine = {k: v for k, v in machine.items() if k != "executor"}
+        lines += [f"Machine: {machine_text(machine)}", "", f"Runs trained on: {executor_text(executor)}", ""]
         if warning := code_warning(r.get("code")):
             lines += [warning, ""]
         if r.get("error"):

@@ -80,7 +80,16 @@ from bnlib.lab.records import (
     result_files,
     write_summary,
 )
-from bnlib.lab.series import check_parameters, kernel_path, notebook_presets, parse_value, prepare_out, resolve_notebooks
+from bnlib.lab.series import (
+    NOTEBOOK_DIR,
+    REPO,
+    check_parameters,
+    kernel_path,
+    notebook_presets,
+    parse_value,
+    prepare_out,
+    resolve_notebooks,
+)
 
 
 @contextlib.contextmanager
@@ -150,7 +159,10 @@ def run_notebooks(
             for path in paths}  # each notebook's parameters, checked before anything is created
     out = prepare_out(out)
     for path, params in plan.items():
-        params["out_dir"] = kernel_path(out / path.stem, path.parent)
+        # the series' notebooks resolve a relative out_dir from the repository root (bnlib.lab.notebook.output_folder), so
+        # theirs is relative to it inside the clone; other notebooks (tests' toys) get an absolute one
+        target, series = out / path.stem, path.parent.resolve() == NOTEBOOK_DIR.resolve()
+        params["out_dir"] = kernel_path(target, REPO) if series else str(target.resolve())
     if os.environ.get("BNLIB_DATA"):  # kernels run in notebooks/, so a relative data path must not depend on cwd
         os.environ["BNLIB_DATA"] = str(Path(os.environ["BNLIB_DATA"]).expanduser().resolve())
     jobs = min(jobs, len(paths))
