@@ -166,7 +166,8 @@ def test_make_lab_starts_jupyterlab_on_the_repository():
 
     if shutil.which("make") is None:
         pytest.skip("no make on this machine")
-    proc = subprocess.run(["make", "-n", "-o", ".venv/bin/.installed", "lab", "LAB_ARGS=--no-browser --port 8899"],
+    proc = subprocess.run(["make", "--no-print-directory", "-n", "-o", ".venv/bin/.installed", "lab",
+                           "LAB_ARGS=--no-browser --port 8899"],
                           cwd=REPO, capture_output=True, text=True, check=True)
     command = proc.stdout.strip().splitlines()[-1]
     assert command.startswith(".venv/bin/python -m jupyter lab"), command

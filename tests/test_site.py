@@ -74,8 +74,8 @@ def test_make_site_calls_the_module():
 
     if shutil.which("make") is None:
         pytest.skip("no make on this machine")
-    proc = subprocess.run(["make", "-n", "-o", ".venv/bin/.installed", "site"], cwd=site.REPO, capture_output=True,
-                          text=True, check=True)
+    proc = subprocess.run(["make", "--no-print-directory", "-n", "-o", ".venv/bin/.installed", "site"], cwd=site.REPO,
+                          capture_output=True, text=True, check=True)  # no "make[1]: ..." lines under `make test`
     assert proc.stdout.strip().splitlines()[-1] == ".venv/bin/python -m bnlib.lab.site --out outputs/site"
 
 
